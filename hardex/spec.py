@@ -1,0 +1,189 @@
+"""RunSpec: a plain, validated, hashable description of one training run.
+
+A spec names a directory in the run store (``runs/<short hash>/``). Its hash covers
+what determines the run's numbers -- the training config, the parent it starts from
+(by the parent's hash) and the final-evaluation options -- and nothing else:
+
+* the hash is sha256 of canonical JSON (sorted keys, compact separators) of the spec
+  dumped with ``exclude_defaults=True``, so key order, and whether defaults are written
+  out, do not change it, and a field added later with a default keeps old hashes;
+* ``start_from.parent`` enters as the parent's full hash, so a child's hash changes
+  whenever its parent's does;
+* ``checkpoints`` (which checkpoints to keep on disk) is stored in spec.yaml but left
+  out of the hash: keeping more or fewer checkpoints never changes a number, and a
+  baseline that several continuations branch from must stay one run however many
+  branch points are asked of it later (see ``hardex.store`` for how missing branch
+  checkpoints are regenerated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hardex.config import TrainConfig
+
+SHORT_HASH_LEN = 16
+
+# TrainConfig fields that must agree between a parent and a child that loads its
+# checkpoint: the weights and the optimiser state only make sense for the same shapes.
+_BRANCH_MUST_MATCH = ("model", "arch", "optimizer", "optimiser", "optim")
+
+
+class SpecError(ValueError):
+    """A spec file or a spec value that does not validate; the message names the field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartFrom(_Frozen):
+    """Load ``parent``'s checkpoint after ``epoch`` epochs and train epochs epoch+1..N."""
+
+    parent: RunSpec
+    epoch: int = Field(ge=0)
+
+
+class Checkpoints(_Frozen):
+    """Which checkpoints a run keeps on disk (not part of the hash).
+
+    at:    epochs kept for branching (a child's ``start_from.epoch`` is added to its
+           parent's list automatically by ``ensure``; listing it here keeps it even when
+           no child asks yet);
+    every: write a resume checkpoint every N epochs; only the newest resume checkpoint
+           is kept, replaced atomically (the final epoch always gets one);
+    best:  write best.pt (the model of the best epoch by test robust accuracy);
+    last:  keep the final epoch's checkpoint after the run is done.
+    """
+
+    at: tuple[int, ...] = ()
+    every: int = Field(default=1, ge=1)
+    best: bool = True
+    last: bool = True
+
+    @field_validator("at")
+    @classmethod
+    def _sorted_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(e < 0 for e in v):
+            raise ValueError("checkpoint epochs must be >= 0")
+        return tuple(sorted(set(v)))
+
+
+class Evaluation(_Frozen):
+    """Final evaluation options. ``which``: evaluate the final model and/or the best one."""
+
+    which: tuple[Literal["final", "best"], ...] = ("final", "best")
+
+
+class RunSpec(_Frozen):
+    train: TrainConfig
+    start_from: StartFrom | None = None
+    checkpoints: Checkpoints = Checkpoints()
+    evaluation: Evaluation = Evaluation()
+
+    @model_validator(mode="after")
+    def _check_branch(self) -> RunSpec:
+        sf = self.start_from
+        if sf is None:
+            return self
+        parent_epochs = sf.parent.train.epochs
+        if sf.epoch > parent_epochs:
+            raise ValueError(
+                f"start_from.epoch={sf.epoch} is beyond the parent's {parent_epochs} epochs"
+            )
+        if sf.epoch > self.train.epochs:
+            raise ValueError(
+                f"start_from.epoch={sf.epoch} is beyond this run's {self.train.epochs} epochs"
+            )
+        for name in _BRANCH_MUST_MATCH:
+            if name in type(self.train).model_fields:
+                mine, theirs = getattr(self.train, name), getattr(sf.parent.train, name)
+                if mine != theirs:
+                    raise ValueError(
+                        f"train.{name} differs from the parent's ({mine!r} vs {theirs!r}); "
+                        "a child must load the parent's weights and optimiser state as they are"
+                    )
+        return self
+
+    # -- identity -------------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        """What the hash covers: the spec without defaults and without ``checkpoints``,
+        the parent replaced by its hash."""
+        out = self.model_dump(mode="json", exclude_defaults=True, exclude={"checkpoints", "start_from"})
+        if self.start_from is not None:
+            out["start_from"] = {"parent": self.start_from.parent.hash, "epoch": self.start_from.epoch}
+        return out
+
+    @property
+    def hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of ``identity()``."""
+        return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()
+
+    @property
+    def short_hash(self) -> str:
+        return self.hash[:SHORT_HASH_LEN]
+
+    def lineage(self) -> list[RunSpec]:
+        """Ancestors first, this spec last."""
+        chain = [self]
+        while chain[0].start_from is not None:
+            chain.insert(0, chain[0].start_from.parent)
+        return chain
+
+    # -- YAML -----------------------------------------------------------------------
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """The full spec (defaults written out), human-readable; writes ``path`` if given."""
+        text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, source: str | os.PathLike) -> RunSpec:
+        """Read a spec from a YAML file (a path) or YAML text (a str containing a newline)."""
+        if isinstance(source, str) and "\n" in source:
+            text, where = source, "<yaml text>"
+        else:
+            text, where = Path(source).read_text(), str(source)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SpecError(f"{where}: not valid YAML: {err}") from err
+        return cls.from_dict(data, where=where)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "<dict>") -> RunSpec:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise SpecError(_describe(err, where)) from err
+
+
+def _describe(err: ValidationError, where: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown field '{loc}'")
+        elif e["type"] == "missing":
+            lines.append(f"{where}: missing field '{loc}'")
+        else:
+            lines.append(f"{where}: field '{loc}': {e['msg']}")
+    return "\n".join(lines)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+StartFrom.model_rebuild()
+RunSpec.model_rebuild()
