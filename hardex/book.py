@@ -1,0 +1,268 @@
+"""`hardex book`: execute the book's chapters with papermill and render them with Jupyter Book.
+
+Pipeline (DESIGN.md): book/<chapter>.py (jupytext percent format, with a cell tagged
+``parameters``) + params/<profile>/<chapter>.yaml -> papermill -> <out>/<chapter>.ipynb ->
+Jupyter Book (``_config.yml``, ``_toc.yml`` at the top level; it renders ``_executed/``).
+
+Every parameter file named on the command line is validated against its notebook's
+parameters cell before anything runs: an unknown key, a missing key or a value of the
+wrong type stops the build with one line that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hardex.paths import repo_root
+
+PROFILES = ("smoke", "fast", "paper")
+# Injected by `hardex book` itself; parameter files do not list it.
+INJECTED = ("profile",)
+EXECUTED_DIR = "_executed"
+
+
+class ParamsError(ValueError):
+    """A parameter file does not match its notebook's parameters cell."""
+
+
+@dataclass(frozen=True)
+class Chapter:
+    name: str
+    source: Path  # book/<name>.py
+
+
+def toc_chapters(root: Path | None = None) -> list[Chapter]:
+    """The chapters in the order of _toc.yml: every entry under _executed/ is one notebook."""
+    root = root or repo_root()
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc.get("parts") or toc.get("chapters") or [])
+    chapters = []
+    for f in files:
+        parts = Path(f).parts
+        if parts and parts[0] == EXECUTED_DIR:
+            name = Path(f).stem
+            chapters.append(Chapter(name, root / "book" / f"{name}.py"))
+    return chapters
+
+
+def _read_notebook(source: Path):
+    import jupytext
+
+    return jupytext.read(source)
+
+
+def notebook_parameters(source: Path) -> dict[str, Any]:
+    """Names and default values of the assignments in the cell tagged ``parameters``."""
+    nb = _read_notebook(source)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ParamsError(f"{source}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    params: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            target, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            target, value = node.target.id, node.value
+        else:
+            continue
+        try:
+            params[target] = ast.literal_eval(value)
+        except ValueError as err:
+            raise ParamsError(f"{source}: parameter {target!r} must have a literal default ({err})") from None
+    return params
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_type(key: str, value: Any, default: Any, where: str) -> None:
+    if default is None:
+        return
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+    elif isinstance(default, int):
+        ok = isinstance(value, int)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, list)
+        if ok and default:
+            for i, item in enumerate(value):
+                _check_type(f"{key}[{i}]", item, default[0], where)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ParamsError(
+            f"{where}: key {key!r} has type {_type_name(value)} ({value!r}); expected {_type_name(default)}"
+        )
+
+
+def load_params(profile: str, chapter: Chapter, root: Path | None = None) -> dict[str, Any]:
+    """Read params/<profile>/<chapter>.yaml and validate it against the parameters cell."""
+    root = root or repo_root()
+    if profile not in PROFILES:
+        raise ParamsError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    path = root / "params" / profile / f"{chapter.name}.yaml"
+    where = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    if not path.exists():
+        raise ParamsError(f"{where}: missing parameter file for chapter {chapter.name!r}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{where}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ParamsError(f"{where}: expected a mapping of parameter names to values")
+    defaults = notebook_parameters(chapter.source)
+    allowed = [k for k in defaults if k not in INJECTED]
+    for key in values:
+        if key not in allowed:
+            raise ParamsError(f"{where}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+    for key in allowed:
+        if key not in values:
+            raise ParamsError(f"{where}: missing key {key!r}")
+        _check_type(key, values[key], defaults[key], where)
+    return {**values, "profile": profile}
+
+
+def _placeholder(chapter: Chapter, out: Path) -> None:
+    """A page for a chapter that has not been executed, so the book still renders."""
+    import nbformat
+
+    title = chapter.name.replace("_", " ").capitalize()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            f"# {title}\n\nThis chapter has not been executed in this build. "
+            f"Run `hardex book --chapters {chapter.name}` (or `make book`) to execute it."
+        )
+    ]
+    nbformat.write(nb, out / f"{chapter.name}.ipynb")
+
+
+def execute_chapter(chapter: Chapter, params: dict[str, Any], out: Path, root: Path, progress: bool = True) -> Path:
+    """Run one chapter with papermill; the executed notebook replaces the old one only on success."""
+    import nbformat
+    import papermill
+
+    nb = _read_notebook(chapter.source)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.setdefault("hardex", {})["profile"] = params["profile"]
+    out.mkdir(parents=True, exist_ok=True)
+    source_ipynb = out / f".{chapter.name}.source.ipynb"
+    nbformat.write(nb, source_ipynb)
+    tmp = out / f".{chapter.name}.running.ipynb"
+    failed = out / f"{chapter.name}.failed.ipynb"
+    try:
+        papermill.execute_notebook(
+            str(source_ipynb),
+            str(tmp),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(root),
+            progress_bar=progress,
+            request_save_on_cell_execute=False,
+        )
+    except BaseException:
+        if tmp.exists():
+            os.replace(tmp, failed)
+        raise
+    finally:
+        source_ipynb.unlink(missing_ok=True)
+    final = out / f"{chapter.name}.ipynb"
+    os.replace(tmp, final)
+    failed.unlink(missing_ok=True)
+    return final
+
+
+def build(
+    profile: str = "smoke",
+    chapters: list[str] | None = None,
+    html: bool = True,
+    out: Path | None = None,
+    root: Path | None = None,
+    progress: bool = True,
+) -> int:
+    root = root or repo_root()
+    out = out or root / EXECUTED_DIR
+    known = toc_chapters(root)
+    by_name = {c.name: c for c in known}
+    selected = known if not chapters else []
+    for name in chapters or []:
+        if name not in by_name:
+            raise ParamsError(f"unknown chapter {name!r}; allowed: {', '.join(by_name)}")
+        selected.append(by_name[name])
+    # Validate every parameter file before executing anything.
+    params = {c.name: load_params(profile, c, root) for c in selected}
+
+    # Notebook kernels must see this interpreter's environment (and so this hardex).
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    for i, chapter in enumerate(selected, 1):
+        print(f"[{i}/{len(selected)}] {chapter.name} ({profile}) ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            execute_chapter(chapter, params[chapter.name], out, root, progress)
+        except Exception as err:  # papermill's error names the failing cell and has its traceback
+            print(f"[{i}/{len(selected)}] {chapter.name} FAILED after {time.perf_counter() - t0:.1f} s; "
+                  f"executed notebook with the error: {out / (chapter.name + '.failed.ipynb')}", file=sys.stderr)
+            print(str(err), file=sys.stderr)
+            return 1
+        print(f"[{i}/{len(selected)}] {chapter.name} done in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    if not html:
+        return 0
+    for chapter in known:
+        if not (out / f"{chapter.name}.ipynb").exists():
+            _placeholder(chapter, out)
+    t0 = time.perf_counter()
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", "html"]
+    result = subprocess.run(cmd, cwd=root)
+    if result.returncode != 0:
+        print("jupyter-book build failed", file=sys.stderr)
+        return result.returncode
+    index = root / "_build" / "html" / "index.html"
+    print(f"book built in {time.perf_counter() - t0:.1f} s: {index}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return build(args.profile, args.chapters, html=not args.no_html,
+                     out=Path(args.out) if args.out else None, progress=not args.quiet,
+                     root=Path(args.root) if args.root else None)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("book", help="execute the book's chapters with papermill and build the HTML book")
+    p.add_argument("--profile", default="smoke", choices=PROFILES, help="parameter profile (params/<profile>/)")
+    p.add_argument("--chapters", nargs="+", metavar="NAME", help="only these chapters (default: all in _toc.yml)")
+    p.add_argument("--no-html", action="store_true", help="execute only; do not run jupyter-book")
+    p.add_argument("--out", help=f"folder for executed notebooks (default: {EXECUTED_DIR}/)")
+    p.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
+    p.add_argument("--root", help="project root holding _toc.yml, book/ and params/ (default: this checkout)")
+    p.set_defaults(func=_run)
