@@ -211,8 +211,16 @@ def read_metrics(path: Path, *, drop_partial_last: bool = False) -> list[dict]:
     return rows
 
 
+TIMING_KEYS = frozenset({"time", "seconds", "wall_s", "wall_time"})
+
+
+def _is_timing(key: str) -> bool:
+    return key in TIMING_KEYS or key.endswith(("_seconds", "_time"))
+
+
 def _without_timing(row: dict) -> dict:
-    return {k: v for k, v in row.items() if "time" not in k and k != "wall_s"}
+    """A metrics row without wall-clock entries (those differ between identical runs)."""
+    return {k: v for k, v in row.items() if not _is_timing(k)}
 
 
 # --------------------------------------------------------------------------------------
@@ -757,7 +765,7 @@ def _final_evaluation(spec: RunSpec, trainer: Any, best: dict | None) -> dict:
             if "model" not in sd:
                 raise RuntimeError("Trainer.state_dict() has no 'model' entry; cannot evaluate the best model")
             trainer.load_state_dict({**sd, "model": best["model"]})
-            out["best"] = {"epoch": best["epoch"], **trainer.final_evaluation()}
+            out["best"] = {**trainer.final_evaluation(), "epoch": best["epoch"]}
     return out
 
 

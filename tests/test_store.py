@@ -25,6 +25,7 @@ from hardex.spec import RunSpec
 from hardex.store import (
     CorruptRunError,
     RunStore,
+    _without_timing,
     ensure,
     load_checked,
     read_metrics,
@@ -60,8 +61,9 @@ class FakeTrainer:
         self.device = torch.device("cpu")
         torch.manual_seed(cfg.seed)
         self.model = torch.nn.Linear(8, 3)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.optimizer.lr, momentum=0.9)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(cfg.schedule.milestones))
+        # plain SGD with momentum by hand: torch.optim's first step imports torch._dynamo
+        # (seconds), which the subprocess tests would pay in every process
+        self.momentum = [torch.zeros_like(p) for p in self.model.parameters()]
         self.np_rng = np.random.default_rng(cfg.seed)
         self.acc = np.zeros(20, dtype=np.float32)
         self.best: dict | None = None
@@ -80,11 +82,13 @@ class FakeTrainer:
             x = torch.randn(16, 8) + float(self.np_rng.normal())
             y = torch.randint(0, 3, (16,))
             loss = lam * F.cross_entropy(self.model(x), y)
-            self.optimizer.zero_grad()
+            self.model.zero_grad()
             loss.backward()
-            self.optimizer.step()
+            with torch.no_grad():
+                for p, m in zip(self.model.parameters(), self.momentum):
+                    m.mul_(0.9).add_(p.grad)
+                    p.sub_(self.lr(e) * m)
             total += loss.item()
-        self.scheduler.step()
         self.acc += self.np_rng.random(20).astype(np.float32)
         self.epoch = e
         with torch.no_grad():
@@ -93,13 +97,16 @@ class FakeTrainer:
             self.best = {"epoch": e, "robust": robust,
                          "model": {k: v.clone() for k, v in self.model.state_dict().items()}}
         return {"epoch": e, "loss": total / 4, "test_robust_acc": robust,
-                "lr": self.scheduler.get_last_lr()[0], "time": time.time() - t0}
+                "lr": self.lr(e), "time": time.time() - t0}
+
+    def lr(self, epoch: int) -> float:
+        passed = sum(1 for m in self.cfg.schedule.milestones if m < epoch)
+        return self.cfg.optimizer.lr * self.cfg.schedule.gamma ** passed
 
     def state_dict(self) -> dict:
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "momentum": [m.clone() for m in self.momentum],
             "torch_rng": torch.get_rng_state(),
             "np_rng": self.np_rng.bit_generator.state,
             "acc": self.acc.copy(),
@@ -109,8 +116,7 @@ class FakeTrainer:
 
     def load_state_dict(self, sd: dict) -> None:
         self.model.load_state_dict(sd["model"])
-        self.optimizer.load_state_dict(sd["optimizer"])
-        self.scheduler.load_state_dict(sd["scheduler"])
+        self.momentum = [m.clone() for m in sd["momentum"]]
         torch.set_rng_state(sd["torch_rng"])
         self.np_rng.bit_generator.state = sd["np_rng"]
         self.acc = sd["acc"].copy()
@@ -159,7 +165,7 @@ def store_at(path: Path) -> RunStore:
 
 def numbers(rec) -> tuple[list[dict], dict]:
     """Metrics rows without wall-clock timings, and the final evaluation."""
-    rows = [{k: v for k, v in r.items() if k != "time"} for r in rec.metrics]
+    rows = [_without_timing(r) for r in rec.metrics]
     return rows, rec.final
 
 
@@ -251,11 +257,11 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, capsys):
 
 
 def test_two_processes_same_spec_train_once(tmp_path):
-    s = spec(epochs=3)
+    s = spec(epochs=2)
     f = tmp_path / "spec.yaml"
     s.to_yaml(f)
     root, log = tmp_path / "runs", tmp_path / "constructed.log"
-    env = {"FAKE_EPOCH_SLEEP": "0.4", "FAKE_TRAINER_LOG": str(log)}
+    env = {"FAKE_EPOCH_SLEEP": "0.6", "FAKE_TRAINER_LOG": str(log)}
     procs = [run_python(ensure_code(f, root), env=env, wait=False) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
@@ -421,3 +427,90 @@ def test_gc_and_remove(tmp_path):
     assert not store.run_dir(child).exists()
     with pytest.raises(KeyError):
         store.resolve(child.short_hash)
+
+
+# --------------------------------------------------------------------------------------
+# end to end with the real Trainer on a tiny synthetic image folder
+
+try:
+    from hardex.train import Trainer
+except ImportError:  # pragma: no cover - until hardex/train.py lands
+    Trainer = None
+
+needs_trainer = pytest.mark.skipif(Trainer is None, reason="hardex.train.Trainer is not available")
+
+
+class KillingTrainer(Trainer if Trainer is not None else object):
+    """The real Trainer, killed (SIGKILL) after computing epoch $KILL_AT_EPOCH but before
+    the store has recorded it."""
+
+    def run_epoch(self):
+        row = super().run_epoch()
+        if os.environ.get("KILL_AT_EPOCH") == str(row["epoch"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return row
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path_factory, monkeypatch):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for c in range(10):
+            d = root / "cifar10" / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = (rng.random((32, 32, 3)) * 80 + c * 17).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i:03d}.png")
+    monkeypatch.setenv("HARDEX_DATA", str(root))
+    return root
+
+
+def real_spec(checkpoints=None, **kw) -> RunSpec:
+    base = {"epochs": 3, "model": {"name": "tiny_cnn"}, "algorithm": "pgd", "batch_size": 32,
+            "attack": {"steps": 1}, "schedule": {"milestones": [2]}, "tracking": {"until_epoch": 2},
+            "eval": {"subset": 16, "pgd_steps": 1, "final_pgd_steps": [2], "batch_size": 64},
+            "device": "cpu"}
+    return RunSpec(train=TrainConfig.model_validate({**base, **kw}), checkpoints=checkpoints or {})
+
+
+@needs_trainer
+def test_real_trainer_cache_hit_branch_and_sigkill_resume(tmp_path, tiny_cifar, capsys):
+    s = real_spec(checkpoints={"at": [2]})  # keep the branch point (not part of the hash)
+    root = tmp_path / "runs"
+    t0 = time.perf_counter()
+    [a] = ensure([s], store_at(root), progress=False)
+    t1 = time.perf_counter()
+    [b] = ensure([s], store_at(root), progress=False)
+    t2 = time.perf_counter()
+    assert numbers(a) == numbers(b) and a.final["final"]["n"] == 20
+
+    # killed in epoch 3 (after the epoch-2 checkpoint), then resumed in this process
+    f = tmp_path / "spec.yaml"
+    s.to_yaml(f)
+    code = f"""
+        from hardex.spec import RunSpec
+        from hardex.store import RunStore, ensure
+        from test_store import KillingTrainer
+        ensure([RunSpec.from_yaml({str(f)!r})], RunStore({str(tmp_path / 'killed')!r}, extra_roots=()),
+               progress=False, trainer=KillingTrainer)
+    """
+    rc, out, err = run_python(code, env={"KILL_AT_EPOCH": "3"})
+    assert rc == -signal.SIGKILL, err
+    [resumed] = ensure([s], store_at(tmp_path / "killed"), progress=False)
+    t3 = time.perf_counter()
+    assert [x["from_epoch"] for x in resumed.provenance["sessions"]] == [0, 2]
+    assert numbers(resumed) == numbers(a)
+    assert np.array_equal(resumed.difficulty["zero_one"], a.difficulty["zero_one"])
+
+    # a DPLS continuation from epoch 2
+    train = TrainConfig.model_validate({**s.train.model_dump(), "targets": {"kind": "dpls", "lam": 0.8}})
+    child = RunSpec(train=train, start_from={"parent": s, "epoch": 2})
+    [c] = ensure([child], store_at(root), progress=False)
+    assert numbers(c)[0][:2] == numbers(a)[0][:2] and len(c.metrics) == 3
+    assert "dpls_factors" in c.difficulty
+    with capsys.disabled():
+        print(f"\n[real] first ensure {t1 - t0:.2f}s, cache hit {t2 - t1:.3f}s, killed+resumed {t3 - t2:.2f}s; "
+              f"final {resumed.final['final']} == {a.final['final']}")

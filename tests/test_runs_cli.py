@@ -1,0 +1,92 @@
+"""`hardex train | eval | runs ...` (fake trainer for the mechanics; the real Trainer on a
+tiny synthetic image folder for train + eval end to end)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hardex.cli import main
+from hardex.spec import RunSpec
+from test_store import FakeTrainer, child_of, spec
+
+FAKE = "test_store:FakeTrainer"
+
+
+def test_train_ls_show_export_import_rm_gc(tmp_path, capsys):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    s = spec(epochs=2)
+    f = tmp_path / "spec.yaml"
+    s.to_yaml(f)
+    common = ["--runs", str(runs), "--results", str(tmp_path / "none")]
+    assert main(["train", str(f), *common, "--quiet", "--trainer", FAKE]) == 0
+    out = capsys.readouterr().out
+    assert s.short_hash in out and "epochs: 2/2" in out
+
+    child = child_of(s, 1, 0.9)
+    (tmp_path / "child.yaml").write_text(child.to_yaml())
+    assert main(["train", str(tmp_path / "child.yaml"), *common, "--quiet", "--trainer", FAKE]) == 0
+    capsys.readouterr()
+
+    assert main(["runs", "ls", *common]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["hash", "status", "epochs"]
+    body = {line.split()[0]: line for line in table[1:]}
+    assert set(body) == {s.short_hash, child.short_hash}
+    assert "done" in body[s.short_hash] and "2/2" in body[s.short_hash]
+    assert f"<-{s.short_hash[:8]}@1" in body[child.short_hash]
+
+    assert main(["runs", "show", s.short_hash[:6], *common]) == 0
+    shown = capsys.readouterr().out
+    assert "final.json" in shown and "provenance.json" in shown and "clean_acc" in shown
+
+    assert main(["runs", "export", s.short_hash, child.short_hash, "--to", str(results), *common]) == 0
+    capsys.readouterr()
+    fresh = ["--runs", str(tmp_path / "fresh"), "--results", str(tmp_path / "none")]
+    assert main(["runs", "import", str(results), *fresh]) == 0
+    assert "2 records imported" in capsys.readouterr().out
+    assert main(["runs", "ls", *fresh]) == 0
+    assert capsys.readouterr().out.count("done") == 2
+
+    assert main(["runs", "gc", "--dry-run", *common]) == 0
+    assert "paths would remove" in capsys.readouterr().out
+    assert main(["runs", "rm", child.short_hash, *common]) == 0
+    assert not (runs / child.short_hash).exists()
+
+
+def test_unknown_field_in_spec_file_is_reported(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("train: {epochs: 2, model: {name: tiny_cnn}, schedule: {milestones: []}, "
+                 "tracking: {until_epoch: 1}}\nevaluaton: {}\n")
+    with pytest.raises(ValueError, match="bad.yaml: unknown field 'evaluaton'"):
+        main(["train", str(f), "--runs", str(tmp_path / "runs"), "--trainer", FAKE])
+
+
+def test_eval_fake_checkpoint(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    s = spec(epochs=2)
+    f = tmp_path / "spec.yaml"
+    s.to_yaml(f)
+    common = ["--runs", str(runs), "--results", str(tmp_path / "none")]
+    main(["train", str(f), *common, "--quiet", "--trainer", FAKE])
+    capsys.readouterr()
+    assert main(["eval", s.short_hash, "--which", "last", *common, "--trainer", FAKE]) == 0
+    out = json.loads(capsys.readouterr().out)
+    final = json.loads((runs / s.short_hash / "final.json").read_text())["final"]
+    assert out["checkpoint"] == "epoch 2" and out["clean_acc"] == final["clean_acc"]
+    assert main(["eval", str(runs / s.short_hash / "best.pt"), *common, "--trainer", FAKE]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoint"].startswith("best")
+
+
+def test_add_cli_registers_commands():
+    import argparse
+
+    from hardex import runs_cli
+
+    parser = argparse.ArgumentParser()
+    runs_cli.add_cli(parser.add_subparsers(dest="command"))
+    for argv in (["train", "x.yaml"], ["eval", "abc"], ["runs", "ls"], ["runs", "show", "a"], ["runs", "rm", "a"],
+                 ["runs", "gc"], ["runs", "export", "a", "--to", "r"], ["runs", "import", "r"]):
+        assert callable(parser.parse_args(argv).func), argv
+    assert isinstance(RunSpec, type) and FakeTrainer is not None
