@@ -253,14 +253,16 @@ class ProbeConfig(_Frozen):
 class EvalConfig(_Frozen):
     """Per-epoch test evaluation (fp32, eval mode): clean and PGD-``pgd_steps`` accuracy
     on ``subset`` test examples (a fixed seeded sample; None = all) every ``every``
-    epochs (0 = never). ``final_pgd_steps``: the attacks of ``final_evaluation`` on the
-    whole test set. ``step_size=None`` means eps / 4."""
+    epochs (0 = never). ``final_pgd_steps``: the attacks of ``final_evaluation``, on
+    ``final_subset`` test examples (a fixed seeded sample; None = the whole test split,
+    the paper's setting). ``step_size=None`` means eps / 4."""
 
     every: int = Field(default=1, ge=0)
     subset: int | None = Field(default=None, ge=1)
     pgd_steps: int = Field(default=10, ge=0)
     step_size: float | None = None
     final_pgd_steps: tuple[int, ...] = (10, 20)
+    final_subset: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=256, ge=1)
     seed: int = 0
 

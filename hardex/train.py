@@ -16,7 +16,8 @@ Per epoch e (1-based), in this order:
    of the augmented CLEAN batch is measured with a separate eval-mode, no-grad forward
    (``difficulty.clean_logits``) BEFORE the step, so batch-norm running statistics are
    untouched and every algorithm measures the same thing (Algorithm 1 also measures
-   before the adversarial step). Cost: one forward per step, ~1/23 of a PGD-10 step.
+   before the adversarial step). Cost: one forward per step, ~1/23 of a PGD-10 step;
+   it runs in the training precision (bf16 autocast when ``precision="bf16"``).
    We do not reuse the algorithm's own clean logits: for STD and TRADES they come from a
    train-mode forward (batch statistics, and it updates the running statistics);
 4. the training attack runs with BN in ``cfg.attack.bn_mode`` ("eval": ``bn_eval``);
@@ -110,11 +111,8 @@ class Trainer:
         self.num_examples = len(full)  # accumulator length: the full split
         self.base_train = self._subset(full).to(self.device)
         self.test_full = data.load_dataset(cfg.dataset.name, "test", root=data_root).to(self.device)
-        self.test = self.test_full
-        if cfg.eval.subset is not None and cfg.eval.subset < len(self.test_full):
-            rng = np.random.default_rng(cfg.eval.seed)
-            self.test = self.test_full.subset(
-                np.sort(rng.permutation(len(self.test_full))[: cfg.eval.subset]))
+        self.test = self._test_sample(cfg.eval.subset)
+        self.test_final = self._test_sample(cfg.eval.final_subset)
         self._pos_of_index = np.full(self.num_examples, -1, dtype=np.int64)
         self._pos_of_index[self.base_train.index.cpu().numpy()] = np.arange(len(self.base_train))
 
@@ -132,9 +130,17 @@ class Trainer:
         self.epoch = 0
         self._edit_sets: dict[str, np.ndarray] = {}   # edit key -> frozen dataset indices
         self._target_state: dict[str, np.ndarray] = {}  # targets key -> factors / weights
+        self._target_tensor = None  # (key, device copy of the active factors / weights)
         self._best: dict | None = None
 
     # ------------------------------------------------------------------ data and sets
+
+    def _test_sample(self, n: int | None) -> data.Dataset:
+        """``n`` test examples, a fixed seeded sample (``cfg.eval.seed``), or all."""
+        if n is None or n >= len(self.test_full):
+            return self.test_full
+        rng = np.random.default_rng(self.cfg.eval.seed)
+        return self.test_full.subset(np.sort(rng.permutation(len(self.test_full))[:n]))
 
     def _subset(self, full: data.Dataset) -> data.Dataset:
         s = self.cfg.dataset.subset
@@ -231,7 +237,11 @@ class Trainer:
         if arrs is None:
             return labels, None
         kind, arr = arrs
-        vals = torch.as_tensor(arr[index.cpu().numpy()], dtype=torch.float32, device=labels.device)
+        key = (kind, id(arr), labels.device)
+        if self._target_tensor is None or self._target_tensor[0] != key:
+            # a device copy, so a batch's factors are a gather, not a host round trip
+            self._target_tensor = (key, torch.as_tensor(arr, dtype=torch.float32, device=labels.device))
+        vals = self._target_tensor[1][index.to(labels.device)]
         if kind == "factors":
             return tgt.ls_targets(labels, vals, self.num_classes), None
         return labels, vals
@@ -424,9 +434,10 @@ class Trainer:
         return out
 
     def final_evaluation(self) -> dict:
-        """Clean and PGD-k (k in ``cfg.eval.final_pgd_steps``) accuracy on the whole test
-        split (not the per-epoch subset), fp32, eval mode, of the current model."""
-        test = self.test_full
+        """Clean and PGD-k (k in ``cfg.eval.final_pgd_steps``) accuracy on the test split
+        (``cfg.eval.final_subset``, default all; not the per-epoch subset), fp32, eval
+        mode, of the current model."""
+        test = self.test_final
         out: dict[str, Any] = {"epoch": self.epoch}
         for k in self.cfg.eval.final_pgd_steps:
             ev = self._evaluate(test, k, seed=self.cfg.eval.seed)
@@ -514,3 +525,4 @@ class Trainer:
         self._best = copy.deepcopy(sd["best"])
         self._edit_sets = {k: np.asarray(v).copy() for k, v in sd["edit_sets"].items()}
         self._target_state = {k: np.asarray(v).copy() for k, v in sd["target_state"].items()}
+        self._target_tensor = None
