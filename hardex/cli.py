@@ -28,9 +28,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by bad input (a spec, a parameter file, missing data): one line, exit 2."""
+    errors: list[type[BaseException]] = []
+    for module, name in (("hardex.spec", "SpecError"), ("hardex.book", "ParamsError"),
+                         ("hardex.data", "DataNotFoundError"), ("pydantic", "ValidationError")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
