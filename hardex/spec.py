@@ -9,6 +9,9 @@ what determines the run's numbers -- the training config, the parent it starts f
   out, do not change it, and a field added later with a default keeps old hashes;
 * ``start_from.parent`` enters as the parent's full hash, so a child's hash changes
   whenever its parent's does;
+* ``scores_from`` (difficulty sources other than "self") enters as each source run's
+  full hash and epoch, or an external file's sha256 (not its path); a spec without it
+  keeps the hash it had before the field existed;
 * ``checkpoints`` (which checkpoints to keep on disk) is stored in spec.yaml but left
   out of the hash: keeping more or fewer checkpoints never changes a number, and a
   baseline that several continuations branch from must stay one run however many
@@ -82,11 +85,80 @@ class Evaluation(_Frozen):
     which: tuple[Literal["final", "best"], ...] = ("final", "best")
 
 
+class RunScores(_Frozen):
+    """Another run's difficulty arrays: ``epoch=None`` the finished run's difficulty.npz;
+    ``epoch=T`` the arrays of its checkpoint at T (``ensure`` keeps / regenerates that
+    checkpoint like a branch point). Choosing T by ``run.train.tracking.until_epoch`` and
+    epoch None gives the same scores when nothing is tracked after T."""
+
+    run: RunSpec
+    epoch: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _epoch_in_range(self) -> RunScores:
+        if self.epoch is not None and self.epoch > self.run.train.epochs:
+            raise ValueError(f"epoch={self.epoch} is beyond the source run's {self.run.train.epochs} epochs")
+        return self
+
+
+class FileScores(_Frozen):
+    """External per-example scores from an .npz (``hardex.difficulty.load_external_scores``),
+    handed to the Trainer as measure ``"external"``. ``sha256`` of the file is filled in
+    when the spec is made (the file must exist then) and checked when the scores are
+    loaded; it, not the path, enters the hash."""
+
+    file: str
+    key: str = "scores"
+    index_key: str | None = None
+    labels_key: str = "labels"
+    lower_is_harder: bool = True
+    sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _digest(self) -> FileScores:
+        if self.sha256 is None:
+            p = Path(self.file)
+            if not p.is_file():
+                raise ValueError(f"score file {self.file!r} does not exist (needed for its sha256)")
+            object.__setattr__(self, "sha256", sha256_file(p))
+        return self
+
+
+ScoreSource = RunScores | FileScores
+
+
+def score_sources(train: TrainConfig) -> list[tuple[str, str]]:
+    """(what, source) for every rule / targets / probe of ``train`` whose source is not "self"."""
+    t = train.targets
+    out = [("targets", t.source)] if t.kind in ("dpls", "dpr") else []
+    out += [(f"edit {e.kind!r}", e.rule.source) for e in train.edits if e.rule]
+    for p in train.probes:
+        r = p.rule or p.quantiles
+        if r is not None:
+            out.append((f"probe {p.name!r}", r.source))
+    return [(what, src) for what, src in out if src != "self"]
+
+
 class RunSpec(_Frozen):
     train: TrainConfig
     start_from: StartFrom | None = None
     checkpoints: Checkpoints = Checkpoints()
     evaluation: Evaluation = Evaluation()
+    # Scores for the non-"self" sources named in ``train``. Not inherited: a child lists
+    # the sources its own config names (copy the parent's entries to keep its rules).
+    scores_from: dict[str, ScoreSource] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> RunSpec:
+        missing = [(what, src) for what, src in score_sources(self.train) if src not in self.scores_from]
+        if missing:
+            what, src = missing[0]
+            raise ValueError(
+                f"train {what} reads difficulty source {src!r}, which scores_from does not define "
+                f"(scores_from has {sorted(self.scores_from)}); add scores_from.{src}: "
+                "{run: <spec>, epoch: <T or null>} or {file: <path.npz>}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_branch(self) -> RunSpec:
@@ -117,7 +189,10 @@ class RunSpec(_Frozen):
     def identity(self) -> dict[str, Any]:
         """What the hash covers: the spec without defaults and without ``checkpoints``,
         the parent replaced by its hash."""
-        out = self.model_dump(mode="json", exclude_defaults=True, exclude={"checkpoints", "start_from"})
+        out = self.model_dump(mode="json", exclude_defaults=True,
+                              exclude={"checkpoints", "start_from", "scores_from"})
+        if self.scores_from:
+            out["scores_from"] = {name: _source_identity(src) for name, src in self.scores_from.items()}
         if self.start_from is not None:
             out["start_from"] = {"parent": self.start_from.parent.hash, "epoch": self.start_from.epoch}
         return out
@@ -168,6 +243,20 @@ class RunSpec(_Frozen):
             raise SpecError(_describe(err, where)) from err
 
 
+def _source_identity(src: ScoreSource) -> dict[str, Any]:
+    if isinstance(src, RunScores):
+        return {"run": src.run.hash, "epoch": src.epoch}
+    return src.model_dump(mode="json", exclude_defaults=True, exclude={"file"}) | {"sha256": src.sha256}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _describe(err: ValidationError, where: str) -> str:
     lines = []
     for e in err.errors():
@@ -186,4 +275,5 @@ def canonical_json(obj: Any) -> str:
 
 
 StartFrom.model_rebuild()
+RunScores.model_rebuild()
 RunSpec.model_rebuild()

@@ -62,7 +62,7 @@ from tqdm.auto import tqdm
 
 import hardex
 from hardex.paths import repo_root, runs_root
-from hardex.spec import SHORT_HASH_LEN, RunSpec, SpecError
+from hardex.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, sha256_file
 
 CKPT_FORMAT = 1
 TrainerFactory = Callable[[Any], Any]
@@ -413,6 +413,10 @@ class RunStore:
             for s in spec.lineage()[1:]:
                 sf = s.start_from
                 need.setdefault(sf.parent.short_hash, set()).add(sf.epoch)
+            for s in spec.lineage():
+                for src in s.scores_from.values():
+                    if isinstance(src, RunScores) and src.epoch is not None:
+                        need.setdefault(src.run.short_hash, set()).add(src.epoch)
         return need
 
     def gc(self, *, dry_run: bool = False) -> list[Path]:
@@ -569,10 +573,61 @@ def load_record(d: Path, expect: RunSpec | None = None) -> RunRecord:
 # training one run
 
 
-def default_trainer(cfg: Any) -> Any:
+def default_trainer(cfg: Any, scores: dict | None = None) -> Any:
     from hardex.train import Trainer
 
-    return Trainer(cfg)
+    return Trainer(cfg, scores=scores)
+
+
+def build_trainer(store: RunStore, spec: RunSpec, factory: TrainerFactory | None = None,
+                  progress: bool = False) -> Any:
+    """``factory(spec.train)``, with ``scores=`` from ``spec.scores_from`` when it has any
+    (a factory is only asked to take ``scores`` for specs that use them)."""
+    factory = factory or default_trainer
+    if not spec.scores_from:
+        return factory(spec.train)
+    scores = load_scores(store, spec, factory, progress)  # before the factory seeds the RNGs
+    return factory(spec.train, scores=scores)
+
+
+def load_scores(store: RunStore, spec: RunSpec, factory: TrainerFactory | None = None,
+                progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """``{name: {measure: array}}`` for ``spec.scores_from``: a source run's difficulty.npz
+    (epoch None; the run must be done), the arrays of its checkpoint at ``epoch`` (kept or
+    regenerated like a branch checkpoint), or an external file as ``{"external": array}``."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, src in spec.scores_from.items():
+        if isinstance(src, RunScores):
+            if src.epoch is None:
+                rec = store.open(src.run)
+                if rec is None:
+                    raise RuntimeError(f"run {spec.short_hash}: score source {name!r} (run "
+                                       f"{src.run.short_hash}) is not done; ensure it first")
+                if not rec.difficulty:
+                    raise CorruptRunError(f"{rec.path}: no difficulty.npz for score source {name!r}")
+                out[name] = dict(rec.difficulty)
+            else:
+                payload = branch_checkpoint(store, src.run, src.epoch, factory, progress)
+                t = build_trainer(store, src.run, factory, progress)
+                t.load_state_dict(payload["trainer"])
+                out[name] = {k: np.asarray(v) for k, v in t.difficulty_arrays().items()}
+        else:
+            out[name] = {"external": _file_scores(spec, name, src)}
+    return out
+
+
+def _file_scores(spec: RunSpec, name: str, src: FileScores) -> np.ndarray:
+    from hardex import data
+    from hardex.difficulty import load_external_scores
+
+    got = sha256_file(src.file)
+    if got != src.sha256:
+        raise RuntimeError(f"run {spec.short_hash}: score file {src.file} ({name!r}) has sha256 "
+                           f"{got[:12]}..., the spec was made with {src.sha256[:12]}...")
+    full = data.load_dataset(spec.train.dataset.name, "train")
+    return load_external_scores(src.file, len(full), key=src.key, index_key=src.index_key,
+                                labels=full.labels, labels_key=src.labels_key,
+                                lower_is_harder=src.lower_is_harder)
 
 
 def _now() -> str:
@@ -653,7 +708,7 @@ class _Run:
     def start(self, at_most: int | None = None) -> tuple[Any, list[dict]]:
         """A trainer at the newest usable state: own checkpoint, else parent's branch
         checkpoint, else fresh."""
-        trainer = self.factory(self.spec.train)
+        trainer = build_trainer(self.store, self.spec, self.factory, self.progress)
         payload = self.load_newest(at_most)
         sf = self.spec.start_from
         if payload is None and sf is not None:
@@ -869,13 +924,29 @@ def plan(store: RunStore, specs: Iterable[RunSpec]) -> list[list[Job]]:
     depth: dict[str, int] = {}
     keep: dict[str, set[int]] = {}
 
+    def level(spec: RunSpec) -> int:
+        """0 for a run that needs no other run, else one more than the deepest it needs
+        (its parent and its score-source runs)."""
+        h = spec.hash
+        if h not in depth:
+            deps = [s.run for s in spec.scores_from.values() if isinstance(s, RunScores)]
+            if spec.start_from is not None:
+                deps.append(spec.start_from.parent)
+            depth[h] = 1 + max((level(d) for d in deps), default=-1)
+        return depth[h]
+
     def need(spec: RunSpec) -> None:
         h = spec.hash
         nodes[h] = spec
-        depth[h] = len(spec.lineage()) - 1
+        level(spec)
         keep.setdefault(h, set())
         if store.open(spec) is not None:
             return
+        for src in spec.scores_from.values():  # needed whenever this run trains (resume too)
+            if isinstance(src, RunScores):
+                if src.epoch is not None:
+                    keep.setdefault(src.run.hash, set()).add(src.epoch)
+                need(src.run)
         sf = spec.start_from
         if sf is None:
             return
@@ -900,8 +971,10 @@ def ensure(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None, ex
            progress: bool = True, *, trainer: TrainerFactory | None = None) -> list[RunRecord]:
     """Records of ``specs`` (same order): finished ones are read, the rest trained.
 
-    Parents (``start_from``) are trained first, once each however many children share
-    them, keeping the checkpoints the children branch from. ``executor`` (default
+    Parents (``start_from``) and score-source runs (``scores_from``) are trained first,
+    once each however many runs share them, keeping the checkpoints the children branch
+    from and the source epochs asked for; the Trainer of a run with ``scores_from`` gets
+    ``scores={name: arrays}`` (see ``load_scores``). ``executor`` (default
     LocalExecutor) runs each level of the plan; ``trainer`` builds a Trainer from a
     TrainConfig (default ``hardex.train.Trainer``).
     """
