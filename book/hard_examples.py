@@ -1,0 +1,418 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The effect of hard examples (Section 3.1)
+#
+# Section 3.1 of the paper argues that the hardest training examples hurt adversarial
+# training more than standard training: pruning them late in training improves robust
+# accuracy (Table 1, Fig. 1), their EL2N score stays far above that of easy examples and the
+# gap widens with the attack size (Fig. 3), and during robust overfitting the network keeps
+# fitting them while test robustness falls (Fig. 4). This chapter rebuilds those items from
+# runs in the run store (`hardex.store.ensure`); every number comes from a run record or from
+# the paper's own table (`hardex.report`).
+#
+# **Difficulty.** As in the paper, an example's difficulty is its clean 0-1 loss accumulated
+# over epochs 1..T of the run. **Probe sets (Figs. 3, 4).** The top-k hard and top-k easy
+# sets are `source="self"` probes: after every epoch the run re-ranks its training examples by
+# its own accumulated 0-1 loss so far (up to T; after T the ranking, and so the sets, stay
+# fixed) and measures the current sets. A separate difficulty-source run would fix the sets
+# from epoch 1 but cost one more run per eps; the sets of the late epochs, which carry the
+# claims, are the same either way up to the choice of run.
+
+# %% tags=["parameters"]
+profile = "smoke"
+seed = 0
+# device: "" = cuda if available
+device = "cpu"
+dataset = "cifar10"
+# train_subset: 0 = the whole training split; else a class-balanced sample
+train_subset = 1000
+model = "tiny_cnn"
+# Table 1: PGD baseline to `epochs`, difficulty up to T, continuations from T + 1
+epochs = 5
+milestones = [3, 4]
+T = 3
+k = 100
+eps = 0.031
+attack_steps = 2
+lr = 0.1
+weight_decay = 0.0005
+batch_size = 64
+# eval_subset: per-epoch test sample; 0 = all
+eval_subset = 200
+eval_pgd_steps = 2
+final_pgd_steps = [10]
+# final_subset: 0 = the whole test split
+final_subset = 300
+# Figs. 3 and 4: one run per eps (0 = standard training) with hard / easy / all probes
+fig_epochs = 5
+fig_milestones = [3, 4]
+fig_T = 3
+fig_k = 100
+fig_eps = [0.0, 0.0078, 0.0157, 0.031]
+# probe_max: examples measured per probe set; 0 = all
+probe_max = 100
+# Fig. 1: k hard + k random examples (difficulty from STD / PGD source runs to fig1_T)
+fig1_model = "tiny_cnn"
+fig1_n_hard = 100
+fig1_n_random = 100
+fig1_epochs = 5
+fig1_milestones = [3, 4]
+fig1_T = 3
+fig1_eps = 0.0157
+fig1_step_size = 0.0035
+fig1_attack_steps = 2
+# stated cost estimates for this profile's hardware (minutes per epoch on the full set)
+minutes_per_pgd_epoch = 0.0
+minutes_per_std_epoch = 0.0
+fig1_minutes_per_pgd_epoch = 0.0
+
+# %%
+import time
+
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from hardex import difficulty, experiments as ex, paths
+from hardex.report import compare, paper_value
+from hardex.store import ensure
+
+sns.set_theme(context="notebook", style="whitegrid")
+pd.set_option("display.precision", 2)
+P = dict(globals())  # the parameters, as experiments' builders read them
+SMOKE = profile == "smoke"
+JPEG = (paths.data_root() / dataset / "train").is_dir()
+DATA_LABEL = "CIFAR-10 (JPEG copy)" if (JPEG and dataset == "cifar10") else dataset.upper()
+ROB = f"PGD-{max(final_pgd_steps)}"
+verdicts = []
+
+
+def verdict(claim: str, holds: bool, evidence: str) -> None:
+    verdicts.append({"paper's claim": claim, "supported here": "yes" if holds else "no", "evidence": evidence})
+
+
+def label_eps(e: float) -> str:
+    return f"eps {round(e * 255)}/255" if e > 0 else "STD (eps 0)"
+
+
+display(Markdown(
+    f"**Profile `{profile}`**, data: {DATA_LABEL}"
+    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
+    + f", model `{model}` (Fig. 1: `{fig1_model}`). "
+    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
+       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
+))
+
+# %% [markdown]
+# ## The runs
+#
+# One run per eps for Figs. 3/4, each logging three probe sets every epoch (top-k hard,
+# top-k easy, and a sample of all training examples; clean and adversarial accuracy and
+# EL2N). The Table 1 baseline is the eps-8 figure run when the profile gives both the same
+# schedule (then its probes come for free); the two pruning rows are continuations of it from
+# epoch T + 1, and the "none" row is the baseline itself (an un-edited continuation trains
+# exactly the baseline's remaining epochs).
+
+# %%
+def probes(e: float) -> list[dict]:
+    metrics = ["clean_acc", "adv_acc", "el2n_clean", "el2n_adv"] if e > 0 else ["clean_acc", "el2n_clean"]
+    cap = probe_max or None
+    return [{"name": "hard", "rule": {"which": "hard", "k": fig_k}, "metrics": metrics, "max_examples": cap},
+            {"name": "easy", "rule": {"which": "easy", "k": fig_k}, "metrics": metrics, "max_examples": cap},
+            {"name": "all", "rule": {"which": "hard", "fraction": 1.0}, "metrics": metrics, "max_examples": cap}]
+
+
+fig_runs = {e: ex.baseline(P, eps=e, epochs=fig_epochs, milestones=fig_milestones, T=fig_T, probes=probes(e))
+            for e in fig_eps}
+shared = (eps in fig_runs and (fig_epochs, list(fig_milestones), fig_T) == (epochs, list(milestones), T))
+base = fig_runs[eps] if shared else ex.baseline(P)
+table1 = {"none": ex.continuation(base, T),
+          "easy_pruning": ex.prune_from(base, T, "easy", k),
+          "hard_pruning": ex.prune_from(base, T, "hard", k)}
+
+t0 = time.perf_counter()
+fig_recs = dict(zip(fig_runs, ensure(list(fig_runs.values()), progress=False)))
+t1_recs = dict(zip(table1, ensure(list(table1.values()), progress=False)))
+print(f"Figs. 3/4 and Table 1 runs ready in {time.perf_counter() - t0:.1f} s")
+
+# %% [markdown]
+# ## Table 1: pruning the top-k easy or hard examples from epoch T + 1 (PGD)
+#
+# The paper trains PGD-AT (WRN-28-10, eps 8/255) to epoch 90, ranks the examples by their
+# clean 0-1 loss accumulated so far, and continues to epoch 110 without the 10,000 easiest or
+# the 10,000 hardest; it reports robust accuracy under A3. A3 is not yet part of the run
+# store's final evaluation (`final.json` carries clean and PGD-k accuracy only), so our robust
+# column is PGD on the final model (last epoch, full step size eps/4), labelled as such;
+# PGD overestimates robust accuracy relative to A3 by a few points, so compare the row
+# *differences*, not the levels.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+ours = {row: {"std": r.final["final"]["clean_acc"], "rob": r.final["final"][f"pgd{max(final_pgd_steps)}_acc"]}
+        for row, r in t1_recs.items()}
+paper = {row: paper_value(f"table1.{row}") for row in table1}
+t1 = compare(ours, paper, metrics=["std", "rob"])
+t1 = t1.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
+print(f"Table 1 on {DATA_LABEL}, profile {profile}" + (" (smoke results)" if SMOKE else "")
+      + f"; k = {k}, T = {T}, {epochs} epochs")
+display(t1)
+
+# %%
+if not SMOKE:
+    r = {row: v["rob"] for row, v in ours.items()}
+    verdict("Table 1: pruning the top-k hard examples from T+1 raises robust accuracy over no pruning, "
+            "pruning the top-k easy ones does not",
+            r["hard_pruning"] > r["none"] and r["easy_pruning"] <= r["none"],
+            f"{ROB}: none {100 * r['none']:.2f}, easy pruning {100 * r['easy_pruning']:.2f}, "
+            f"hard pruning {100 * r['hard_pruning']:.2f}")
+
+# %% [markdown]
+# ## Fig. 3: EL2N of the top-k hard and easy training examples
+#
+# EL2N $= \lVert \mathrm{softmax}(f(x)) - \mathrm{onehot}(y) \rVert_2$, averaged over each
+# probe set after every epoch, on un-augmented images in eval mode; "adversarial" uses the
+# run's own training attack. The paper (left) sees the hard-easy gap grow with eps and
+# (right, eps 8) the adversarial gap exceed the clean one.
+
+# %%
+def probe_frame(recs: dict) -> pd.DataFrame:
+    rows = []
+    for e, rec in recs.items():
+        for m in rec.metrics:
+            for name, res in (m.get("probes") or {}).items():
+                for key in ("clean_acc", "adv_acc", "el2n_clean", "el2n_adv"):
+                    if key in res:
+                        rows.append({"eps": label_eps(e), "eps_value": e, "epoch": m["epoch"], "subset": name,
+                                     "metric": key, "value": res[key]})
+    return pd.DataFrame(rows)
+
+
+pf = probe_frame(fig_recs)
+el2n = pf[pf.metric.isin(["el2n_clean", "el2n_adv"]) & pf.subset.isin(["hard", "easy"])]
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+sns.lineplot(data=el2n[el2n.metric == "el2n_clean"], x="epoch", y="value", hue="eps", style="subset", ax=axes[0])
+axes[0].set(ylabel="EL2N (clean)", title=f"top-{fig_k} hard / easy, by eps")
+e_max = max(fig_eps)
+right = el2n[el2n.eps_value == e_max].pivot_table(index=["epoch", "subset"], columns="metric", values="value")
+gap = (right.xs("hard", level="subset") - right.xs("easy", level="subset")).reset_index()
+gap = gap.melt(id_vars="epoch", var_name="metric", value_name="hard - easy EL2N")
+sns.lineplot(data=gap, x="epoch", y="hard - easy EL2N", hue="metric", ax=axes[1])
+axes[1].set(title=f"{label_eps(e_max)}: clean vs adversarial gap")
+fig.suptitle(f"Fig. 3 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+last = pf[pf.epoch == pf.epoch.max()]
+fig3 = (last[last.metric.isin(["el2n_clean", "el2n_adv"]) & last.subset.isin(["hard", "easy"])]
+        .pivot_table(index="eps_value", columns=["metric", "subset"], values="value"))
+fig3[("gap", "clean")] = fig3[("el2n_clean", "hard")] - fig3[("el2n_clean", "easy")]
+if ("el2n_adv", "hard") in fig3:
+    fig3[("gap", "adv")] = fig3[("el2n_adv", "hard")] - fig3[("el2n_adv", "easy")]
+fig3.index = [label_eps(e) for e in fig3.index]
+print(f"Fig. 3 at the last epoch ({pf.epoch.max()})" + (" (smoke results)" if SMOKE else ""))
+display(fig3)
+
+# %%
+if not SMOKE:
+    gaps = fig3[("gap", "clean")].to_numpy()
+    verdict("Fig. 3: hard examples keep a higher EL2N than easy ones at every eps",
+            bool((gaps > 0).all()), "last-epoch clean gaps: " + ", ".join(f"{g:.3f}" for g in gaps))
+    verdict("Fig. 3: the hard-easy EL2N gap grows with eps", bool(np.all(np.diff(gaps) > 0)),
+            "gaps by increasing eps: " + ", ".join(f"{g:.3f}" for g in gaps))
+    top = fig3.iloc[-1]
+    verdict(f"Fig. 3 (right): at {label_eps(e_max)} the adversarial gap exceeds the clean gap",
+            bool(top[("gap", "adv")] > top[("gap", "clean")]),
+            f"adv gap {top[('gap', 'adv')]:.3f} vs clean gap {top[('gap', 'clean')]:.3f}")
+
+# %% [markdown]
+# ## Fig. 4: train accuracy of all / easy / hard examples and test accuracy
+#
+# (a) STD: clean train accuracy of each probe set and clean test accuracy. (b) PGD at the
+# largest eps: robust (adversarial) train accuracy of each set and PGD test accuracy
+# (per-epoch test sample, PGD-{eval_pgd_steps}). (c) robust train accuracy of the hard set
+# and test robust accuracy, per eps. The paper: after the lr decay the hard set's robust
+# train accuracy rises while test robust accuracy falls (robust overfitting).
+
+# %%
+def test_frame(recs: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"eps": label_eps(e), "eps_value": e, "epoch": m["epoch"],
+                          "test": m["test_pgd_acc"] if e > 0 else m["test_clean_acc"]}
+                         for e, rec in recs.items() for m in rec.metrics if m.get("test_clean_acc") is not None])
+
+
+tf = test_frame(fig_recs)
+acc = pf[(pf.metric == "adv_acc") | ((pf.metric == "clean_acc") & (pf.eps_value == 0))]
+fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+for ax, e in zip(axes[:2], (0.0, e_max)):
+    d = acc[acc.eps_value == e]
+    sns.lineplot(data=d, x="epoch", y="value", hue="subset", ax=ax)
+    sns.lineplot(data=tf[tf.eps_value == e], x="epoch", y="test", color="k", linestyle="--", label="test", ax=ax)
+    ax.set(ylabel="accuracy" if e == 0 else "robust accuracy", title=f"({'a' if e == 0 else 'b'}) {label_eps(e)}")
+hard = acc[acc.subset == "hard"].rename(columns={"value": "accuracy"}).assign(curve="train (hard)")
+both = pd.concat([hard[["eps", "epoch", "accuracy", "curve"]],
+                  tf.rename(columns={"test": "accuracy"}).assign(curve="test")[["eps", "epoch", "accuracy", "curve"]]])
+sns.lineplot(data=both, x="epoch", y="accuracy", hue="eps", style="curve", ax=axes[2])
+axes[2].set(title="(c) hard-set train vs test, by eps")
+for ax in axes:
+    for m in fig_milestones[:1]:
+        ax.axvline(m + 0.5, color="grey", lw=0.8)
+fig.suptitle(f"Fig. 4 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+decay = fig_milestones[0]
+rows = []
+for e in fig_eps:
+    h = acc[(acc.eps_value == e) & (acc.subset == "hard")].set_index("epoch")["value"]
+    t = tf[tf.eps_value == e].set_index("epoch")["test"]
+    rows.append({"eps": label_eps(e), "hard train acc at decay": h.get(decay), "hard train acc last": h.iloc[-1],
+                 "test acc at decay": t.get(decay), "best test acc": t.max(), "test acc last": t.iloc[-1]})
+fig4 = pd.DataFrame(rows).set_index("eps")
+print(f"Fig. 4 summary (first lr decay after epoch {decay})" + (" (smoke results)" if SMOKE else ""))
+display(fig4)
+
+# %%
+if not SMOKE:
+    r = fig4.loc[label_eps(e_max)]
+    verdict(f"Fig. 4: at {label_eps(e_max)}, after the lr decay the hard set's robust train accuracy rises "
+            "while test robust accuracy falls from its best (robust overfitting)",
+            bool(r["hard train acc last"] > r["hard train acc at decay"] and r["test acc last"] < r["best test acc"]),
+            f"hard train {100 * r['hard train acc at decay']:.1f} -> {100 * r['hard train acc last']:.1f}; "
+            f"test best {100 * r['best test acc']:.1f}, last {100 * r['test acc last']:.1f}")
+
+# %% [markdown]
+# ## Fig. 1: training on k hard + k random examples, keeping or pruning the hard part
+#
+# Difficulty comes from an STD and a PGD run (model `fig1_model`) ranked by clean 0-1 loss
+# accumulated to epoch `fig1_T`; each subset run trains on the `fig1_n_hard` hardest plus
+# `fig1_n_random` random other examples; at the first lr decay it either goes on with all of
+# them (the run itself) or continues without the hard part. The source runs are the figure
+# runs above when the model, eps and schedule agree (smoke), otherwise their own runs. The
+# subsets are chosen here from the source runs' records (a first `ensure`), then enter the
+# subset runs' specs as explicit dataset indices, so each subset run's hash names its set.
+# The paper's Fig. 10 variants (10k + 10k, a "hard only" branch) are not built.
+
+# %%
+fig1_P = {**P, "model": fig1_model, "epochs": fig1_epochs}
+
+
+def fig1_source(e: float):
+    same = fig1_model == model and e in fig_runs and (fig_epochs, fig_T) == (fig1_epochs, fig1_T)
+    if same:
+        return fig_runs[e]
+    return ex.baseline(fig1_P, eps=e, milestones=fig1_milestones, T=fig1_T)
+
+
+fig1_src = {"STD": fig1_source(0.0), "PGD": fig1_source(fig1_eps)}
+t0 = time.perf_counter()
+src_recs = dict(zip(fig1_src, ensure(list(fig1_src.values()), progress=False)))
+rng = np.random.default_rng(seed)
+fig1 = {}
+hard_sets = {}
+for alg, rec in src_recs.items():
+    d = rec.difficulty
+    scores = np.where(d["in_train"], d["zero_one"], np.nan)
+    hard_idx = difficulty.select(scores, k=fig1_n_hard, which="hard")
+    rest = np.setdiff1d(np.flatnonzero(d["in_train"]), hard_idx)
+    rand_idx = np.sort(rng.choice(rest, fig1_n_random, replace=False))
+    e = 0.0 if alg == "STD" else fig1_eps
+    sub = ex.keep_indices(fig1_P, np.concatenate([hard_idx, rand_idx]), eps=e, milestones=fig1_milestones,
+                          T=fig1_T, attack={"step_size": fig1_step_size, "steps": fig1_attack_steps})
+    decay1 = fig1_milestones[0]
+    fig1[(alg, "continue")] = sub
+    fig1[(alg, "prune hard")] = ex.continuation(
+        sub, decay1, edits=[{"kind": "prune", "from_epoch": decay1 + 1, "indices": hard_idx.tolist()}])
+fig1_recs = dict(zip(fig1, ensure(list(fig1.values()), progress=False)))
+print(f"Fig. 1 runs ready in {time.perf_counter() - t0:.1f} s")
+
+# %%
+f1 = pd.DataFrame([{"algorithm": alg, "branch": br, "epoch": m["epoch"],
+                    "test accuracy": m["test_pgd_acc"] if alg == "PGD" else m["test_clean_acc"]}
+                   for (alg, br), rec in fig1_recs.items() for m in rec.metrics if m.get("test_clean_acc") is not None])
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+for ax, alg in zip(axes, ("STD", "PGD")):
+    sns.lineplot(data=f1[f1.algorithm == alg], x="epoch", y="test accuracy", hue="branch", ax=ax)
+    ax.axvline(fig1_milestones[0] + 0.5, color="grey", lw=0.8)
+    ax.set(title=f"{alg} ({'clean' if alg == 'STD' else 'robust, PGD-' + str(eval_pgd_steps)} test accuracy)")
+fig.suptitle(f"Fig. 1: {fig1_n_hard} hard + {fig1_n_random} random ({DATA_LABEL}, {profile}"
+             f"{', smoke results' if SMOKE else ''})")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+fin = f1[f1.epoch == f1.epoch.max()].pivot_table(index="algorithm", columns="branch", values="test accuracy")
+fin["prune - continue"] = fin["prune hard"] - fin["continue"]
+print(f"Fig. 1, last-epoch test accuracy (STD: clean, PGD: PGD-{eval_pgd_steps})" + (" (smoke results)" if SMOKE else ""))
+display(fin)
+if not SMOKE:
+    g = fin["prune - continue"]
+    verdict("Fig. 1: pruning the hard part at the lr decay helps, and more for PGD than for STD",
+            bool(g["PGD"] > 0 and g["PGD"] > g["STD"]),
+            f"prune - continue: STD {100 * g['STD']:+.2f}, PGD {100 * g['PGD']:+.2f} points")
+
+# %% [markdown]
+# ## Runs and cost
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cells = [*table1.values(), *fig_runs.values(), *fig1_src.values(), *fig1.values()]
+distinct, naive = ex.count_runs(cells)
+print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
+
+# %%
+def run_epochs(spec) -> int:
+    return spec.train.epochs - (spec.start_from.epoch if spec.start_from else 0)
+
+
+def run_minutes(spec) -> float:
+    frac = 1.0
+    sub = spec.train.dataset.subset
+    n_full = 50000
+    n = sub.n if sub else n_full
+    keep = [e for e in spec.train.edits if e.kind == "keep" and e.indices is not None]
+    if keep:
+        n = len(keep[0].indices)
+    frac = n / n_full
+    if spec.train.model.name == fig1_model and fig1_model != model:
+        per = fig1_minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else fig1_minutes_per_pgd_epoch / (fig1_attack_steps + 1)
+    else:
+        per = minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else minutes_per_std_epoch
+    return run_epochs(spec) * per * frac
+
+
+if not SMOKE:
+    hours = sum(run_minutes(s) for s in ex.distinct_runs(cells)) / 60
+    display(Markdown(f"Expected cost of this profile: about **{hours:.1f} GPU-hours**, from stated (not measured) estimates of "
+                     f"{minutes_per_pgd_epoch} min per PGD epoch and {minutes_per_std_epoch} min per STD epoch "
+                     f"(`{model}`, full training set; Fig. 1 `{fig1_model}`: {fig1_minutes_per_pgd_epoch} min per PGD "
+                     "epoch), scaled by training-set size and epochs trained per run; probes and evaluation add to it."))
+else:
+    display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
+
+# %% [markdown]
+# ## Verdicts
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if SMOKE:
+    print("smoke profile: plumbing only, no verdict")
+else:
+    display(pd.DataFrame(verdicts))

@@ -1,0 +1,133 @@
+"""Spec builders shared by the book's chapters.
+
+A chapter's parameters (a plain mapping: the notebook's parameters cell after papermill)
+become RunSpecs here, so that chapters asking for "the PGD baseline of this profile" get
+the same spec, and so the same run in the store. Keys read from ``params``:
+
+    dataset, train_subset (0 = the whole split; else a class-balanced sample), model,
+    epochs, milestones, T (difficulty tracked on epochs 1..T), eps, attack_steps,
+    lr, weight_decay, batch_size, seed, device ("" = cuda if available),
+    eval_subset, eval_pgd_steps, final_pgd_steps, final_subset (0 = whole test split)
+
+Every builder takes keyword overrides for what differs from the baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from hardex.config import TrainConfig
+from hardex.spec import RunSpec, RunScores
+
+
+def _none_if_zero(v: int | None) -> int | None:
+    return None if not v else int(v)
+
+
+def train_config(params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+    """The profile's baseline TrainConfig; ``overrides`` replace top-level TrainConfig
+    fields (as dicts or values), plus the shortcuts ``eps`` (0 means standard training,
+    evaluated against the profile's ``eps``),
+    ``model`` (a name), ``milestones`` and ``T``."""
+    o = dict(overrides)
+    eps = float(o.pop("eps", params["eps"]))
+    algorithm = o.pop("algorithm", "std" if eps == 0 else "pgd")
+    model = o.pop("model", params["model"])
+    milestones = list(o.pop("milestones", params["milestones"]))
+    T = o.pop("T", params["T"])
+    n = _none_if_zero(params["train_subset"])
+    cfg: dict[str, Any] = {
+        "dataset": {"name": params["dataset"],
+                    "subset": None if n is None else {"n": n, "balanced": True, "seed": params["seed"]}},
+        "model": {"name": model},
+        "algorithm": algorithm,
+        # standard training keeps the profile's attack: it is unused in training but sets the
+        # per-epoch and final robust evaluation of the STD model
+        "attack": {"eps": eps if eps > 0 else float(params["eps"]), "steps": params["attack_steps"]},
+        "optimizer": {"lr": params["lr"], "weight_decay": params["weight_decay"]},
+        "schedule": {"milestones": milestones},
+        "epochs": params["epochs"],
+        "batch_size": params["batch_size"],
+        "seed": params["seed"],
+        "tracking": {"until_epoch": T},
+        "eval": {"subset": _none_if_zero(params["eval_subset"]), "pgd_steps": params["eval_pgd_steps"],
+                 "final_pgd_steps": list(params["final_pgd_steps"]),
+                 "final_subset": _none_if_zero(params["final_subset"])},
+        "device": params["device"] or None,
+    }
+    for key, value in o.items():
+        if isinstance(value, Mapping) and isinstance(cfg.get(key), Mapping):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return TrainConfig.model_validate(cfg)
+
+
+def baseline(params: Mapping[str, Any], **overrides: Any) -> RunSpec:
+    """The profile's baseline run (PGD-AT unless ``eps=0``), with ``overrides`` as in
+    :func:`train_config`."""
+    return RunSpec(train=train_config(params, **overrides))
+
+
+def continuation(parent: RunSpec, epoch: int, *, edits: Iterable[Mapping] = (),
+                 scores_from: Mapping[str, Any] | None = None, **changes: Any) -> RunSpec:
+    """``parent`` continued from its checkpoint after ``epoch`` with ``edits`` appended
+    and ``changes`` to its TrainConfig; the parent's ``scores_from`` is carried over (its
+    rules stay in the child's config), ``scores_from`` adds to it. With nothing changed this is ``parent`` itself
+    (an un-edited continuation trains exactly the parent's remaining epochs), so a
+    table's "no change" row shares the parent's run."""
+    edits = list(edits)
+    if not edits and not changes and not scores_from:
+        return parent
+    data = parent.train.model_dump()
+    data["edits"] = [*data["edits"], *edits]
+    data.update(changes)
+    train = TrainConfig.model_validate(data)
+    return RunSpec(train=train, start_from={"parent": parent, "epoch": epoch},
+                   scores_from={**parent.scores_from, **(scores_from or {})})
+
+
+def prune_from(parent: RunSpec, epoch: int, which: str, k: int, measure: str = "zero_one") -> RunSpec:
+    """Continue ``parent`` after ``epoch`` without its top-``k`` ``which`` ("hard" /
+    "easy") examples by its own ``measure`` accumulated up to its tracking epoch."""
+    rule = {"measure": measure, "which": which, "k": k, "source": "self"}
+    return continuation(parent, epoch, edits=[{"kind": "prune", "from_epoch": epoch + 1, "rule": rule}])
+
+
+def keep_indices(params: Mapping[str, Any], indices: Iterable[int], **overrides: Any) -> RunSpec:
+    """A run trained only on the examples ``indices`` (stable dataset indices) from epoch 1."""
+    idx = sorted(int(i) for i in indices)
+    return baseline(params, edits=[{"kind": "keep", "indices": idx}], **overrides)
+
+
+def scores_source(run: RunSpec, epoch: int | None = None) -> RunScores:
+    return RunScores(run=run, epoch=epoch)
+
+
+def _closure(spec: RunSpec, seen: dict[str, RunSpec]) -> None:
+    if spec.hash in seen:
+        return
+    seen[spec.hash] = spec
+    if spec.start_from is not None:
+        _closure(spec.start_from.parent, seen)
+    for src in spec.scores_from.values():
+        if isinstance(src, RunScores):
+            _closure(src.run, seen)
+
+
+def distinct_runs(specs: Iterable[RunSpec]) -> list[RunSpec]:
+    """Every run the specs need, once: themselves, their parents and score-source runs."""
+    seen: dict[str, RunSpec] = {}
+    for s in specs:
+        _closure(s, seen)
+    return list(seen.values())
+
+
+def count_runs(cells: Mapping[str, RunSpec] | Iterable[RunSpec]) -> tuple[int, int]:
+    """(distinct training runs, naive count). ``cells`` are the specs behind each table
+    cell / figure curve (repeats allowed). The naive count trains every cell from scratch,
+    with its own copy of each parent and score source it needs: the sum over cells of
+    the size of that cell's own closure."""
+    specs = list(cells.values()) if isinstance(cells, Mapping) else list(cells)
+    naive = sum(len(distinct_runs([s])) for s in specs)
+    return len(distinct_runs(specs)), naive

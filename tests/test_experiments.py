@@ -1,0 +1,61 @@
+"""hardex.experiments: spec builders shared by chapters, and run counting."""
+
+from __future__ import annotations
+
+import pytest
+
+from hardex import experiments as ex
+
+P = dict(dataset="cifar10", train_subset=100, model="tiny_cnn", epochs=4, milestones=[2, 3], T=2,
+         eps=0.031, attack_steps=2, lr=0.1, weight_decay=5e-4, batch_size=32, seed=0, device="cpu",
+         eval_subset=16, eval_pgd_steps=1, final_pgd_steps=[2], final_subset=0)
+
+
+def test_baseline_reads_params_and_overrides():
+    b = ex.baseline(P)
+    t = b.train
+    assert (t.algorithm, t.model.name, t.epochs, t.schedule.milestones, t.tracking.until_epoch) == \
+        ("pgd", "tiny_cnn", 4, (2, 3), 2)
+    assert t.dataset.subset.n == 100 and t.dataset.subset.balanced
+    assert t.eval.final_subset is None and t.eval.subset == 16 and t.device == "cpu"
+    std = ex.baseline(P, eps=0.0)
+    assert std.train.algorithm == "std" and std.train.attack.eps == 0.031  # evaluated at the profile's eps
+    other = ex.baseline(P, eps=0.0155, epochs=6, milestones=[4], T=3, attack={"step_size": 0.0035})
+    assert other.train.attack.eps == 0.0155 and other.train.attack.step_size == 0.0035
+    assert other.train.attack.steps == 2 and other.train.epochs == 6
+    assert ex.baseline(P).hash == b.hash  # same params, same run
+    assert ex.baseline({**P, "train_subset": 0}).train.dataset.subset is None
+
+
+def test_continuation_and_pruning():
+    b = ex.baseline(P)
+    assert ex.continuation(b, 2) is b  # an un-edited continuation is the parent's own run
+    hard = ex.prune_from(b, 2, "hard", 10)
+    easy = ex.prune_from(b, 2, "easy", 10)
+    assert hard.start_from.parent.hash == b.hash and hard.start_from.epoch == 2
+    [e] = hard.train.edits
+    assert (e.kind, e.from_epoch, e.rule.which, e.rule.k, e.rule.source) == ("prune", 3, "hard", 10, "self")
+    assert len({b.hash, hard.hash, easy.hash}) == 3
+    with pytest.raises(ValueError):
+        ex.continuation(b, 2, model={"name": "resnet18"})  # a child must keep the parent's model
+
+
+def test_count_runs_counts_parents_and_sources_once():
+    b = ex.baseline(P)
+    cells = {"none": ex.continuation(b, 2), "easy": ex.prune_from(b, 2, "easy", 10),
+             "hard": ex.prune_from(b, 2, "hard", 10)}
+    # naive: every cell trains its own baseline (1 + 2 + 2); here: the baseline once + 2 children
+    assert ex.count_runs(cells) == (3, 5)
+    assert ex.count_runs(list(cells.values()) + [b]) == (3, 6)
+    src = ex.baseline(P, eps=0.0)
+    keep = ex.keep_indices(P, [3, 1, 2])
+    assert keep.train.edits[0].indices == (1, 2, 3)
+    from hardex.config import TrainConfig
+    from hardex.spec import RunSpec
+    tr = TrainConfig.model_validate({**b.train.model_dump(),
+                                     "edits": [{"kind": "keep", "rule": {"k": 5, "source": "s"}}]})
+    with_src = RunSpec(train=tr, scores_from={"s": ex.scores_source(src, 2)})
+    child = ex.prune_from(with_src, 2, "hard", 1)
+    assert ex.count_runs([child]) == (3, 3)  # child, its parent, the parent's score source
+    assert ex.count_runs([child, with_src, src]) == (3, 3 + 2 + 1)
+    assert {s.hash for s in ex.distinct_runs([child])} == {child.hash, with_src.hash, src.hash}
