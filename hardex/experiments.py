@@ -131,3 +131,33 @@ def count_runs(cells: Mapping[str, RunSpec] | Iterable[RunSpec]) -> tuple[int, i
     specs = list(cells.values()) if isinstance(cells, Mapping) else list(cells)
     naive = sum(len(distinct_runs([s])) for s in specs)
     return len(distinct_runs(specs)), naive
+
+
+def by_difficulty(kind: str, which: str, *, k: int | None = None, fraction: float | None = None,
+                  source: str = "source", from_epoch: int = 1, measure: str = "zero_one", seed: int = 0) -> dict:
+    """An edit (``kind``: prune / keep / random_labels) of the top-``k`` (or ``fraction``)
+    ``which`` examples by ``measure`` from score source ``source``, from ``from_epoch``."""
+    rule = {"measure": measure, "which": which, "source": source,
+            **({"k": k} if fraction is None else {"fraction": fraction})}
+    edit = {"kind": kind, "from_epoch": from_epoch, "rule": rule}
+    if kind == "random_labels":
+        edit["seed"] = seed
+    return edit
+
+
+def from_source(params: Mapping[str, Any], source: RunSpec, *, epoch: int | None = None, name: str = "source",
+                **overrides: Any) -> RunSpec:
+    """A run from epoch 1 (``overrides`` as in :func:`train_config`) whose edits and probes may
+    rank by score source ``name``: ``source``'s difficulty (finished run, or its checkpoint at
+    ``epoch``). Fixes the sets from the start, e.g. "random labels on the source's top-k hard"."""
+    return RunSpec(train=train_config(params, **overrides), scores_from={name: scores_source(source, epoch)})
+
+
+def prune_fraction_from(parent: RunSpec, epoch: int, which: str, fraction: float,
+                        measure: str = "zero_one") -> RunSpec:
+    """As :func:`prune_from` with the top ``fraction`` of the examples instead of a count;
+    fraction 0 is ``parent`` itself."""
+    if fraction == 0:
+        return parent
+    rule = {"measure": measure, "which": which, "fraction": float(fraction), "source": "self"}
+    return continuation(parent, epoch, edits=[{"kind": "prune", "from_epoch": epoch + 1, "rule": rule}])

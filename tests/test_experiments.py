@@ -59,3 +59,26 @@ def test_count_runs_counts_parents_and_sources_once():
     assert ex.count_runs([child]) == (3, 3)  # child, its parent, the parent's score source
     assert ex.count_runs([child, with_src, src]) == (3, 3 + 2 + 1)
     assert {s.hash for s in ex.distinct_runs([child])} == {child.hash, with_src.hash, src.hash}
+
+
+def test_from_source_edits_rank_by_the_source_run():
+    b = ex.baseline(P)
+    kept = ex.from_source(P, b, edits=[ex.by_difficulty("keep", "easy", k=10)], eps=0.0)
+    [e] = kept.train.edits
+    assert (e.kind, e.from_epoch, e.rule.which, e.rule.k, e.rule.source) == ("keep", 1, "easy", 10, "source")
+    assert kept.train.algorithm == "std" and kept.scores_from["source"].run.hash == b.hash
+    rl = ex.from_source(P, b, edits=[ex.by_difficulty("random_labels", "hard", k=10, seed=3)])
+    assert rl.train.edits[0].kind == "random_labels" and rl.train.edits[0].seed == 3
+    assert len({kept.hash, rl.hash, b.hash}) == 3
+    assert ex.count_runs([kept, rl]) == (3, 4)  # the source run is shared
+    with pytest.raises(ValueError):  # the rule names a source the spec does not define
+        ex.from_source(P, b, edits=[ex.by_difficulty("keep", "easy", k=10, source="other")])
+
+
+def test_prune_fraction_from():
+    b = ex.baseline(P)
+    assert ex.prune_fraction_from(b, 2, "hard", 0) is b
+    c = ex.prune_fraction_from(b, 2, "easy", 0.2)
+    [e] = c.train.edits
+    assert (e.kind, e.from_epoch, e.rule.which, e.rule.fraction, e.rule.k) == ("prune", 3, "easy", 0.2, None)
+    assert c.start_from.parent.hash == b.hash

@@ -1,0 +1,472 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Memorization of hard examples (Section 3.3, Appendix B.6)
+#
+# Section 3.3 of the paper argues that the hardest training examples are learned by
+# *memorization*: a model reaches ~100% (robust) accuracy on them only when they are in its
+# training set and ~0% otherwise, while easy examples are predicted well either way (Fig. 5,
+# Fig. 13); adversarial training on hard examples alone fails while standard training on them
+# works (Table 2, Table 7); giving them random labels barely changes robustness (Fig. 6,
+# Table 8); and pruning a growing share of hard examples late in training raises robust
+# accuracy while pruning easy ones lowers it (Fig. 7). Appendix B.6 describes the hard and easy
+# sets (Figs. 14-16). Every number here comes from a run record (`hardex.store.ensure`) or from
+# the paper's own tables (`hardex.report`).
+#
+# **Difficulty.** An example's difficulty is its clean 0-1 loss accumulated over epochs 1..T
+# of a *difficulty source* run (the profile's baseline). Runs that change the training set
+# from epoch 1 (prune, keep, random labels) rank by that source run's finished record
+# (`scores_from`), so their sets are fixed before they start.
+
+# %% tags=["parameters"]
+profile = "smoke"
+seed = 0
+# device: "" = cuda if available
+device = "cpu"
+dataset = "cifar10"
+# train_subset: 0 = the whole training split; else a class-balanced sample
+train_subset = 1000
+model = "tiny_cnn"
+# the 110-epoch setup (Table 2, Fig. 7, B.6): PGD baseline to `epochs`, difficulty up to T
+epochs = 4
+milestones = [2, 3]
+T = 2
+eps = 0.031
+attack_steps = 2
+lr = 0.1
+weight_decay = 0.0005
+batch_size = 64
+# eval_subset: per-epoch test sample; 0 = all
+eval_subset = 100
+eval_pgd_steps = 2
+final_pgd_steps = [5]
+# final_subset: 0 = the whole test split
+final_subset = 200
+# the 200-epoch setup (Figs. 5/13, Fig. 6, Table 8), top-mem_k sets
+mem_epochs = 4
+mem_milestones = [2, 3]
+mem_T = 2
+mem_k = 100
+fig5_eps = [0.031]
+# probe_max: examples measured per probe set; 0 = all
+probe_max = 100
+# Table 2 / Table 7: train only on the top-table2_k easy or hard examples
+table2_k = 100
+table2_eps = [0.0, 0.031]
+# Table 8: algorithms ("pgd", "trades")
+table8_algorithms = ["pgd"]
+# Fig. 7: prune the top n% easy / hard at epoch T; (c) robust gain per eps
+fig7_ratios = [0.1, 0.3]
+fig7_algorithms = ["pgd"]
+fig7c_eps = []
+# Appendix B.6
+b6_k = 100
+b6_n_images = 6
+# stated cost estimates for this profile's hardware (minutes per epoch on the full set)
+minutes_per_pgd_epoch = 0.0
+minutes_per_std_epoch = 0.0
+
+# %%
+import time
+
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from hardex import difficulty, experiments as ex, paths
+from hardex.data import load_dataset
+from hardex.report import compare, paper_value
+from hardex.store import ensure
+
+sns.set_theme(context="notebook", style="whitegrid")
+pd.set_option("display.precision", 2)
+P = dict(globals())  # the parameters, as experiments' builders read them
+SMOKE = profile == "smoke"
+JPEG = (paths.data_root() / dataset / "train").is_dir()
+DATA_LABEL = "CIFAR-10 (JPEG copy)" if (JPEG and dataset == "cifar10") else dataset.upper()
+K = max(final_pgd_steps)
+ROB = f"PGD-{K}"
+SMOKE_TAG = " (smoke results)" if SMOKE else ""
+verdicts = []
+
+
+def verdict(claim: str, holds: bool, evidence: str) -> None:
+    verdicts.append({"paper's claim": claim, "supported here": "yes" if holds else "no", "evidence": evidence})
+
+
+def label_eps(e: float) -> str:
+    return f"eps {round(e * 255)}/255" if e > 0 else "STD (eps 0)"
+
+
+def final(rec) -> dict:
+    f = rec.final["final"]
+    return {"std": f["clean_acc"], "rob": f[f"pgd{K}_acc"]}
+
+
+display(Markdown(
+    f"**Profile `{profile}`**, data: {DATA_LABEL}"
+    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
+    + f", model `{model}`. "
+    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
+       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
+))
+
+# %% [markdown]
+# ## The runs
+#
+# * **Difficulty sources.** For the 200-epoch setup, one run per eps of Fig. 5 (and the PGD eps
+#   of the profile, for Fig. 6 / Table 8), each probing its own top-k hard and easy sets every
+#   epoch (`source="self"`: the running ranking up to `mem_T`, then fixed: from `mem_T` on these
+#   are exactly the sets the other runs get from it). For the 110-epoch setup, the PGD baseline.
+#   When the profile gives both setups the same schedule (smoke) the eps-8 run of the first is
+#   the baseline of the second: one run feeds every item.
+# * **Fig. 5 / 13**: per eps, the source run ("with" the sets) and two runs pruned of the
+#   source's top-k hard or top-k easy from epoch 1 ("without"), probing the same two sets.
+# * **Table 2 / 7**: runs that keep only the baseline's top-k easy or hard examples from epoch 1
+#   (one difficulty ranking, the PGD baseline's, for every row).
+# * **Fig. 6 / Table 8**: random labels on the source's top-k hard or easy examples from epoch
+#   1; Table 8's "normal" is the source run and "pruned" the Fig. 5 prune-hard run (TRADES:
+#   its own source run, when the profile asks for it).
+# * **Fig. 7**: continuations of the baseline (and of an STD baseline) from epoch T + 1 without
+#   the top n% easy or hard examples by its own difficulty; ratio 0 is the baseline itself.
+
+# %%
+def run_probes(e: float, source: str) -> list[dict]:
+    metrics = ["clean_acc", "adv_acc"] if e > 0 else ["clean_acc"]
+    cap = probe_max or None
+    return [{"name": w, "rule": {"which": w, "k": mem_k, "source": source}, "metrics": metrics, "max_examples": cap}
+            for w in ("hard", "easy")]
+
+
+MEM = dict(epochs=mem_epochs, milestones=mem_milestones, T=mem_T)
+
+
+def mem_source(e: float, algorithm: str = "pgd"):
+    if algorithm == "trades":
+        return ex.baseline(P, eps=e, algorithm="trades", **MEM)
+    return ex.baseline(P, eps=e, probes=run_probes(e, "self"), **MEM)
+
+
+def mem_edited(e: float, kind: str, which: str, algorithm: str = "pgd"):
+    extra = {"algorithm": "trades"} if algorithm == "trades" else {"probes": run_probes(e, "source")}
+    return ex.from_source(P, mem_source(e, algorithm), eps=e, **MEM, **extra,
+                          edits=[ex.by_difficulty(kind, which, k=mem_k, seed=seed)])
+
+
+same_setup = (mem_epochs, list(mem_milestones), mem_T) == (epochs, list(milestones), T)
+base = mem_source(eps) if same_setup else ex.baseline(P)
+fig5 = {(e, arm): (mem_source(e) if arm == "with" else mem_edited(e, "prune", arm.split()[-1]))
+        for e in fig5_eps for arm in ("with", "without hard", "without easy")}
+table2 = {(w, e): ex.from_source(P, base, eps=e, edits=[ex.by_difficulty("keep", w, k=table2_k)])
+          for w in ("easy", "hard") for e in table2_eps}
+fig6 = {w: mem_edited(eps, "random_labels", w) for w in ("hard", "easy")}
+table8 = {(alg, row): (mem_source(eps, alg) if row == "normal"
+                       else mem_edited(eps, "random_labels" if row == "corrupted" else "prune", "hard", alg))
+          for alg in table8_algorithms for row in ("normal", "corrupted", "pruned")}
+
+
+def fig7_base(alg: str, e: float = eps):
+    if alg == "std":
+        return ex.baseline(P, eps=0.0)
+    return base if e == eps else ex.baseline(P, eps=e)
+
+
+fig7 = {(alg, w, r): ex.prune_fraction_from(fig7_base(alg), T, w, r)
+        for alg in fig7_algorithms for w in ("easy", "hard") for r in [0.0, *fig7_ratios]}
+fig7c = {(e, r): ex.prune_fraction_from(fig7_base("pgd", e), T, "hard", r)
+         for e in fig7c_eps for r in [0.0, *fig7_ratios]}
+groups = {"fig5": fig5, "table2": table2, "fig6": fig6, "table8": table8, "fig7": fig7, "fig7c": fig7c,
+          "b6": {"base": base}}
+
+t0 = time.perf_counter()
+flat = [(g, key, spec) for g, d in groups.items() for key, spec in d.items()]
+recs_flat = ensure([s for _, _, s in flat], progress=False)
+R = {g: {} for g in groups}
+for (g, key, _), rec in zip(flat, recs_flat):
+    R[g][key] = rec
+print(f"runs ready in {time.perf_counter() - t0:.1f} s")
+
+# %% [markdown]
+# ## Fig. 5 (and Fig. 13): accuracy on the hard / easy sets with and without them
+#
+# After every epoch each run measures the source's top-k hard and top-k easy training examples
+# (un-augmented, eval mode): robust accuracy under the training attack for PGD, clean accuracy
+# for STD. "with hard" / "with easy" is the source run (trained on all examples), "without
+# hard" / "without easy" the run pruned of that set from epoch 1. The paper (eps 8): hard
+# examples reach ~100% when included and stay near 0% when not; easy examples are predicted
+# well either way.
+
+# %%
+def fig5_frame() -> pd.DataFrame:
+    rows = []
+    for (e, arm), rec in R["fig5"].items():
+        metric = "adv_acc" if e > 0 else "clean_acc"
+        for m in rec.metrics:
+            for name, res in (m.get("probes") or {}).items():
+                if arm == "with" or arm.endswith(name):
+                    rows.append({"eps": label_eps(e), "eps_value": e, "epoch": m["epoch"],
+                                 "curve": f"{name} acc. ({'with' if arm == 'with' else 'without'} {name})",
+                                 "accuracy": res[metric]})
+    return pd.DataFrame(rows)
+
+
+f5 = fig5_frame()
+fig, axes = plt.subplots(1, len(fig5_eps), figsize=(6 * len(fig5_eps), 4), squeeze=False)
+for ax, e in zip(axes[0], fig5_eps):
+    sns.lineplot(data=f5[f5.eps_value == e], x="epoch", y="accuracy", hue="curve", ax=ax)
+    ax.axvline(mem_milestones[0] + 0.5, color="grey", lw=0.8)
+    ax.set(title=label_eps(e), ylabel="robust train accuracy" if e > 0 else "train accuracy")
+fig.suptitle(f"Fig. 5 / 13: top-{mem_k} hard and easy sets ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+f5_last = (f5[f5.epoch == f5.epoch.max()].pivot_table(index="eps_value", columns="curve", values="accuracy")
+           .sort_index(ascending=False))
+f5_last.index = [label_eps(e) for e in f5_last.index]
+print(f"Fig. 5 at the last epoch ({f5.epoch.max()}), accuracy on the top-{mem_k} sets" + SMOKE_TAG)
+display(f5_last)
+if not SMOKE:
+    r = f5_last.loc[label_eps(eps)]
+    w_h, wo_h = r["hard acc. (with hard)"], r["hard acc. (without hard)"]
+    w_e, wo_e = r["easy acc. (with easy)"], r["easy acc. (without easy)"]
+    verdict(f"Fig. 5: at {label_eps(eps)} the hard set is fitted only when trained on (with >> without), "
+            "while the easy set keeps most of its accuracy without being trained on",
+            bool(w_h - wo_h > 0.5 and wo_e > 0.5 * w_e),
+            f"hard: with {100 * w_h:.1f}, without {100 * wo_h:.1f}; easy: with {100 * w_e:.1f}, without {100 * wo_e:.1f}")
+
+# %% [markdown]
+# ## Table 2 (and Table 7): training only on the top-k easy or top-k hard examples
+#
+# Each run keeps only the baseline's top-k easy ("easy", the paper's "Normal") or top-k hard
+# examples from epoch 1, with the baseline's schedule; STD and PGD at each eps. The paper's
+# robust column is A3; A3 is not part of the run store's final evaluation, so ours is PGD on
+# the final model (step eps/4), labelled as such.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def t2_key(e: float) -> str:
+    return "std_training" if e == 0 else f"pgd_eps{round(e * 255)}"
+
+
+ours = {f"{w} / {t2_key(e)}": {"std": final(rec)["std"], "rob": None if e == 0 else final(rec)["rob"]}
+        for (w, e), rec in R["table2"].items()}
+paper = {f"{w} / {t2_key(e)}": paper_value(f"table2_table7.{w}.{t2_key(e)}") for (w, e) in table2}
+t2 = compare(ours, paper, metrics=["std", "rob"])
+t2 = t2.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
+print(f"Table 2 / 7 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; k = {table2_k}, {epochs} epochs")
+display(t2)
+if not SMOKE and eps in table2_eps and 0.0 in table2_eps:
+    o = {key: v for key, v in ours.items()}
+    pe = f"pgd_eps{round(eps * 255)}"
+    verdict("Table 2: standard training on the hard set is about as accurate as on the easy set, "
+            "adversarial training on the hard set is far worse and its robust accuracy is near or below random (10%)",
+            bool(abs(o["hard / std_training"]["std"] - o["easy / std_training"]["std"]) < 0.05
+                 and o[f"hard / {pe}"]["std"] < o[f"easy / {pe}"]["std"] - 0.2 and o[f"hard / {pe}"]["rob"] < 0.15),
+            f"STD: easy {100 * o['easy / std_training']['std']:.1f}, hard {100 * o['hard / std_training']['std']:.1f}; "
+            f"PGD std: easy {100 * o[f'easy / {pe}']['std']:.1f}, hard {100 * o[f'hard / {pe}']['std']:.1f}; "
+            f"PGD {ROB} hard {100 * o[f'hard / {pe}']['rob']:.1f}")
+
+# %% [markdown]
+# ## Fig. 6 (and Table 8): random labels on the hard or easy examples
+#
+# The top-k hard (or easy) examples of the source run get uniformly random labels from epoch 1
+# (PGD, the 200-epoch setup). Curves: per-epoch test accuracy (clean; PGD-{eval_pgd_steps} on
+# the per-epoch test sample). The paper: corrupting hard examples costs little robustness,
+# corrupting easy ones costs more.
+
+# %%
+f6 = pd.DataFrame([{"corruption": f"{mem_k} {w} corruption", "epoch": m["epoch"],
+                    "standard accuracy": m["test_clean_acc"], "robust accuracy": m["test_pgd_acc"]}
+                   for w, rec in R["fig6"].items() for m in rec.metrics if m.get("test_clean_acc") is not None])
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+for ax, col in zip(axes, ("standard accuracy", "robust accuracy")):
+    sns.lineplot(data=f6, x="epoch", y=col, hue="corruption", ax=ax)
+    ax.axvline(mem_milestones[0] + 0.5, color="grey", lw=0.8)
+fig.suptitle(f"Fig. 6 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"Table 8: final accuracy, top-{mem_k} hard examples with random labels / pruned from epoch 1{SMOKE_TAG}")
+t8_ours = {f"{alg} / {row}": {"std": final(rec)["std"], "pgd": final(rec)["rob"]} for (alg, row), rec in R["table8"].items()}
+t8_paper = {f"{alg} / {row}": paper_value(f"table8.{alg}.{row}") for (alg, row) in table8}
+t8 = compare(t8_ours, t8_paper, metrics=["std", "pgd"])
+t8 = t8.rename(columns={"pgd": f"rob (paper: PGD, ours: {ROB})"}, level=0)
+display(t8)
+f6_last = f6[f6.epoch == f6.epoch.max()].set_index("corruption")[["standard accuracy", "robust accuracy"]]
+print(f"Fig. 6 at the last epoch ({f6.epoch.max()}){SMOKE_TAG}")
+display(f6_last)
+if not SMOKE:
+    o = {k: v for k, v in t8_ours.items()}
+    verdict("Table 8 (PGD): random labels on the hard examples change robust accuracy by less than 1.5 points, "
+            "pruning them raises it",
+            bool(abs(o["pgd / corrupted"]["pgd"] - o["pgd / normal"]["pgd"]) < 0.015
+                 and o["pgd / pruned"]["pgd"] > o["pgd / normal"]["pgd"]),
+            f"{ROB}: normal {100 * o['pgd / normal']['pgd']:.2f}, corrupted {100 * o['pgd / corrupted']['pgd']:.2f}, "
+            f"pruned {100 * o['pgd / pruned']['pgd']:.2f}")
+    h, e_ = f6_last.loc[f"{mem_k} hard corruption"], f6_last.loc[f"{mem_k} easy corruption"]
+    verdict("Fig. 6: corrupting the hard examples leaves higher robust accuracy than corrupting the easy ones",
+            bool(h["robust accuracy"] > e_["robust accuracy"]),
+            f"robust: hard corruption {100 * h['robust accuracy']:.1f}, easy corruption {100 * e_['robust accuracy']:.1f}")
+
+# %% [markdown]
+# ## Fig. 7: pruning the top n% easy or hard examples at epoch T
+#
+# Continuations of the baseline (PGD) and of an STD baseline from epoch T + 1 without the top
+# n% easy ("Normal") or hard examples by the run's own difficulty; n = 0 is the baseline.
+# (a) standard, (b) robust accuracy against the ratio; (c) robust gain from pruning hard
+# examples per eps. The paper uses the best checkpoint and A3; ours is the final model and
+# {ROB}.
+
+# %%
+f7 = pd.DataFrame([{"algorithm": alg.upper(), "pruned": "none" if r == 0 else ("Normal" if w == "easy" else "Hard"),
+                    "which": w, "ratio": r, **final(rec)} for (alg, w, r), rec in R["fig7"].items()])
+ncols = 3 if fig7c_eps else 2
+fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4))
+for ax, col, title in zip(axes, ("std", "rob"), ("(a) standard accuracy", f"(b) robust accuracy ({ROB})")):
+    sns.lineplot(data=f7, x="ratio", y=col, hue="which", style="algorithm", marker="o", ax=ax)
+    ax.set(title=title, xlabel="data pruning ratio", ylabel="accuracy")
+if fig7c_eps:
+    gains = []
+    for e in [eps, *fig7c_eps]:
+        src = {r: R["fig7"][("pgd", "hard", r)] for r in [0.0, *fig7_ratios]} if (e == eps and "pgd" in fig7_algorithms) \
+            else {r: R["fig7c"][(e, r)] for r in [0.0, *fig7_ratios]}
+        for r in fig7_ratios:
+            gains.append({"eps": label_eps(e), "ratio": r, "robust gain": final(src[r])["rob"] - final(src[0.0])["rob"]})
+    sns.lineplot(data=pd.DataFrame(gains), x="ratio", y="robust gain", hue="eps", marker="o", ax=axes[2])
+    axes[2].set(title="(c) robust gain from pruning hard examples")
+fig.suptitle(f"Fig. 7 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+f7_table = f7.pivot_table(index=["algorithm", "ratio"], columns="which", values=["std", "rob"])
+print(f"Fig. 7, final-model accuracy (rob: {ROB}) by pruning ratio at epoch T = {T}{SMOKE_TAG}")
+display(f7_table)
+if not SMOKE and "pgd" in fig7_algorithms:
+    p = f7[f7.algorithm == "PGD"]
+    none = float(p[p.ratio == 0]["rob"].iloc[0])
+    hard_best = float(p[(p.which == "hard") & (p.ratio > 0)]["rob"].max())
+    easy_worst = float(p[(p.which == "easy") & (p.ratio > 0)]["rob"].min())
+    verdict("Fig. 7 (b): pruning hard examples at T raises robust accuracy for some ratio, pruning easy ones lowers it",
+            bool(hard_best > none and easy_worst < none),
+            f"{ROB}: none {100 * none:.2f}, best hard-pruned {100 * hard_best:.2f}, worst easy-pruned {100 * easy_worst:.2f}")
+
+# %% [markdown]
+# ## Appendix B.6: the easy and hard examples (Figs. 14, 15, 16)
+#
+# From the baseline's difficulty (clean 0-1 loss accumulated to T). The paper ranks by a
+# TRADES trajectory; ours is the PGD baseline's, which feeds the other items of this chapter.
+# **Fig. 15** in the paper also covers CIFAR-100 and SVHN: those need data this machine does not
+# have; the code path is the same with `dataset` set to them. **Fig. 16** shows each image with
+# its true class and its most frequent clean prediction over epochs 1..T.
+
+# %%
+d = R["b6"]["base"].difficulty
+scores = np.where(d["in_train"], d["zero_one"], np.nan)
+labels = d["labels"]
+train_ds = load_dataset(dataset, "train")
+classes = list(train_ds.classes)
+sets = {w: difficulty.select(scores, k=b6_k, which=w) for w in ("easy", "hard")}
+fig, axes = plt.subplots(1, 3, figsize=(17, 4))
+for ax, w in zip(axes[:2], ("easy", "hard")):
+    counts = np.bincount(labels[sets[w]], minlength=len(classes))
+    ax.bar(range(len(classes)), counts)
+    ax.set(title=f"Fig. 14 ({'a' if w == 'easy' else 'b'}) {b6_k} {w} examples", xlabel="class", ylabel="number of data",
+           xticks=range(len(classes)))
+norm = difficulty.minmax(scores)
+axes[2].hist(norm[np.isfinite(norm)], bins=np.linspace(0, 1, 11))
+axes[2].set(title=f"Fig. 15 (a) {DATA_LABEL}: min-max normalised 0-1 loss", xlabel="0-1 loss", ylabel="number of data")
+fig.suptitle(f"Appendix B.6 ({profile}{', smoke results' if SMOKE else ''})")
+plt.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+b6 = pd.DataFrame({f"{b6_k} {w}": np.bincount(labels[sets[w]], minlength=len(classes)) for w in ("easy", "hard")},
+                  index=[f"{i} {c}" for i, c in enumerate(classes)])
+print(f"Fig. 14: class counts of the {b6_k} easiest / hardest examples{SMOKE_TAG}")
+display(b6)
+hist = np.histogram(norm[np.isfinite(norm)], bins=np.linspace(0, 1, 11))[0]
+print("Fig. 15: examples per 0.1-wide bin of normalised 0-1 loss:", hist.tolist())
+
+# %%
+mfp = d["most_frequent_prediction"]
+fig, axes = plt.subplots(2, b6_n_images, figsize=(1.8 * b6_n_images, 4.6), squeeze=False)
+for row, w in enumerate(("easy", "hard")):
+    order = sets[w][np.argsort(scores[sets[w]], kind="stable")]
+    pick = order[:b6_n_images] if w == "easy" else order[::-1][:b6_n_images]
+    for ax, i in zip(axes[row], pick):
+        ax.imshow(train_ds.images[int(i)].permute(1, 2, 0).numpy())
+        ax.set_title(f"{classes[labels[i]]}\npred: {classes[mfp[i]] if mfp[i] >= 0 else '-'}", fontsize=8)
+        ax.axis("off")
+    axes[row][0].text(-0.3, 0.5, w, transform=axes[row][0].transAxes, ha="right", va="center")
+fig.suptitle(f"Fig. 16: easy (top) and hard (bottom) examples, true class / most frequent prediction ({profile})")
+plt.tight_layout()
+plt.show()
+
+# %%
+if not SMOKE:
+    hard_share = b6[f"{b6_k} hard"].to_numpy() / b6_k
+    verdict("Fig. 14: hard examples are unevenly spread over the classes (some classes far over 10%)",
+            bool(hard_share.max() > 0.15), f"largest class share among the hard: {100 * hard_share.max():.1f}%")
+
+# %% [markdown]
+# ## Runs and cost
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cells = [s for g in groups.values() for s in g.values()]
+distinct, naive = ex.count_runs(cells)
+print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
+
+# %%
+def run_minutes(spec) -> float:
+    sub = spec.train.dataset.subset
+    n = sub.n if sub else 50000
+    frac_set = 1.0
+    for e in spec.train.edits:
+        size = (e.rule.k / n if e.rule.k is not None else e.rule.fraction) if e.rule else len(e.indices) / n
+        if e.kind == "keep":
+            frac_set = size
+        elif e.kind == "prune":
+            frac_set -= size
+    start = spec.start_from.epoch if spec.start_from else 0
+    per = minutes_per_std_epoch if spec.train.algorithm == "std" else minutes_per_pgd_epoch
+    return (spec.train.epochs - start) * per * (n / 50000) * frac_set
+
+
+if not SMOKE:
+    hours = sum(run_minutes(s) for s in ex.distinct_runs(cells)) / 60
+    display(Markdown(f"Expected cost of this profile: about **{hours:.1f} GPU-hours**, from stated (not measured) estimates of "
+                     f"{minutes_per_pgd_epoch} min per PGD (or TRADES) epoch and {minutes_per_std_epoch} min per STD epoch "
+                     f"(`{model}`, full training set), scaled by training-set size and epochs trained per run; probes and "
+                     "evaluation add to it."))
+else:
+    display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
+
+# %% [markdown]
+# ## Verdicts
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if SMOKE:
+    print("smoke profile: plumbing only, no verdict")
+else:
+    display(pd.DataFrame(verdicts))
