@@ -378,24 +378,12 @@ distinct, naive = ex.count_runs(cells)
 print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
 
 # %%
-def run_epochs(spec) -> int:
-    return spec.train.epochs - (spec.start_from.epoch if spec.start_from else 0)
-
-
 def run_minutes(spec) -> float:
-    frac = 1.0
-    sub = spec.train.dataset.subset
-    n_full = 50000
-    n = sub.n if sub else n_full
-    keep = [e for e in spec.train.edits if e.kind == "keep" and e.indices is not None]
-    if keep:
-        n = len(keep[0].indices)
-    frac = n / n_full
     if spec.train.model.name == fig1_model and fig1_model != model:
         per = fig1_minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else fig1_minutes_per_pgd_epoch / (fig1_attack_steps + 1)
     else:
         per = minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else minutes_per_std_epoch
-    return run_epochs(spec) * per * frac
+    return ex.epochs_trained(spec) * per * ex.training_fraction(spec)
 
 
 if not SMOKE:

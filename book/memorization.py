@@ -438,18 +438,8 @@ print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {
 
 # %%
 def run_minutes(spec) -> float:
-    sub = spec.train.dataset.subset
-    n = sub.n if sub else 50000
-    frac_set = 1.0
-    for e in spec.train.edits:
-        size = (e.rule.k / n if e.rule.k is not None else e.rule.fraction) if e.rule else len(e.indices) / n
-        if e.kind == "keep":
-            frac_set = size
-        elif e.kind == "prune":
-            frac_set -= size
-    start = spec.start_from.epoch if spec.start_from else 0
     per = minutes_per_std_epoch if spec.train.algorithm == "std" else minutes_per_pgd_epoch
-    return (spec.train.epochs - start) * per * (n / 50000) * frac_set
+    return ex.epochs_trained(spec) * per * ex.training_fraction(spec)
 
 
 if not SMOKE:

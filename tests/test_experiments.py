@@ -82,3 +82,16 @@ def test_prune_fraction_from():
     [e] = c.train.edits
     assert (e.kind, e.from_epoch, e.rule.which, e.rule.fraction, e.rule.k) == ("prune", 3, "easy", 0.2, None)
     assert c.start_from.parent.hash == b.hash
+
+
+def test_cost_estimate_inputs():
+    b = ex.baseline(P)  # 100 of 50,000 images, 4 epochs
+    assert ex.epochs_trained(b) == 4
+    assert ex.training_fraction(b) == pytest.approx(100 / 50000)
+    hard = ex.prune_from(b, 2, "hard", 10)  # prune 10 of the 100 from epoch 3
+    assert ex.epochs_trained(hard) == 2
+    assert ex.training_fraction(hard) == pytest.approx(90 / 50000)
+    kept = ex.keep_indices({**P, "train_subset": 0}, range(500))
+    assert ex.training_fraction(kept) == pytest.approx(500 / 50000)
+    frac = ex.prune_fraction_from(b, 2, "easy", 0.25)
+    assert ex.training_fraction(frac) == pytest.approx(75 / 50000)
