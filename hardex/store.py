@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
-import hashlib
 import io
 import json
 import os
@@ -133,14 +132,6 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checked(obj: Any, path: Path) -> None:
     """torch.save ``obj`` atomically, then its sha256 sidecar (path + '.sha256').
 
@@ -150,7 +141,7 @@ def save_checked(obj: Any, path: Path) -> None:
     path = Path(path)
     with _atomic_file(path) as f:
         torch.save(obj, f)
-    atomic_write_text(_sidecar(path), f"{_sha256_file(path)}  {path.name}\n")
+    atomic_write_text(_sidecar(path), f"{sha256_file(path)}  {path.name}\n")
 
 
 def load_checked(path: Path) -> Any:
@@ -160,7 +151,7 @@ def load_checked(path: Path) -> Any:
     if not side.exists():
         raise CorruptCheckpoint(f"{path}: no checksum sidecar (the write did not complete)")
     want = side.read_text().split()[0] if side.read_text().strip() else ""
-    got = _sha256_file(path)
+    got = sha256_file(path)
     if got != want:
         raise CorruptCheckpoint(f"{path}: sha256 {got[:12]}... does not match its sidecar {want[:12]}...")
     try:
