@@ -219,6 +219,8 @@ def build(
 
     # Notebook kernels must see this interpreter's environment (and so this hardex).
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    # Chapters save their paper comparisons here; the appendix reads them (hardex.ledger).
+    os.environ["HARDEX_LEDGER_DIR"] = str(out.resolve() / "ledger")
     for i, chapter in enumerate(selected, 1):
         print(f"[{i}/{len(selected)}] {chapter.name} ({profile}) ...", flush=True)
         t0 = time.perf_counter()
