@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hardex.attacks import bn_eval, eval_precision
+from hardex.attacks import bn_eval, eval_precision, fgsm
 
 __all__ = ["worst_case", "per_class_accuracy", "class_group_accuracy", "masking_check", "DEFAULT_GROUPS"]
 
@@ -81,6 +81,8 @@ def masking_check(
     large_eps_max_acc: float = 0.05,
     monotone_tol: float = 0.02,
     rays_margin: float = 0.02,
+    eps: float | None = None,
+    fgsm_margin: float = 0.02,
 ) -> dict[str, Any]:
     """Flag signs of gradient masking (Athalye et al. 2018; Carlini et al. 2019 checklist).
 
@@ -93,9 +95,14 @@ def masking_check(
       attack should break everything);
     - ``rays_result`` (``{"eps": e, "robust": mask}`` or ``(e, mask)``; a black-box
       RayS run) gives a robust accuracy below the white-box one at the same eps by more
-      than ``rays_margin`` plus one example.
+      than ``rays_margin`` plus one example;
+    - with ``eps`` given: one-step FGSM (step eps, no random start) gives a robust
+      accuracy below the white-box attack's at ``eps`` by more than ``fgsm_margin`` plus
+      one example (a single step should never beat the iterative attack).
 
-    Returns ``{"suspicious", "reasons", "curve": [(eps, acc), ...], "clean_acc"}``.
+    Returns ``{"suspicious", "reasons", "curve": [(eps, acc), ...], "clean_acc",
+    "rays_acc", "fgsm_acc", "white_box_acc"}`` (the last two at ``eps``; None when not
+    run).
     Runs in eval mode and fp32.
     """
     x = x.detach().float()
@@ -128,5 +135,14 @@ def masking_check(
                 reasons.append(
                     f"black-box RayS robust accuracy {rays_acc:.3f} < white-box {wb:.3f} at eps {r_eps:.4f}"
                 )
+        fgsm_acc = wb_eps = None
+        if eps is not None:
+            e = float(eps)
+            wb_eps = dict(curve).get(e)
+            if wb_eps is None:
+                wb_eps = _robust_acc(model, x, y, attack_fn(model, x, y, e))
+            fgsm_acc = _robust_acc(model, x, y, fgsm(model, x, y, e))
+            if fgsm_acc < wb_eps - fgsm_margin - one:
+                reasons.append(f"FGSM robust accuracy {fgsm_acc:.3f} < iterative white-box {wb_eps:.3f} at eps {e:.4f}")
     return {"suspicious": bool(reasons), "reasons": reasons, "curve": curve, "clean_acc": clean_acc,
-            "rays_acc": rays_acc}
+            "rays_acc": rays_acc, "fgsm_acc": fgsm_acc, "white_box_acc": wb_eps}

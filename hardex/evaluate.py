@@ -1,0 +1,567 @@
+"""Robust evaluation of a model or a stored run: clean accuracy, robust accuracy per
+attack, the per-example worst case over the attacks, per-class accuracy, the cost of each
+attack and a gradient-masking check (issue 7; paper Tables 19-21).
+
+Attack names (``attacks=``):
+
+- ``pgdK``: PGD-K with cross-entropy, step eps/4 (the paper's evaluation), uniform start;
+- ``cwK``: PGD-K with the CW margin loss (Table 19's "CW" column), step eps/4;
+- ``fgsm``: one signed-gradient step of size eps (used by the masking check);
+- ``a3``: adaptive auto attack (:mod:`hardex.a3`), its reference schedule;
+- ``autoattack``: AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square) via pyautoattack;
+- ``md``: margin-decomposition attack (:mod:`hardex.md_attack`);
+- ``rays`` / ``raysQ``: RayS, hard-label, query budget ``rays_queries`` (default 10,000,
+  the reference default) or Q.
+
+Conventions: fp32, eval mode, TF32 off (:func:`hardex.attacks.eval_precision`), parameter
+gradients off while attacking. An example is *robust* under an attack when it is
+classified correctly on the clean input and at every point the attack returns; the
+per-example worst case is the AND over the requested attacks. Costs are counted by a
+wrapper around the model: every forward pass adds the number of examples in the batch,
+and every backward pass that reaches the logits adds the same number (so PGD-K on n
+examples costs exactly K*n forward and K*n backward example-passes; the final check of
+the returned points by this module is not charged to the attack).
+
+:func:`evaluate_run` loads a stored run's final or best model, evaluates a seeded subset
+of the test split (or all of it) and caches the result atomically in
+``<run dir>/eval/<key>.json``; a second call with the same arguments reads the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hardex import attacks as atk
+from hardex.robustness import DEFAULT_GROUPS, class_group_accuracy, masking_check, per_class_accuracy, worst_case
+
+__all__ = [
+    "ATTACK_FORMS",
+    "AttackSpec",
+    "PassCounter",
+    "parse_attack",
+    "evaluate_model",
+    "evaluate_run",
+    "load_model",
+    "cache_key",
+]
+
+EVAL_FORMAT = 1
+ATTACK_FORMS = ("pgdK", "cwK", "fgsm", "a3", "autoattack", "md", "rays", "raysQ")
+_RE = re.compile(r"^(?:(pgd|cw)(\d+)|(rays)(\d+)?|(fgsm|a3|autoattack|md))$")
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    kind: str  # pgd | cw | fgsm | a3 | autoattack | md | rays
+    steps: int | None = None  # pgd / cw steps, rays query budget
+
+
+def parse_attack(name: str) -> AttackSpec:
+    """``"pgd20"`` -> AttackSpec("pgd20", "pgd", 20), etc.; a clear error otherwise."""
+    m = _RE.match(str(name).strip().lower())
+    if m is None:
+        raise ValueError(f"unknown attack {name!r}; allowed: {', '.join(ATTACK_FORMS)} "
+                         "(K = number of steps, Q = RayS query budget), e.g. pgd20, cw20, a3, autoattack")
+    if m.group(1):
+        k = int(m.group(2))
+        if k < 1:
+            raise ValueError(f"attack {name!r}: the number of steps must be >= 1")
+        return AttackSpec(f"{m.group(1)}{k}", m.group(1), k)
+    if m.group(3):
+        q = None if m.group(4) is None else int(m.group(4))
+        if q is not None and q < 1:
+            raise ValueError(f"attack {name!r}: the query budget must be >= 1")
+        return AttackSpec("rays" if q is None else f"rays{q}", "rays", q)
+    return AttackSpec(m.group(5), m.group(5))
+
+
+def _parse_all(attacks: Sequence[str] | str) -> list[AttackSpec]:
+    if isinstance(attacks, str):
+        attacks = [a for a in attacks.split(",") if a.strip()]
+    specs = [parse_attack(a) for a in attacks]
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"attack(s) listed twice: {', '.join(dup)}")
+    return specs
+
+
+def _check_eps(eps: float) -> float:
+    e = float(eps)
+    if math.isnan(e) or not 0.0 <= e <= 1.0:
+        raise ValueError(f"eps must lie in [0, 1] (images are in [0, 1]; 8/255 = {8 / 255:.4f}), got {eps}")
+    return e
+
+
+# --------------------------------------------------------------------------- counting
+
+
+class PassCounter(nn.Module):
+    """Wraps a model; counts forward and backward example-passes.
+
+    A forward on a batch of b examples adds b to ``forward``; when a backward pass
+    later reaches that call's logits (``autograd.grad`` or ``.backward()``), a hook on
+    the logits adds b to ``backward``. Forwards whose logits need no gradient add no
+    backward.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forward_passes = 0
+        self.backward_passes = 0
+
+    def reset(self) -> None:
+        self.forward_passes = self.backward_passes = 0
+
+    def _count_backward(self, b: int) -> Callable[[torch.Tensor], None]:
+        def hook(_grad: torch.Tensor) -> None:
+            self.backward_passes += b
+
+        return hook
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        b = int(x.shape[0])
+        self.forward_passes += b
+        if out.requires_grad:
+            out.register_hook(self._count_backward(b))
+        return out
+
+
+class Purified(nn.Module):
+    """``model(purifier(x))``: an input purification defence (e.g. DiffPure, Table 22)
+    in front of the classifier. Attacks see the composition (plain gradients through
+    the purifier; no BPDA / EOT)."""
+
+    def __init__(self, model: nn.Module, purifier: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.purifier = purifier  # registered as a submodule when it is an nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.purifier(x))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(x float in [0, 1], y, stable index) from a hardex Dataset or an (x, y) pair."""
+    from hardex.data import to_float
+
+    if isinstance(dataset, (tuple, list)):
+        x, y = dataset
+        x = x.float() if x.is_floating_point() else to_float(x)
+        return x, y.long(), np.arange(len(x))
+    return to_float(dataset.images), dataset.labels.long(), dataset.index.detach().cpu().numpy()
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]) \
+            if len(x) else torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+def _run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
+                batch_size: int, seed: int, step_size: float, opts: Mapping[str, Any]) -> torch.Tensor:
+    """Robust mask (bool, on x's device) of one attack; ``model`` is the counting wrapper."""
+    dev = x.device
+    n = len(x)
+    if spec.kind in ("pgd", "cw", "fgsm"):
+        gen = torch.Generator(device=dev).manual_seed(int(seed))
+        out = []
+        for i in range(0, n, batch_size):
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            if spec.kind == "fgsm":
+                xa = atk.fgsm(model, xb, yb, eps)
+            else:
+                xa = atk.pgd(model, xb, yb, eps, step_size=step_size, steps=spec.steps,
+                             loss="ce" if spec.kind == "pgd" else "margin", random_start="uniform", generator=gen)
+            out.append(xa)
+        x_adv = torch.cat(out) if out else x.clone()
+        _check_feasible(spec.name, x_adv, x, eps)
+        counter = model.forward_passes
+        ok = _predict(model.model, x_adv, batch_size) == y  # the check is not charged to the attack
+        assert model.forward_passes == counter
+        return ok
+    if spec.kind == "a3":
+        from hardex.a3 import a3
+
+        res = a3(model, x, y, eps, seed=seed, batch_size=batch_size, **dict(opts.get("a3", {})))
+        _check_feasible(spec.name, res.x_adv, x, eps)
+        return res.robust.to(dev)
+    if spec.kind == "autoattack":
+        aa = dict(opts.get("autoattack", {}))
+        return atk.autoattack(model, x, y, eps, batch_size=batch_size, seed=seed, return_mask=True, **aa).to(dev)
+    if spec.kind == "md":
+        from hardex.md_attack import md_attack
+
+        masks = []
+        for i in range(0, n, batch_size):
+            xa, rob = md_attack(model, x[i : i + batch_size], y[i : i + batch_size], eps, seed=seed + i,
+                                **dict(opts.get("md", {})))
+            _check_feasible(spec.name, xa, x[i : i + batch_size], eps)
+            masks.append(rob)
+        return torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool, device=dev)
+    if spec.kind == "rays":
+        from hardex.rays import rays
+
+        q = spec.steps if spec.steps is not None else int(opts.get("rays_queries", 10000))
+        masks = []
+        for i in range(0, n, batch_size):
+            xa, rob, _ = rays(model, x[i : i + batch_size], y[i : i + batch_size], eps, query_limit=q)
+            _check_feasible(spec.name, xa, x[i : i + batch_size], eps)
+            masks.append(rob)
+        return torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool, device=dev)
+    raise AssertionError(spec)  # parse_attack only returns the kinds above
+
+
+def _check_feasible(name: str, x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> None:
+    """Every returned point lies in the eps-ball around x and in [0, 1] (fp32 slack)."""
+    if len(x) == 0:
+        return
+    dist = float((x_adv.float() - x).abs().max())
+    lo, hi = float(x_adv.min()), float(x_adv.max())
+    if dist > eps + 1e-6 or lo < 0.0 or hi > 1.0:
+        raise RuntimeError(f"attack {name} returned points outside the eps-ball or [0, 1]: "
+                           f"l-inf distance {dist:.6g} (eps {eps:.6g}), range [{lo:.4g}, {hi:.4g}]")
+
+
+def _bits(mask: np.ndarray) -> str:
+    return "".join("1" if b else "0" for b in mask.tolist())
+
+
+def _nan_to_none(a: np.ndarray) -> list[float | None]:
+    return [None if (isinstance(v, float) and math.isnan(v)) else float(v) for v in np.asarray(a, dtype=float)]
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: Any,
+    attacks: Sequence[str] | str = ("pgd20", "cw20", "a3"),
+    eps: float = 8 / 255,
+    batch_size: int = 256,
+    *,
+    seed: int = 0,
+    step_size: float | None = None,
+    rays_queries: int = 10000,
+    a3_options: Mapping[str, Any] | None = None,
+    md_options: Mapping[str, Any] | None = None,
+    autoattack_options: Mapping[str, Any] | None = None,
+    masking: bool = True,
+    masking_n: int = 200,
+    masking_steps: int = 20,
+    purifier: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    groups: Mapping[str, Sequence[int]] | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``dataset`` (a hardex Dataset or an ``(x, y)`` pair of
+    tensors, x in [0, 1]) under ``attacks`` (names, see the module docstring).
+
+    ``step_size``: PGD / CW step (default eps / 4). ``a3_options`` / ``md_options`` /
+    ``autoattack_options``: keyword arguments of :func:`hardex.a3.a3`,
+    :func:`hardex.md_attack.md_attack`, :func:`hardex.attacks.autoattack` (e.g. a shorter
+    schedule for smoke runs). ``masking``: run the gradient-masking check on the first
+    ``masking_n`` examples (PGD-``masking_steps`` with the margin loss on an eps grid,
+    FGSM, and the RayS result when RayS is among the attacks). ``purifier``: a callable
+    applied to the input before the model (DiffPure-style defence).
+
+    Returns a JSON-serialisable dict: ``n``, ``eps``, ``clean_acc``, ``robust_acc``
+    {attack: fraction}, ``worst_case_acc``, ``per_class`` {"clean": [C], "attacks":
+    {attack: [C]}, "worst_case": [C]} (None for a class without examples),
+    ``class_groups`` {"clean"/attack/"worst_case": {group: fraction}} (default groups:
+    CIFAR-10 easy {0,1,7,8,9} and hard {2,...,6}, Table 20), ``cost`` {attack:
+    {"forward", "backward", "seconds"}}, ``params`` (attack settings), ``masking`` (the
+    check's result or None) and ``per_example`` {"index": [...], "labels": [...],
+    "clean": "0101...", attack: "...", "worst_case": "..."} (1 = robust).
+    """
+    eps = _check_eps(eps)
+    specs = _parse_all(attacks)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if rays_queries < 1:
+        raise ValueError(f"rays_queries must be >= 1, got {rays_queries}")
+    step = eps / 4 if step_size is None else float(step_size)
+    if specs and any(s.kind in ("pgd", "cw") for s in specs) and not step > 0:
+        raise ValueError(f"step_size must be > 0, got {step_size} (eps={eps}: use eps > 0 or give step_size)")
+    x, y, index = _as_tensors(dataset)
+    dev = torch.device(device) if device is not None else atk._model_device(model)
+    x, y = x.to(dev), y.to(dev)
+    net: nn.Module = model if purifier is None else Purified(model, purifier)
+    counter = PassCounter(net)
+    opts: dict[str, Any] = {"a3": dict(a3_options or {}), "md": dict(md_options or {}),
+                            "autoattack": dict(autoattack_options or {}), "rays_queries": int(rays_queries)}
+    params = list(counter.parameters())
+    grad_flags = [p.requires_grad for p in params]
+    n = len(x)
+    masks: dict[str, np.ndarray] = {}
+    cost: dict[str, dict[str, Any]] = {}
+    masking_result = None
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        with atk.bn_eval(counter), atk.eval_precision():
+            clean_ok = _predict(counter, x, batch_size) == y
+            for s in specs:
+                counter.reset()
+                _sync(dev)
+                t0 = time.perf_counter()
+                rob = _run_attack(s, counter, x, y, eps, batch_size=batch_size, seed=seed, step_size=step, opts=opts)
+                _sync(dev)
+                cost[s.name] = {"forward": counter.forward_passes, "backward": counter.backward_passes,
+                                "seconds": round(time.perf_counter() - t0, 4)}
+                masks[s.name] = (rob.bool() & clean_ok).cpu().numpy()
+            if masking and n:
+                masking_result = _masking(counter.model, x[:masking_n], y[:masking_n], eps, masking_steps, seed,
+                                          masks, specs)
+    finally:
+        for p, flag in zip(params, grad_flags):
+            p.requires_grad_(flag)
+    clean = clean_ok.cpu().numpy()
+    worst = worst_case({"clean": clean, **masks})
+    labels = y.cpu().numpy()
+    C = int(num_classes) if num_classes is not None else int(getattr(dataset, "num_classes", 0) or
+                                                           (labels.max() + 1 if n else 0))
+    groups = DEFAULT_GROUPS if groups is None else groups
+
+    def acc(m: np.ndarray) -> float | None:
+        return float(m.mean()) if m.size else None
+
+    return {
+        "format": EVAL_FORMAT,
+        "n": n,
+        "eps": eps,
+        "attacks": [s.name for s in specs],
+        "clean_acc": acc(clean),
+        "robust_acc": {k: acc(m) for k, m in masks.items()},
+        "worst_case_acc": acc(worst),
+        "per_class": {
+            "clean": _nan_to_none(per_class_accuracy(clean, labels, C)),
+            "attacks": {k: _nan_to_none(per_class_accuracy(m, labels, C)) for k, m in masks.items()},
+            "worst_case": _nan_to_none(per_class_accuracy(worst, labels, C)),
+        },
+        "class_groups": {k: {g: (None if math.isnan(v) else v) for g, v in class_group_accuracy(m, labels, groups).items()}
+                         for k, m in {"clean": clean, **masks, "worst_case": worst}.items()},
+        "cost": cost,
+        "params": _params(specs, eps, step, seed, batch_size, opts, purifier is not None),
+        "masking": masking_result,
+        "per_example": {"index": index.tolist(), "labels": labels.tolist(), "clean": _bits(clean),
+                        **{k: _bits(m) for k, m in masks.items()}, "worst_case": _bits(worst)},
+    }
+
+
+def _params(specs: list[AttackSpec], eps: float, step: float, seed: int, batch_size: int,
+            opts: Mapping[str, Any], purified: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in specs:
+        if s.kind in ("pgd", "cw"):
+            out[s.name] = {"steps": s.steps, "step_size": step, "loss": "ce" if s.kind == "pgd" else "margin",
+                           "random_start": "uniform", "seed": seed}
+        elif s.kind == "fgsm":
+            out[s.name] = {"step_size": eps, "random_start": "none"}
+        elif s.kind == "a3":
+            a3o = dict(opts["a3"])
+            if "schedule" in a3o:
+                a3o["schedule"] = [r.__dict__ if hasattr(r, "__dict__") else r for r in a3o["schedule"]]
+            out[s.name] = {"schedule": "default (13 rounds)" if "schedule" not in a3o else "custom", **a3o,
+                           "seed": seed}
+        elif s.kind == "autoattack":
+            out[s.name] = {"version": "standard", **opts["autoattack"], "seed": seed}
+        elif s.kind == "md":
+            out[s.name] = {"steps": 50, "change_point": 20, "restarts": 1, **opts["md"], "seed": seed}
+        elif s.kind == "rays":
+            out[s.name] = {"query_limit": s.steps if s.steps is not None else opts["rays_queries"]}
+    out["_common"] = {"eps": eps, "batch_size": batch_size, "purifier": purified, "precision": "fp32 (TF32 off)",
+                      "mode": "eval"}
+    return out
+
+
+def _masking(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, seed: int,
+             masks: Mapping[str, np.ndarray], specs: list[AttackSpec]) -> dict[str, Any]:
+    """masking_check on the first examples: PGD (margin loss) on an eps grid up to 0.5,
+    FGSM vs PGD at eps, and RayS vs white-box when RayS ran."""
+
+    def attack_fn(m: nn.Module, xs: torch.Tensor, ys: torch.Tensor, e: float) -> torch.Tensor:
+        return atk.pgd(m, xs, ys, e, step_size=max(e / 4, 1e-8), steps=steps, loss="margin",
+                       generator=torch.Generator(device=xs.device).manual_seed(seed))
+
+    rays_name = next((s.name for s in specs if s.kind == "rays"), None)
+    rays_result = None if rays_name is None else {"eps": eps, "robust": masks[rays_name][: len(x)]}
+    grid = sorted({eps / 2, eps, 2 * eps, 4 * eps} - {0.0}) if eps > 0 else [1 / 255]
+    out = masking_check(model, x, y, [e for e in grid if e <= 1.0], attack_fn, rays_result, eps=eps if eps > 0 else None)
+    out["n"] = len(x)
+    out["attack"] = f"pgd{steps} (margin loss, step eps/4)"
+    return out
+
+
+# --------------------------------------------------------------------------- runs
+
+
+WHICH = ("final", "best")
+
+
+def load_model(record: Any, which: str = "final", store: Any = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The run's model (eval mode, CPU) and a description ``{"which", "epoch", "file"}``.
+
+    ``which="final"``: the last epoch's checkpoint (``ckpt/epoch-NNN.pt``, kept when the
+    spec's ``checkpoints.last`` is true); ``"best"``: ``best.pt``.
+    """
+    from hardex import data, models
+    from hardex.store import load_checked
+
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    spec = record.spec
+    cfg = spec.train
+    d = Path(record.path)
+    if which == "best":
+        f = d / "best.pt"
+        if not f.exists():
+            raise FileNotFoundError(f"run {spec.short_hash}: no best.pt in {d} (spec.checkpoints.best is "
+                                    f"{spec.checkpoints.best}; records imported from results/ carry no checkpoints)")
+        payload = load_checked(f)
+        state, epoch = payload["model"], int(payload["epoch"])
+    else:
+        f = d / "ckpt" / f"epoch-{cfg.epochs:03d}.pt"
+        if not f.exists():
+            raise FileNotFoundError(f"run {spec.short_hash}: no final checkpoint {f} (spec.checkpoints.last is "
+                                    f"{spec.checkpoints.last}; records imported from results/ carry no checkpoints)")
+        payload = load_checked(f)
+        state, epoch = payload["trainer"]["model"], int(payload["epoch"])
+    info = data.DATASETS[cfg.dataset.name]
+    model = models.build_model(cfg.model.name, cfg.num_classes, info.image_size, cfg.model.normalize)
+    model.load_state_dict(state)
+    return model.eval(), {"which": which, "epoch": epoch, "file": str(f)}
+
+
+def subset_test_split(dataset: Any, n: int | None, seed: int) -> Any:
+    """A seeded subset of ``n`` examples (sorted by position), or all when n is None or
+    at least the split's size."""
+    if n is None or n >= len(dataset):
+        return dataset
+    if n < 1:
+        raise ValueError(f"n must be >= 1 or None (all), got {n}")
+    rng = np.random.default_rng(int(seed))
+    return dataset.subset(np.sort(rng.permutation(len(dataset))[:n]))
+
+
+def cache_key(attacks: Sequence[str], n: int | None, seed: int, which: str, eps: float,
+              options: Mapping[str, Any] | None = None) -> str:
+    """File name stem: readable parts plus a short hash of everything that changes the
+    result (attack options included)."""
+    names = [parse_attack(a).name for a in attacks]
+    blob = json.dumps({"format": EVAL_FORMAT, "attacks": names, "n": n, "seed": seed, "which": which,
+                       "eps": round(float(eps), 10), "options": options or {}}, sort_keys=True, default=str)
+    h = hashlib.sha256(blob.encode()).hexdigest()[:10]
+    return f"{which}-{'+'.join(names)}-n{'all' if n is None else n}-s{seed}-eps{float(eps):.5g}-{h}"
+
+
+def evaluate_run(
+    record: Any,
+    attacks: Sequence[str] | str = ("pgd20", "cw20", "a3"),
+    n: int | None = None,
+    seed: int = 0,
+    which: str = "final",
+    store: Any = None,
+    *,
+    eps: float | None = None,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    purifier: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    purifier_id: str | None = None,
+    cache: bool = True,
+    data_root: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Evaluate a stored run (``record`` from :func:`hardex.store.ensure`, or a run hash /
+    directory resolved in ``store``) and cache the result in ``<run dir>/eval/<key>.json``.
+
+    ``n``: a seeded subset (``seed``) of the test split, None = all of it. ``which``:
+    "final" or "best". ``eps``: default the run's training eps. ``options``: passed to
+    :func:`evaluate_model` (step_size, rays_queries, a3_options, md_options,
+    autoattack_options, masking, masking_n, masking_steps); they are part of the cache
+    key. With a ``purifier`` the result is cached only under a ``purifier_id``.
+    Returns :func:`evaluate_model`'s dict plus ``run``, ``which``, ``epoch``, ``seed``
+    and ``cached`` (True when read from the file).
+    """
+    from hardex import data
+    from hardex.store import RunStore, _json_default, atomic_write_json
+
+    if not hasattr(record, "spec"):
+        store = store if store is not None else RunStore()
+        record = store.load(record)
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    specs = _parse_all(attacks)
+    names = [s.name for s in specs]
+    cfg = record.spec.train
+    e = _check_eps(cfg.attack.eps if eps is None else eps)
+    if n is not None and (int(n) != n or n < 1):
+        raise ValueError(f"n must be a positive integer or None (all test examples), got {n}")
+    opt_key = {k: v for k, v in sorted(options.items())}
+    if purifier is not None:
+        opt_key["purifier"] = purifier_id
+    key = cache_key(names, n, seed, which, e, opt_key)
+    use_cache = cache and (purifier is None or purifier_id is not None)
+    f = Path(record.path) / "eval" / f"{key}.json"
+    if use_cache and f.exists():
+        try:
+            out = json.loads(f.read_text())
+            if out.get("key") == key:
+                return {**out, "cached": True}
+        except ValueError:
+            pass  # not ours or damaged (cannot be partial: written by rename); recompute
+    model, where = load_model(record, which)
+    test = data.load_dataset(cfg.dataset.name, "test", root=data_root)
+    sub = subset_test_split(test, n, seed)
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(dev)
+    res = evaluate_model(model, sub.to(dev), names, e, batch_size, seed=seed, purifier=purifier,
+                         num_classes=cfg.num_classes, device=dev, **options)
+    out = {"key": key, "run": record.spec.short_hash, "which": which, "epoch": where["epoch"], "seed": seed,
+           "n_requested": n, "options": json.loads(json.dumps(opt_key, default=str)), **res,
+           "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")}
+    out = json.loads(json.dumps(out, default=_json_default))  # the same types as a cached read
+    if use_cache:
+        atomic_write_json(f, out)
+    return {**out, "cached": False}
+
+
+def table(result: Mapping[str, Any]) -> str:
+    """A readable plain-text table of one evaluation result."""
+    rows = [("clean", result["clean_acc"], None)]
+    rows += [(k, v, result["cost"].get(k)) for k, v in result["robust_acc"].items()]
+    rows.append(("worst case", result["worst_case_acc"], None))
+    lines = [f"n={result['n']}  eps={result['eps']:.5g}" + (f"  run={result['run']} ({result['which']}, epoch "
+                                                             f"{result['epoch']})" if "run" in result else "")]
+    lines.append(f"{'attack':<12} {'acc %':>7} {'forward':>12} {'backward':>12} {'seconds':>9}")
+    for name, a, c in rows:
+        acc = "-" if a is None else f"{100 * a:.2f}"
+        if c is None:
+            lines.append(f"{name:<12} {acc:>7}")
+        else:
+            lines.append(f"{name:<12} {acc:>7} {c['forward']:>12} {c['backward']:>12} {c['seconds']:>9.2f}")
+    m = result.get("masking")
+    if m is not None:
+        lines.append("masking check: " + ("SUSPICIOUS: " + "; ".join(m["reasons"]) if m["suspicious"] else "passed"))
+    return "\n".join(lines)
