@@ -341,6 +341,21 @@ def _resize_uint8(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
 # --------------------------------------------------------------------------- augmentation
 
 
+def _to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``t`` on ``device``. A CPU tensor bound for a CUDA device goes through pinned memory
+    with ``non_blocking=True``: a plain ``.to("cuda")`` from pageable memory waits until
+    the device's queue has drained, i.e. one host synchronisation per batch (the CPU
+    generator's draws feed every batch). The values are identical either way."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    if t.device == dev:
+        return t
+    if t.device.type == "cpu" and dev.type == "cuda":
+        return t.pin_memory().to(dev, non_blocking=True)
+    return t.to(dev)
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [0, 1]; float input is returned as float32 unchanged."""
     if images.dtype == torch.uint8:
@@ -365,7 +380,7 @@ def draw_augment_params(
     else:
         flips = torch.zeros((n,), dtype=torch.bool, device=gdev)
     if device is not None:
-        dy, dx, flips = dy.to(device), dx.to(device), flips.to(device)
+        dy, dx, flips = _to_device(dy, device), _to_device(dx, device), _to_device(flips, device)
     return dy, dx, flips
 
 
@@ -418,7 +433,7 @@ def iterate_batches(
     n = len(dataset)
     if shuffle:
         gdev = generator.device if generator is not None else torch.device("cpu")
-        order = torch.randperm(n, generator=generator, device=gdev).to(dataset.device)
+        order = _to_device(torch.randperm(n, generator=generator, device=gdev), dataset.device)
     else:
         order = torch.arange(n, device=dataset.device)
     stop = n - n % batch_size if drop_last else n
