@@ -418,19 +418,26 @@ def _masking(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, ste
 
 
 WHICH = ("final", "best")
+_EPOCH_RE = re.compile(r"^epoch-(\d+)$")
+
+
+def _check_which(which: str) -> str:
+    if which in WHICH or _EPOCH_RE.match(str(which)):
+        return which
+    raise ValueError(f"which must be one of {', '.join(WHICH)} (or epoch-NNN for a kept checkpoint), got {which!r}")
 
 
 def load_model(record: Any, which: str = "final", store: Any = None) -> tuple[nn.Module, dict[str, Any]]:
     """The run's model (eval mode, CPU) and a description ``{"which", "epoch", "file"}``.
 
     ``which="final"``: the last epoch's checkpoint (``ckpt/epoch-NNN.pt``, kept when the
-    spec's ``checkpoints.last`` is true); ``"best"``: ``best.pt``.
+    spec's ``checkpoints.last`` is true); ``"best"``: ``best.pt``; ``"epoch-NNN"``: that
+    kept checkpoint.
     """
     from hardex import data, models
     from hardex.store import load_checked
 
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    _check_which(which)
     spec = record.spec
     cfg = spec.train
     d = Path(record.path)
@@ -442,9 +449,10 @@ def load_model(record: Any, which: str = "final", store: Any = None) -> tuple[nn
         payload = load_checked(f)
         state, epoch = payload["model"], int(payload["epoch"])
     else:
-        f = d / "ckpt" / f"epoch-{cfg.epochs:03d}.pt"
+        epoch_no = cfg.epochs if which == "final" else int(_EPOCH_RE.match(which).group(1))
+        f = d / "ckpt" / f"epoch-{epoch_no:03d}.pt"
         if not f.exists():
-            raise FileNotFoundError(f"run {spec.short_hash}: no final checkpoint {f} (spec.checkpoints.last is "
+            raise FileNotFoundError(f"run {spec.short_hash}: no checkpoint {f} (spec.checkpoints.last is "
                                     f"{spec.checkpoints.last}; records imported from results/ carry no checkpoints)")
         payload = load_checked(f)
         state, epoch = payload["trainer"]["model"], int(payload["epoch"])
@@ -510,8 +518,7 @@ def evaluate_run(
     if not hasattr(record, "spec"):
         store = store if store is not None else RunStore()
         record = store.load(record)
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    _check_which(which)
     specs = _parse_all(attacks)
     names = [s.name for s in specs]
     cfg = record.spec.train

@@ -1,18 +1,17 @@
 """`hardex train | eval | runs`: the run store from the command line.
 
     hardex train SPEC.yaml [--runs DIR]          ensure one spec, print its record
-    hardex eval RUN_OR_CHECKPOINT [--which ...]  evaluate a stored model (minimal, see below)
+    hardex eval RUN_OR_CHECKPOINT --attacks pgd20,cw20,a3 [--n N --seed S --which final|best --eps E]
     hardex runs ls | show HASH | rm HASH... | gc [--dry-run]
     hardex runs export HASH... --to results/  |  hardex runs import DIR
 
-``--trainer module:attr`` (train, eval) builds the trainer from another factory than
+``--trainer module:attr`` (train) builds the trainer from another factory than
 ``hardex.train.Trainer`` (tests use a fake one).
 
-`hardex eval` is deliberately small for now: it loads a run's model (best.pt, the last
-checkpoint, or a given checkpoint file) into a Trainer for the run's config and prints
-``Trainer.final_evaluation()`` (clean and PGD-k for k in ``--pgd-steps``, default the
-config's ``eval.final_pgd_steps``) as JSON. AutoAttack / A3 and other attacks come with
-the evaluation issue.
+`hardex eval` runs :func:`hardex.evaluate.evaluate_run` on a run's final or best model
+(or a given checkpoint file) and prints a table and the JSON result (clean, robust per
+attack, worst case, per class, cost, masking check); the result is cached in the run's
+``eval/`` folder.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hardex.spec import RunSpec
-from hardex.store import RunStore, ensure, load_checked
+from hardex.store import RunStore, ensure
 
 
 def _store(args: argparse.Namespace) -> RunStore:
@@ -61,42 +60,61 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ eval
 
 
+def _eval_target(store: RunStore, target: str) -> tuple[Path, str | None]:
+    """(run directory, which) for a run hash / directory (which from --which) or a
+    checkpoint file (best.pt -> "best", ckpt/epoch-NNN.pt -> "epoch-NNN")."""
+    p = Path(target)
+    if p.is_file():
+        run_dir = p.parent.parent if p.parent.name == "ckpt" else p.parent
+        if not (run_dir / "spec.yaml").exists():
+            raise ValueError(f"{p}: not a checkpoint inside a run directory (no spec.yaml in {run_dir})")
+        if p.name == "best.pt":
+            return run_dir, "best"
+        if p.name.startswith("epoch-") and p.name.endswith(".pt"):
+            return run_dir, p.name[: -len(".pt")]
+        raise ValueError(f"{p}: expected best.pt or ckpt/epoch-NNN.pt")
+    try:
+        return store.resolve(target), None
+    except KeyError as err:
+        raise ValueError(f"unknown run {target!r}: {err.args[0]} (see `hardex runs ls`)") from None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    store = _store(args)
-    target = Path(args.target)
-    if target.is_file():  # a checkpoint file inside a run directory
-        run_dir = target.parent.parent if target.parent.name == "ckpt" else target.parent
-        ckpt = target
-    else:
-        run_dir, ckpt = store.resolve(args.target), None
-    spec = RunSpec.from_yaml(run_dir / "spec.yaml")
-    train = spec.train
-    if args.pgd_steps is not None:
-        train = type(train).model_validate({**train.model_dump(),
-                                            "eval": {**train.eval.model_dump(), "final_pgd_steps": args.pgd_steps}})
-    factory = _factory(args.trainer)
-    if factory is None:
-        from hardex.train import Trainer as factory  # noqa: N813
-    trainer = factory(train)
-    if ckpt is None:
-        if args.which == "best" and (run_dir / "best.pt").exists():
-            ckpt = run_dir / "best.pt"
-        else:
-            ckpts = sorted((run_dir / "ckpt").glob("epoch-*.pt"))
-            if not ckpts:
-                print(f"{run_dir}: no checkpoint to evaluate", file=sys.stderr)
-                return 1
-            ckpt = ckpts[-1]
-    payload = load_checked(ckpt)
-    if "trainer" in payload:  # a full checkpoint
-        trainer.load_state_dict(payload["trainer"])
-        which = f"epoch {payload['epoch']}"
-    else:  # best.pt: only the model
-        sd = trainer.state_dict()
-        trainer.load_state_dict({**sd, "model": payload["model"]})
-        which = f"best (epoch {payload['epoch']})"
-    result = {"run": run_dir.name, "checkpoint": which, **trainer.final_evaluation()}
-    print(json.dumps(result, indent=2, default=str))
+    from hardex import evaluate as ev
+
+    try:
+        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+        if not attacks:
+            raise ValueError(f"--attacks is empty; allowed: {', '.join(ev.ATTACK_FORMS)}")
+        for a in attacks:
+            ev.parse_attack(a)
+        if args.eps is not None:
+            ev._check_eps(args.eps)
+        if args.n is not None and args.n < 1:
+            raise ValueError(f"--n must be >= 1 (omit it for the whole test split), got {args.n}")
+        store = _store(args)
+        run_dir, which = _eval_target(store, args.target)
+        record = store.load(run_dir)
+        options = {}
+        if args.rays_queries is not None:
+            options["rays_queries"] = args.rays_queries
+        if args.no_masking:
+            options["masking"] = False
+        result = ev.evaluate_run(record, attacks, n=args.n, seed=args.seed, which=which or args.which, store=store,
+                                 eps=args.eps, batch_size=args.batch_size, device=args.device,
+                                 cache=not args.no_cache, **options)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(ev.table(result))
+    brief = {k: v for k, v in result.items() if k != "per_example"}
+    print(json.dumps(brief, indent=2))
+    where = Path(record.path) / "eval" / f"{result['key']}.json"
+    print(f"# {'read from' if result['cached'] else 'saved to'} {where} (with per-example results)"
+          if not args.no_cache else "# not cached (--no-cache)")
     return 0
 
 
@@ -200,13 +218,23 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--trainer", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("eval", help="evaluate a stored run or checkpoint (clean + PGD-k)")
-    p.add_argument("target", help="a run hash (prefix), run directory, or checkpoint file")
-    p.add_argument("--which", choices=["best", "last"], default="best",
-                   help="for a run: best.pt (default) or the newest checkpoint")
-    p.add_argument("--pgd-steps", type=int, nargs="+", default=None, help="PGD steps (default: the config's)")
+    p = subparsers.add_parser("eval", help="robust evaluation of a stored run or checkpoint (PGD, CW, A3, "
+                                           "AutoAttack, MD, RayS), cached in the run's eval/ folder")
+    p.add_argument("target", help="a run hash (prefix), run directory, or checkpoint file (best.pt, ckpt/epoch-NNN.pt)")
+    p.add_argument("--attacks", default="pgd20,cw20,a3",
+                   help="comma-separated: pgdK, cwK, fgsm, a3, autoattack, md, rays, raysQ (default pgd20,cw20,a3)")
+    p.add_argument("--n", type=int, default=None, help="seeded subset of the test split (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="subset and attack seed (default 0)")
+    p.add_argument("--which", choices=["best", "final"], default="final",
+                   help="for a run: the final model (default) or best.pt")
+    p.add_argument("--eps", type=float, default=None, help="l-inf radius in [0, 1] (default: the run's training eps)")
+    p.add_argument("--rays-queries", type=int, default=None, help="RayS query budget (default 10000)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--no-masking", action="store_true", help="skip the gradient-masking check")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write eval/<key>.json")
+    p.add_argument("--json", action="store_true", help="print only the full JSON result")
     _add_store_args(p)
-    p.add_argument("--trainer", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_eval)
 
     runs = subparsers.add_parser("runs", help="list, show, remove, clean up, export and import runs")

@@ -9,7 +9,7 @@ import pytest
 
 from hardex.cli import main
 from hardex.spec import RunSpec
-from test_store import FakeTrainer, child_of, spec
+from test_store import FakeTrainer, child_of, needs_trainer, real_spec, spec, tiny_cifar  # noqa: F401
 
 FAKE = "test_store:FakeTrainer"
 
@@ -66,20 +66,41 @@ def test_unknown_field_in_spec_file_is_reported(tmp_path, capsys):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_eval_fake_checkpoint(tmp_path, capsys):
+@needs_trainer
+def test_eval_table_json_cache_and_errors(tmp_path, tiny_cifar, capsys):  # noqa: F811
     runs = tmp_path / "runs"
-    s = spec(epochs=2)
+    s = real_spec()
     f = tmp_path / "spec.yaml"
     s.to_yaml(f)
     common = ["--runs", str(runs), "--results", str(tmp_path / "none")]
-    main(["train", str(f), *common, "--quiet", "--trainer", FAKE])
+    assert main(["train", str(f), *common, "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["eval", s.short_hash, "--which", "last", *common, "--trainer", FAKE]) == 0
-    out = json.loads(capsys.readouterr().out)
-    final = json.loads((runs / s.short_hash / "final.json").read_text())["final"]
-    assert out["checkpoint"] == "epoch 2" and out["clean_acc"] == final["clean_acc"]
-    assert main(["eval", str(runs / s.short_hash / "best.pt"), *common, "--trainer", FAKE]) == 0
-    assert json.loads(capsys.readouterr().out)["checkpoint"].startswith("best")
+    args = ["eval", s.short_hash[:8], "--attacks", "pgd2,cw2,fgsm", "--n", "10", "--seed", "1", *common]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("n=10  eps=0.031") and lines[1].split()[:2] == ["attack", "acc"]
+    assert [ln.split()[0] for ln in lines[2:6]] == ["clean", "pgd2", "cw2", "fgsm"]
+    body = json.loads(out[out.index("{"): out.rindex("}") + 1])
+    assert body["n"] == 10 and set(body["robust_acc"]) == {"pgd2", "cw2", "fgsm"} and "per_example" not in body
+    assert body["cost"]["pgd2"]["forward"] == 20 and body["which"] == "final" and "saved to" in out
+    cached = runs / s.short_hash / "eval" / f"{body['key']}.json"
+    assert cached.exists() and "per_example" in json.loads(cached.read_text())
+    assert main(args) == 0 and "read from" in capsys.readouterr().out
+    # a checkpoint file, full JSON
+    assert main(["eval", str(runs / s.short_hash / "best.pt"), "--attacks", "pgd1", "--n", "4", "--json",
+                 "--no-masking", *common]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["which"] == "best" and res["masking"] is None and len(res["per_example"]["index"]) == 4
+    # clear errors, exit 2, nothing evaluated
+    for bad, msg in ((["--attacks", "pgd2,apgd"], "unknown attack 'apgd'; allowed: pgdK, cwK"),
+                     (["--eps", "2"], "eps must lie in [0, 1]"),
+                     (["--n", "0"], "--n must be >= 1")):
+        assert main(["eval", s.short_hash, *bad, *common]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err
+    assert main(["eval", "deadbeef", *common]) == 2
+    assert "unknown run 'deadbeef'" in capsys.readouterr().err
 
 
 def test_add_cli_registers_commands():
