@@ -267,14 +267,104 @@ class EvalConfig(_Frozen):
     seed: int = 0
 
 
+class AWPConfig(_Frozen):
+    """Adversarial weight perturbation (Wu et al., 2020) for PGD-AT and TRADES: per weight
+    tensor ``gamma * ||w|| * d / ||d||`` from one proxy SGD step of ``proxy_lr``, from epoch
+    ``from_epoch`` (their code: gamma 0.01 for PGD-AT; 0.005 after 10 warm-up epochs for
+    TRADES)."""
+
+    gamma: float = Field(default=0.01, gt=0.0)
+    from_epoch: int = Field(default=1, ge=1)
+    proxy_lr: float = Field(default=0.01, gt=0.0)
+
+
+class SWAConfig(_Frozen):
+    """Stochastic weight averaging: the average of the weights after each epoch from
+    ``from_epoch`` on; evaluations (per epoch, best, final) use it with refreshed BN."""
+
+    from_epoch: int = Field(ge=1)
+
+
+class SATConfig(_Frozen):
+    """Self-adaptive training (Huang et al., 2020): EMA soft targets from ``from_epoch``
+    (their TRADES code: 70 of 100 epochs), confidence weights."""
+
+    from_epoch: int = Field(ge=1)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+
+
+class TEConfig(_Frozen):
+    """Temporal ensembling (Dong et al., 2022): EMA of clean predictions from
+    ``from_epoch``; consistency weight ``weight`` ramped up until ``ramp_until``
+    (their code: 90, 150, 300, 0.9 for 200 epochs)."""
+
+    from_epoch: int = Field(ge=1)
+    ramp_until: int = Field(ge=1)
+    weight: float = Field(default=300.0, ge=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.ramp_until <= self.from_epoch:
+            raise ValueError(f"te.ramp_until={self.ramp_until} must be after te.from_epoch={self.from_epoch}")
+        return self
+
+
+class KDConfig(_Frozen):
+    """Knowledge distillation (Chen et al., 2021): ``teachers`` maps a teacher name (a key
+    of the RunSpec's ``teachers``) to its weight; CE gets ``1 - sum(weights)`` (their
+    code: 0.3 CE, 0.1 standard teacher, 0.6 robust teacher, temperature 2)."""
+
+    teachers: dict[str, float]
+    temperature: float = Field(default=2.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _weights(self):
+        if not self.teachers:
+            raise ValueError("kd.teachers is empty; name at least one teacher with its weight")
+        bad = {k: v for k, v in self.teachers.items() if v < 0}
+        total = sum(self.teachers.values())
+        if bad or total > 1.0 + 1e-9:
+            raise ValueError(f"kd.teachers weights {dict(self.teachers)} must be >= 0 and sum to "
+                             f"at most 1 (the CE term gets 1 - sum)")
+        return self
+
+    @property
+    def ce_weight(self) -> float:
+        return 1.0 - sum(self.teachers.values())
+
+
+class AdaptiveTargetConfig(_Frozen):
+    """Liu et al. (2022) adaptive target ``onehot_weight * onehot + (1 - onehot_weight) *
+    EMA(predictions, momentum)`` from ``from_epoch`` (their example: rho 0.9, beta 0.1,
+    5 warm-up epochs, i.e. from epoch 6)."""
+
+    from_epoch: int = Field(default=1, ge=1)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    onehot_weight: float = Field(default=0.1, ge=0.0, le=1.0)
+
+
+class ReweightConfig(_Frozen):
+    """Liu et al. (2022) instance reweighting from ``from_epoch``: loss ``sum w l / sum w``
+    with ``w`` = ``mode`` (``nat_prob`` = p_y(x) on clean inputs, ``prob`` = p_y(x') on
+    the training attack's inputs, ``max_prob`` = max_k p_k(x'); ``comp_*`` = 1 - that)."""
+
+    mode: Literal["prob", "comp_prob", "nat_prob", "comp_nat_prob", "max_prob", "comp_max_prob",
+                  "nat_max_prob", "comp_nat_max_prob"] = "nat_prob"
+    from_epoch: int = Field(default=1, ge=1)
+
+
+ALGORITHMS = ("std", "pgd", "trades", "mart")
+
+
 class TrainConfig(_Frozen):
     """Everything that determines one training run (see the module docstring)."""
 
     dataset: DatasetConfig = DatasetConfig()
     edits: tuple[Edit, ...] = ()
     model: ModelConfig = ModelConfig()
-    algorithm: Literal["std", "pgd", "trades"] = "pgd"
-    beta: float = Field(default=6.0, ge=0.0)  # TRADES
+    algorithm: Literal["std", "pgd", "trades", "mart"] = "pgd"
+    beta: float = Field(default=6.0, ge=0.0)  # TRADES and MART
     attack: AttackConfig = AttackConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -287,13 +377,20 @@ class TrainConfig(_Frozen):
     eval: EvalConfig = EvalConfig()
     precision: Literal["fp32", "bf16"] = "fp32"
     device: str | None = None  # None: cuda if available, else cpu
+    # other methods (hardex.methods); None = off, so older specs keep their hashes
+    awp: AWPConfig | None = None
+    swa: SWAConfig | None = None
+    sat: SATConfig | None = None
+    te: TEConfig | None = None
+    kd: KDConfig | None = None
+    adaptive_target: AdaptiveTargetConfig | None = None
+    reweight: ReweightConfig | None = None
 
     @field_validator("algorithm", mode="before")
     @classmethod
     def _algorithm(cls, v):
-        allowed = ("std", "pgd", "trades")
-        if v not in allowed:
-            raise ValueError(f"unknown algorithm {v!r}; allowed: {', '.join(allowed)}")
+        if v not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {v!r}; allowed: {', '.join(ALGORITHMS)}")
         return v
 
     @model_validator(mode="after")
@@ -332,7 +429,30 @@ class TrainConfig(_Frozen):
         names = [p.name for p in self.probes]
         if len(set(names)) != len(names):
             raise ValueError(f"probe names must be unique, got {names}")
+        self._check_methods()
         return self
+
+    def _check_methods(self) -> None:
+        allowed = {"awp": ("pgd", "trades"), "sat": ("pgd", "trades"), "te": ("pgd", "trades"),
+                   "kd": ("pgd",), "adaptive_target": ("pgd", "trades"), "reweight": ("pgd", "trades")}
+        for name, algos in allowed.items():
+            if getattr(self, name) is not None and self.algorithm not in algos:
+                raise ValueError(f"{name} is implemented for algorithm {' / '.join(algos)}, "
+                                 f"not {self.algorithm!r}")
+        for name in ("awp", "swa", "sat", "te", "adaptive_target", "reweight"):
+            sub = getattr(self, name)
+            if sub is not None and sub.from_epoch > self.epochs:
+                raise ValueError(f"{name}.from_epoch={sub.from_epoch} is beyond epochs={self.epochs}")
+        if self.te is not None and self.te.ramp_until > self.epochs:
+            raise ValueError(f"te.ramp_until={self.te.ramp_until} is beyond epochs={self.epochs}")
+        soft = [n for n in ("sat", "adaptive_target") if getattr(self, n) is not None]
+        if len(soft) > 1:
+            raise ValueError(f"{' and '.join(soft)} both replace the targets; use one")
+        if soft and self.targets.kind != "onehot":
+            raise ValueError(f"{soft[0]} replaces the targets; it cannot be combined with "
+                             f"targets.kind={self.targets.kind!r}")
+        if self.reweight is not None and self.targets.kind == "dpr":
+            raise ValueError("reweight and targets.kind='dpr' both weight the loss; use one")
 
     # -- derived ----------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hardex import attacks, data, difficulty, models
+from hardex import attacks, data, difficulty, methods, models
 from hardex import targets as tgt
 from hardex.config import DifficultyRule, Edit, ProbeConfig, QuantileRule, TrainConfig
 
@@ -72,15 +72,21 @@ def _key(model) -> str:
 
 
 def trades_loss(logits_nat: torch.Tensor, logits_adv: torch.Tensor, targets: torch.Tensor,
-                beta: float, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """TRADES outer loss: ``CE(f(x), t) + beta * KL(p_nat || p_adv)`` (batch mean).
+                beta: float, weights: torch.Tensor | None = None,
+                reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """TRADES outer loss: ``CE(f(x), t) + beta * KL(p_nat || p_adv)`` (batch mean, or per
+    example with ``reduction="none"``).
 
     Returns (total, KL term). ``targets``: labels or soft targets; ``weights`` (DPR) scale
     the clean CE term only.
     """
-    natural = tgt.soft_cross_entropy(logits_nat, targets, weights)
     logp_nat = F.log_softmax(logits_nat.float(), dim=1)
     logp_adv = F.log_softmax(logits_adv.float(), dim=1)
+    if reduction == "none":
+        natural = tgt.soft_cross_entropy(logits_nat, targets, weights, reduction="none")
+        kl = F.kl_div(logp_adv, logp_nat, reduction="none", log_target=True).sum(1)
+        return natural + beta * kl, kl
+    natural = tgt.soft_cross_entropy(logits_nat, targets, weights)
     kl = F.kl_div(logp_adv, logp_nat, reduction="sum", log_target=True) / logits_nat.shape[0]
     return natural + beta * kl, kl
 
@@ -94,7 +100,8 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, *, device=None, data_root=None,
-                 scores: dict[str, Any] | None = None):
+                 scores: dict[str, Any] | None = None,
+                 teachers: dict[str, torch.nn.Module] | None = None):
         self.cfg = cfg
         self.device = resolve_device(device if device is not None else cfg.device)
         self.info = data.DATASETS[cfg.dataset.name]
@@ -132,6 +139,23 @@ class Trainer:
         self._target_state: dict[str, np.ndarray] = {}  # targets key -> factors / weights
         self._target_tensor = None  # (key, device copy of the active factors / weights)
         self._best: dict | None = None
+        self.teachers = self._teachers(teachers or {})
+        self.methods = methods.build(cfg, self)
+        self.swa = next((m for m in self.methods if isinstance(m, methods.SWA)), None)
+
+    def _teachers(self, given: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
+        need = set(self.cfg.kd.teachers) if self.cfg.kd is not None else set()
+        missing = need - set(given)
+        if missing:
+            raise KeyError(f"kd names teachers {sorted(missing)} that were not passed to "
+                           f"Trainer(teachers=...); have: {sorted(given)}")
+        out = {}
+        for k in sorted(need):
+            t = copy.deepcopy(given[k]).to(self.device).eval()
+            for p in t.parameters():
+                p.requires_grad_(False)
+            out[k] = t
+        return out
 
     # ------------------------------------------------------------------ data and sets
 
@@ -256,40 +280,100 @@ class Trainer:
     def _attack_mode(self):
         return attacks.bn_eval(self.model) if self.cfg.attack.bn_mode == "eval" else contextlib.nullcontext()
 
-    def _step(self, x, y, t, w) -> dict[str, torch.Tensor]:
+    def _attack(self, b: methods.Batch) -> torch.Tensor | None:
+        """The training attack's x' (None for STD), BN in ``cfg.attack.bn_mode``."""
         cfg, a, m = self.cfg, self.cfg.attack, self.model
-        out: dict[str, torch.Tensor] = {}
         if cfg.algorithm == "std":
-            with self._autocast():
-                logits = m(x)
-            loss = tgt.soft_cross_entropy(logits, t, w)
-            out["clean_correct"] = (logits.argmax(1) == y).sum()
+            return None
+        with self._attack_mode():
+            if cfg.algorithm == "trades":
+                return attacks.trades_attack(m, b.x, a.eps, a.step, a.steps, start_std=a.start_std,
+                                             autocast_dtype=self.autocast_dtype,
+                                             generator=self.attack_generator)
+            t = b.targets
+            y_att = t if (a.attack_sees_smoothed_labels and t.dtype.is_floating_point) else b.y
+            if not b.attack_terms:
+                return attacks.pgd(m, b.x, y_att, a.eps, a.step, a.steps, loss=a.loss,
+                                   random_start=a.random_start, start_std=a.start_std,
+                                   autocast_dtype=self.autocast_dtype, generator=self.attack_generator)
+            base = attacks.cross_entropy if a.loss == "ce" else attacks.margin_loss
+
+            def objective(z):
+                return base(z.float(), y_att, reduction="sum") + sum(f(z) for f in b.attack_terms)
+
+            return methods.pgd_objective(m, b.x, objective, a.eps, a.step, a.steps, a.random_start,
+                                         a.start_std, self.attack_generator, self.autocast_dtype)
+
+    def outer_loss(self, model: torch.nn.Module, b: methods.Batch) -> tuple[torch.Tensor, dict]:
+        """The outer loss of ``model`` on batch ``b`` (train mode, x' in ``b.x_adv``) and
+        the step's sums for the metrics row. Pure: no state changes beyond BN statistics,
+        so AWP can call it on its proxy."""
+        cfg, x, y = self.cfg, b.x, b.y
+        t, w = b.targets, b.weights
+        out: dict[str, torch.Tensor] = {}
+        with self._autocast():
+            if cfg.algorithm in ("std", "trades", "mart"):
+                logits_nat = model(x)
+            if cfg.algorithm != "std":
+                logits_adv = model(b.x_adv)
+        if cfg.algorithm == "std":
+            trained = logits_nat
+            per = tgt.soft_cross_entropy(logits_nat, t, w, reduction="none")
         elif cfg.algorithm == "pgd":
-            y_att = t if (a.attack_sees_smoothed_labels and t.dtype.is_floating_point) else y
-            with self._attack_mode():
-                x_adv = attacks.pgd(m, x, y_att, a.eps, a.step, a.steps, loss=a.loss,
-                                    random_start=a.random_start, start_std=a.start_std,
-                                    autocast_dtype=self.autocast_dtype,
-                                    generator=self.attack_generator)
-            with self._autocast():
-                logits = m(x_adv)
-            loss = tgt.soft_cross_entropy(logits, t, w)
-            out["adv_correct"] = (logits.argmax(1) == y).sum()
-        else:  # trades
-            with self._attack_mode():
-                x_adv = attacks.trades_attack(m, x, a.eps, a.step, a.steps, start_std=a.start_std,
-                                              autocast_dtype=self.autocast_dtype,
-                                              generator=self.attack_generator)
-            with self._autocast():
-                logits_nat = m(x)
-                logits_adv = m(x_adv)
-            loss, kl = trades_loss(logits_nat, logits_adv, t, cfg.beta, w)
+            trained = logits_adv
+            per = tgt.soft_cross_entropy(logits_adv, t, w, reduction="none")
+            if cfg.kd is not None:
+                with torch.no_grad(), self._autocast():
+                    teach = {k: self.teachers[k](b.x_adv) for k in cfg.kd.teachers}
+                terms = methods.kd_terms(logits_adv, teach, cfg.kd.temperature)
+                per = cfg.kd.ce_weight * per + sum(cfg.kd.teachers[k] * v for k, v in terms.items())
+        elif cfg.algorithm == "trades":
+            trained = logits_nat
+            per, kl = trades_loss(logits_nat, logits_adv, t, cfg.beta, w, reduction="none")
+            out["kl"] = kl.detach().sum()
+        else:  # mart
+            trained = logits_adv
+            per = methods.mart_loss(logits_nat, logits_adv, y, cfg.beta,
+                                    targets=t if t.dtype.is_floating_point else None, weights=w,
+                                    reduction="none")
+        r = cfg.reweight
+        if r is not None and b.epoch >= r.from_epoch:
+            rw = methods.reweight_weights(r.mode, y, logits_adv if cfg.algorithm != "std" else None,
+                                          b.clean if r.mode.startswith(("nat_", "comp_nat_")) else None)
+            loss = (per * rw).sum() / rw.sum()
+        elif cfg.algorithm == "trades":  # the batch-mean arithmetic of earlier versions (same bits)
+            loss, kl_mean = trades_loss(logits_nat, logits_adv, t, cfg.beta, w)
+            out["kl"] = kl_mean.detach() * x.shape[0]
+        else:
+            loss = per.sum() / max(per.shape[0], 1)
+        for term in b.loss_terms:
+            loss = loss + term(trained)
+        if cfg.algorithm in ("std", "trades", "mart"):
             out["clean_correct"] = (logits_nat.argmax(1) == y).sum()
+        if cfg.algorithm != "std":
             out["adv_correct"] = (logits_adv.argmax(1) == y).sum()
-            out["kl"] = kl.detach() * x.shape[0]
+        return loss, out
+
+    def _step(self, x, y, t, w, index=None, epoch=None, clean=None) -> dict[str, torch.Tensor]:
+        """One optimiser step; the methods' hooks run around the attack and the update
+        (see ``hardex.methods``)."""
+        e = self.epoch + 1 if epoch is None else epoch
+        if index is None:
+            index = torch.zeros(len(y), dtype=torch.long, device=y.device)
+        b = methods.Batch(x=x, y=y, index=index, epoch=e, targets=t, weights=w, clean=clean)
+        if self.cfg.reweight is not None and self.cfg.reweight.mode.startswith(("nat_", "comp_nat_")):
+            methods._clean(self, b)
+        for m in self.methods:
+            m.prepare(self, b)
+        b.x_adv = self._attack(b)
+        for m in self.methods:
+            m.before_update(self, b)
+        loss, out = self.outer_loss(self.model, b)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        for m in self.methods:
+            m.after_update(self, b)
         out["loss"] = loss.detach() * x.shape[0]
         return out
 
@@ -316,11 +400,13 @@ class Trainer:
                 self.accumulator.update(idx, z, y)
                 tracked_correct += (z.argmax(1) == y).sum()
             t, w = self.batch_targets(idx, y, e, ds)
-            for k, v in self._step(x, y, t, w).items():
+            for k, v in self._step(x, y, t, w, idx, e, z if track else None).items():
                 sums[k] = sums.get(k, 0) + v.detach().float()
             n_seen += len(pos)
         self.scheduler.step()
         self.epoch = e
+        for m in self.methods:
+            m.end_epoch(self, e)
 
         row: dict[str, Any] = {"epoch": e, "lr": lr, "n_train": len(ds)}
         row["train_loss"] = float(sums["loss"]) / n_seen
@@ -334,15 +420,18 @@ class Trainer:
         row["tracked"] = track
         row["targets"] = self._targets_summary(e, ds)
         row["probes"] = {p.name: self._run_probe(p) for p in cfg.probes if e % p.every == 0}
+        if self.swa is not None:
+            row["swa_averaged"] = int(self.swa.averaged.n_averaged)
         if cfg.eval.every and (e % cfg.eval.every == 0 or e == cfg.epochs):
-            ev = self._evaluate(self.test, cfg.eval.pgd_steps, seed=cfg.eval.seed + e)
+            model = self.eval_model()
+            ev = self._evaluate(self.test, cfg.eval.pgd_steps, seed=cfg.eval.seed + e, model=model)
             row["test_clean_acc"] = ev["clean_acc"]
             row["test_pgd_acc"] = ev["pgd_acc"]
             if self._best is None or ev["pgd_acc"] > self._best["test_pgd_acc"]:
                 self._best = {"epoch": e, "test_pgd_acc": ev["pgd_acc"],
                               "test_clean_acc": ev["clean_acc"],
                               "model": {k: v.detach().cpu().clone()
-                                        for k, v in self.model.state_dict().items()}}
+                                        for k, v in model.state_dict().items()}}
         row["best_epoch"] = None if self._best is None else self._best["epoch"]
         row["seconds"] = time.perf_counter() - t0
         return row
@@ -368,10 +457,17 @@ class Trainer:
                        random_start="uniform" if a.random_start == "none" else a.random_start,
                        start_std=a.start_std, generator=generator)
 
-    def _evaluate(self, dataset: data.Dataset, steps: int, seed: int) -> dict:
+    def eval_model(self) -> torch.nn.Module:
+        """The model evaluations use: the SWA average (BN refreshed) once it has started,
+        else the trained model."""
+        if self.swa is not None and self.swa.active:
+            return self.swa.model(self)
+        return self.model
+
+    def _evaluate(self, dataset: data.Dataset, steps: int, seed: int, model=None) -> dict:
         g = torch.Generator(device=self.device).manual_seed(seed)
         name = f"pgd{steps}"
-        res = attacks.evaluate(self.model, dataset,
+        res = attacks.evaluate(self.model if model is None else model, dataset,
                                {name: self._pgd_fn(steps, self.cfg.eval.step_size, g)},
                                batch_size=self.cfg.eval.batch_size, device=self.device)
         return {"clean_acc": res["clean_acc"], "pgd_acc": res["robust_acc"][name], "n": res["n"]}
@@ -433,19 +529,27 @@ class Trainer:
             out[m] = sums[m] / len(index)
         return out
 
-    def final_evaluation(self) -> dict:
+    def evaluate_state(self, model_state: dict) -> dict:
+        """``final_evaluation`` of a stored model state (e.g. ``best_state()["model"]``,
+        which is the SWA model's when SWA had started), leaving this trainer unchanged."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(model_state)
+        return self.final_evaluation(model=model)
+
+    def final_evaluation(self, model=None) -> dict:
         """Clean and PGD-k (k in ``cfg.eval.final_pgd_steps``) accuracy on the test split
         (``cfg.eval.final_subset``, default all; not the per-epoch subset), fp32, eval
-        mode, of the current model."""
+        mode, of the current model (``eval_model()``: the SWA average once SWA started)."""
+        model = self.eval_model() if model is None else model
         test = self.test_final
         out: dict[str, Any] = {"epoch": self.epoch}
         for k in self.cfg.eval.final_pgd_steps:
-            ev = self._evaluate(test, k, seed=self.cfg.eval.seed)
+            ev = self._evaluate(test, k, seed=self.cfg.eval.seed, model=model)
             out["clean_acc"] = ev["clean_acc"]
             out["n"] = ev["n"]
             out[f"pgd{k}_acc"] = ev["pgd_acc"]
         if not self.cfg.eval.final_pgd_steps:
-            res = attacks.evaluate(self.model, test, {}, batch_size=self.cfg.eval.batch_size)
+            res = attacks.evaluate(model, test, {}, batch_size=self.cfg.eval.batch_size)
             out.update(clean_acc=res["clean_acc"], n=res["n"])
         return out
 
@@ -490,7 +594,13 @@ class Trainer:
             "best": copy.deepcopy(self._best),
             "edit_sets": {k: v.copy() for k, v in self._edit_sets.items()},
             "target_state": {k: v.copy() for k, v in self._target_state.items()},
+            **({"methods": {m.name: m.state_dict() for m in self.methods}} if self.methods else {}),
         }
+
+    def exported_model_state(self) -> dict:
+        """The model this run hands on (teachers, ``hardex eval``): the SWA average once
+        SWA started (BN refreshed), else the trained model."""
+        return {k: v.detach().cpu().clone() for k, v in self.eval_model().state_dict().items()}
 
     def load_state_dict(self, sd: dict) -> None:
         """Continue from ``sd`` (a resume, or a branch: this config's own targets, edits
@@ -526,3 +636,9 @@ class Trainer:
         self._edit_sets = {k: np.asarray(v).copy() for k, v in sd["edit_sets"].items()}
         self._target_state = {k: np.asarray(v).copy() for k, v in sd["target_state"].items()}
         self._target_tensor = None
+        # a method's per-run state (SAT/TE targets, the SWA average) is restored when the
+        # checkpoint has it; a branch from a run without that method starts it fresh
+        saved = sd.get("methods", {})
+        for m in self.methods:
+            if m.name in saved:
+                m.load_state_dict(saved[m.name])

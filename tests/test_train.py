@@ -100,7 +100,7 @@ def test_trades_loss_matches_float64_reference():
     (dict(schedule={"milestones": [2, 5]}), r"milestones \[5\] lie beyond epochs=2"),
     (dict(dataset={"name": "imagenet"}), "unknown dataset 'imagenet'; allowed: cifar10"),
     (dict(model={"name": "vgg16"}), "unknown model 'vgg16'; allowed: preact_resnet18"),
-    (dict(algorithm="mart"), "unknown algorithm 'mart'; allowed: std, pgd, trades"),
+    (dict(algorithm="fgsm"), "unknown algorithm 'fgsm'; allowed: std, pgd, trades, mart"),
     (dict(colour="red"), "colour"),
     (dict(targets={"kind": "dpls", "lam": 0.5, "measure": "margin"}), "targets.measure"),
     (dict(edits=[{"kind": "prune"}]), "exactly one of indices and rule"),
