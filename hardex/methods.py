@@ -341,37 +341,41 @@ class SWA(Method):
     def __init__(self, cfg, tr):
         self.cfg = cfg
         self.averaged = AveragedModel(tr.model)
-        self.fresh_bn = False
 
     @property
     def active(self) -> bool:
         return int(self.averaged.n_averaged) > 0
 
     def end_epoch(self, tr, epoch):
-        if epoch >= self.cfg.from_epoch:
-            self.averaged.update_parameters(tr.model)
-            self.fresh_bn = False
+        """Average in this epoch's weights, then recompute the average's batch-norm
+        statistics on the un-augmented training set (fixed order, no randomness), so the
+        averaged model (and a checkpoint of it) is always ready to evaluate."""
+        if epoch < self.cfg.from_epoch:
+            return
+        self.averaged.update_parameters(tr.model)
+        ds = tr.training_set(epoch)
+        bs = tr.cfg.eval.batch_size
+        from hardex import data
+        batches = (data.to_float(ds.images[i:i + bs]) for i in range(0, len(ds), bs))
+        update_bn(batches, self.averaged, device=tr.device)
 
     def model(self, tr) -> torch.nn.Module:
-        """The averaged model with batch-norm statistics recomputed on the current
-        training set (un-augmented, fixed order)."""
-        if not self.fresh_bn:
-            ds = tr.training_set(max(tr.epoch, 1))
-            bs = tr.cfg.eval.batch_size
-            from hardex import data
-            batches = (data.to_float(ds.images[i:i + bs]) for i in range(0, len(ds), bs))
-            update_bn(batches, self.averaged, device=tr.device)
-            self.fresh_bn = True
         return self.averaged.module
 
     def state_dict(self):
-        return {k: v.detach().cpu().clone() for k, v in self.averaged.state_dict().items()} | {
-            "_fresh_bn": self.fresh_bn}
+        return {k: v.detach().cpu().clone() for k, v in self.averaged.state_dict().items()}
 
     def load_state_dict(self, sd):
-        sd = dict(sd)
-        self.fresh_bn = bool(sd.pop("_fresh_bn"))
         self.averaged.load_state_dict(sd)
+
+
+def exported_state(trainer_state: dict) -> dict:
+    """The model state a run hands on, from a ``Trainer.state_dict()`` (e.g. a checkpoint's
+    ``["trainer"]``): the SWA average once it has started, else the trained model."""
+    swa = trainer_state.get("methods", {}).get("swa")
+    if swa and int(swa["n_averaged"]) > 0:
+        return {k[len("module."):]: v for k, v in swa.items() if k.startswith("module.")}
+    return trainer_state["model"]
 
 
 def build(cfg, tr) -> list[Method]:

@@ -12,6 +12,7 @@ what determines the run's numbers -- the training config, the parent it starts f
 * ``scores_from`` (difficulty sources other than "self") enters as each source run's
   full hash and epoch, or an external file's sha256 (not its path); a spec without it
   keeps the hash it had before the field existed;
+* ``teachers`` (KD) enters as each teacher run's full hash and which model (best/final);
 * ``checkpoints`` (which checkpoints to keep on disk) is stored in spec.yaml but left
   out of the hash: keeping more or fewer checkpoints never changes a number, and a
   baseline that several continuations branch from must stay one run however many
@@ -127,6 +128,15 @@ class FileScores(_Frozen):
 ScoreSource = RunScores | FileScores
 
 
+class Teacher(_Frozen):
+    """A run whose model a KD run distils from: its ``best`` checkpoint (best.pt, the
+    early-stopped model) or its ``final`` model (the SWA average if it used SWA). Its hash
+    and ``which`` enter the child's hash; ``ensure`` trains it first."""
+
+    run: RunSpec
+    which: Literal["best", "final"] = "final"
+
+
 def score_sources(train: TrainConfig) -> list[tuple[str, str]]:
     """(what, source) for every rule / targets / probe of ``train`` whose source is not "self"."""
     t = train.targets
@@ -147,6 +157,21 @@ class RunSpec(_Frozen):
     # Scores for the non-"self" sources named in ``train``. Not inherited: a child lists
     # the sources its own config names (copy the parent's entries to keep its rules).
     scores_from: dict[str, ScoreSource] = Field(default_factory=dict)
+    # Teacher runs for ``train.kd`` (by the names kd.teachers uses). Not inherited either.
+    teachers: dict[str, Teacher] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_teachers(self) -> RunSpec:
+        names = set(self.train.kd.teachers) if self.train.kd is not None else set()
+        missing = sorted(names - set(self.teachers))
+        if missing:
+            raise ValueError(f"train.kd names teachers {missing}, which teachers does not define "
+                             f"(teachers has {sorted(self.teachers)}); add teachers.{missing[0]}: "
+                             "{run: <spec>, which: best|final}")
+        unused = sorted(set(self.teachers) - names)
+        if unused:
+            raise ValueError(f"teachers {unused} are not used by train.kd (kd.teachers: {sorted(names)})")
+        return self
 
     @model_validator(mode="after")
     def _check_sources(self) -> RunSpec:
@@ -190,7 +215,9 @@ class RunSpec(_Frozen):
         """What the hash covers: the spec without defaults and without ``checkpoints``,
         the parent replaced by its hash."""
         out = self.model_dump(mode="json", exclude_defaults=True,
-                              exclude={"checkpoints", "start_from", "scores_from"})
+                              exclude={"checkpoints", "start_from", "scores_from", "teachers"})
+        if self.teachers:
+            out["teachers"] = {name: {"run": t.run.hash, "which": t.which} for name, t in self.teachers.items()}
         if self.scores_from:
             out["scores_from"] = {name: _source_identity(src) for name, src in self.scores_from.items()}
         if self.start_from is not None:
@@ -276,4 +303,5 @@ def canonical_json(obj: Any) -> str:
 
 StartFrom.model_rebuild()
 RunScores.model_rebuild()
+Teacher.model_rebuild()
 RunSpec.model_rebuild()

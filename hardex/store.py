@@ -61,7 +61,7 @@ from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywid
 
 import hardex
 from hardex.paths import repo_root, runs_root
-from hardex.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, sha256_file
+from hardex.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, Teacher, sha256_file
 
 CKPT_FORMAT = 1
 TrainerFactory = Callable[[Any], Any]
@@ -564,21 +564,54 @@ def load_record(d: Path, expect: RunSpec | None = None) -> RunRecord:
 # training one run
 
 
-def default_trainer(cfg: Any, scores: dict | None = None) -> Any:
+def default_trainer(cfg: Any, scores: dict | None = None, teachers: dict | None = None) -> Any:
     from hardex.train import Trainer
 
-    return Trainer(cfg, scores=scores)
+    return Trainer(cfg, scores=scores, teachers=teachers)
 
 
 def build_trainer(store: RunStore, spec: RunSpec, factory: TrainerFactory | None = None,
                   progress: bool = False) -> Any:
-    """``factory(spec.train)``, with ``scores=`` from ``spec.scores_from`` when it has any
-    (a factory is only asked to take ``scores`` for specs that use them)."""
+    """``factory(spec.train)``, with ``scores=`` from ``spec.scores_from`` and
+    ``teachers=`` from ``spec.teachers`` when it has any (a factory is only asked to take
+    those for specs that use them)."""
     factory = factory or default_trainer
-    if not spec.scores_from:
-        return factory(spec.train)
-    scores = load_scores(store, spec, factory, progress)  # before the factory seeds the RNGs
-    return factory(spec.train, scores=scores)
+    kw: dict[str, Any] = {}
+    if spec.scores_from:
+        kw["scores"] = load_scores(store, spec, factory, progress)  # before the factory seeds the RNGs
+    if spec.teachers:
+        kw["teachers"] = load_teachers(store, spec, factory, progress)
+    return factory(spec.train, **kw)
+
+
+def load_teachers(store: RunStore, spec: RunSpec, factory: TrainerFactory | None = None,
+                  progress: bool = False) -> dict[str, torch.nn.Module]:
+    """``{name: model}`` for ``spec.teachers``: each teacher run's best.pt model or its
+    final model (the SWA average if it used SWA; from its last checkpoint, regenerated
+    if it was not kept), built with the teacher's own architecture, in eval mode, on CPU."""
+    from hardex import data, methods, models
+
+    out: dict[str, torch.nn.Module] = {}
+    for name, t in spec.teachers.items():
+        rec = store.open(t.run)
+        if rec is None:
+            raise RuntimeError(f"run {spec.short_hash}: teacher {name!r} (run {t.run.short_hash}) is not "
+                               "done; ensure it first")
+        if t.which == "best":
+            f = rec.path / "best.pt"
+            if not f.exists():
+                raise CorruptRunError(f"{rec.path}: no best.pt for teacher {name!r} (which: best); "
+                                      "the teacher run needs checkpoints.best and a per-epoch evaluation")
+            state = load_checked(f)["model"]
+        else:
+            payload = branch_checkpoint(store, t.run, t.run.train.epochs, factory, progress)
+            state = methods.exported_state(payload["trainer"])
+        tc = t.run.train
+        model = models.build_model(tc.model.name, tc.num_classes, data.DATASETS[tc.dataset.name].image_size,
+                                   tc.model.normalize)
+        model.load_state_dict(state)
+        out[name] = model.eval()
+    return out
 
 
 def load_scores(store: RunStore, spec: RunSpec, factory: TrainerFactory | None = None,
@@ -810,8 +843,11 @@ def _final_evaluation(spec: RunSpec, trainer: Any, best: dict | None) -> dict:
             sd = trainer.state_dict()
             if "model" not in sd:
                 raise RuntimeError("Trainer.state_dict() has no 'model' entry; cannot evaluate the best model")
-            trainer.load_state_dict({**sd, "model": best["model"]})
-            out["best"] = {**trainer.final_evaluation(), "epoch": best["epoch"]}
+            if hasattr(trainer, "evaluate_state"):  # the best model may be an SWA average
+                out["best"] = {**trainer.evaluate_state(best["model"]), "epoch": best["epoch"]}
+            else:
+                trainer.load_state_dict({**sd, "model": best["model"]})
+                out["best"] = {**trainer.final_evaluation(), "epoch": best["epoch"]}
     return out
 
 
@@ -921,6 +957,7 @@ def plan(store: RunStore, specs: Iterable[RunSpec]) -> list[list[Job]]:
         h = spec.hash
         if h not in depth:
             deps = [s.run for s in spec.scores_from.values() if isinstance(s, RunScores)]
+            deps += [t.run for t in spec.teachers.values()]
             if spec.start_from is not None:
                 deps.append(spec.start_from.parent)
             depth[h] = 1 + max((level(d) for d in deps), default=-1)
@@ -938,6 +975,8 @@ def plan(store: RunStore, specs: Iterable[RunSpec]) -> list[list[Job]]:
                 if src.epoch is not None:
                     keep.setdefault(src.run.hash, set()).add(src.epoch)
                 need(src.run)
+        for t in spec.teachers.values():
+            need(t.run)
         sf = spec.start_from
         if sf is None:
             return

@@ -600,7 +600,7 @@ class Trainer:
     def exported_model_state(self) -> dict:
         """The model this run hands on (teachers, ``hardex eval``): the SWA average once
         SWA started (BN refreshed), else the trained model."""
-        return {k: v.detach().cpu().clone() for k, v in self.eval_model().state_dict().items()}
+        return {k: v.detach().cpu().clone() for k, v in methods.exported_state(self.state_dict()).items()}
 
     def load_state_dict(self, sd: dict) -> None:
         """Continue from ``sd`` (a resume, or a branch: this config's own targets, edits

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from hardex import methods as M
 from hardex.train import Trainer
 from test_train import make_tiny_cifar, small_cfg, strip
+from test_store import tiny_cifar  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +267,59 @@ def test_defaults_keep_spec_hashes():
     plain = RunSpec(train=small_cfg())
     assert "awp" not in plain.identity()["train"] and "swa" not in plain.identity()["train"]
     assert RunSpec(train=small_cfg(swa={"from_epoch": 1})).hash != plain.hash
+
+
+# ------------------------------------------------------------------- teachers through the store
+
+
+def kd_train(kd, **kw):
+    from hardex.config import TrainConfig
+    from test_store import real_spec
+
+    return TrainConfig.model_validate({**real_spec().train.model_dump(), "kd": kd, **kw})
+
+
+def test_teachers_spec_hash_and_validation():
+    from hardex.spec import RunSpec, SpecError
+    from test_store import real_spec
+
+    std, rob = real_spec(algorithm="std"), real_spec(swa={"from_epoch": 2})
+    kd = {"teachers": {"std": 0.1, "robust": 0.6}}
+    with pytest.raises(SpecError, match=r"train.kd names teachers \['robust'\]"):
+        RunSpec.from_dict({"train": {**real_spec().train.model_dump(), "kd": kd},
+                           "teachers": {"std": {"run": std.model_dump()}}})
+    with pytest.raises(ValidationError, match="which teachers does not define"):
+        real_spec(kd=kd)  # a KD config without teachers
+    train = kd_train(kd)
+    mk = lambda which: RunSpec(train=train, teachers={"std": {"run": std}, "robust": {"run": rob, "which": which}})
+    s_best, s_final = mk("best"), mk("final")
+    assert s_best.hash != s_final.hash
+    assert s_best.identity()["teachers"]["robust"] == {"run": rob.hash, "which": "best"}
+    assert RunSpec.from_yaml(s_best.to_yaml()).hash == s_best.hash
+    with pytest.raises(SpecError, match=r"teachers \['extra'\] are not used"):
+        RunSpec.from_dict({"train": real_spec().train.model_dump(), "teachers": {"extra": {"run": std.model_dump()}}})
+
+
+def test_ensure_trains_teachers_first_and_passes_their_models(tmp_path, tiny_cifar):
+    from hardex.spec import RunSpec
+    from hardex.store import ensure, load_teachers
+    from test_store import real_spec, store_at
+
+    std, rob = real_spec(algorithm="std"), real_spec(swa={"from_epoch": 2})
+    kd = RunSpec(train=kd_train({"teachers": {"std": 0.1, "robust": 0.6}}, seed=3),
+                 teachers={"std": {"run": std, "which": "best"}, "robust": {"run": rob}})
+    store = store_at(tmp_path / "runs")
+    (rec,) = ensure([kd], store, progress=False)
+    assert rec.done and store.open(std) is not None and store.open(rob) is not None
+    models = load_teachers(store, kd)
+    from hardex.store import load_checked
+    best = load_checked(store.open(std).path / "best.pt")["model"]
+    assert all(torch.equal(models["std"].state_dict()[k], v) for k, v in best.items())
+    # "final" of an SWA run is the average (with its refreshed BN), not the last weights
+    payload = load_checked(store.ckpt_path(rob, 3))
+    swa = payload["trainer"]["methods"]["swa"]
+    got = models["robust"].state_dict()
+    assert all(torch.equal(got[k], swa["module." + k]) for k in got)
+    assert not all(torch.equal(got[k], payload["trainer"]["model"][k]) for k in got)
+    # the SWA run's final evaluation is of the average
+    assert store.open(rob).final["final"]["epoch"] == 3
