@@ -254,19 +254,26 @@ def trades_attack(
     start_std: float = 0.001,
     autocast_dtype: torch.dtype | None = None,
     generator: torch.Generator | None = None,
-) -> torch.Tensor:
+    return_clean_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """TRADES' inner maximisation: sign ascent on KL(softmax(f(x)) || softmax(f(x_adv))).
 
     As in the TRADES reference: start x + start_std * N(0, 1), sum-reduced KL, projection
     and clamp after each step. The clean distribution is computed once (the reference
     recomputes it every step; in eval mode, as TRADES runs it, the values are
     identical). The caller picks the BN mode (TRADES: eval, see module docstring).
+
+    ``return_clean_logits=True`` returns ``(x_adv, clean_logits)``: the fp32 logits of
+    that one no-grad clean forward. Under ``bn_eval`` they are exactly what difficulty
+    tracking measures (``difficulty.clean_logits``: eval mode, no grad, same
+    precision), so a TRADES trainer can track difficulty without an extra forward.
     """
     eps = _check_eps(eps)
     steps, step_size = _check_steps(steps, step_size)
     x = x.detach().float()
     with torch.no_grad(), _autocast(x.device, autocast_dtype):
-        p_clean = F.softmax(model(x).float(), dim=1)
+        clean_logits = model(x).float()
+    p_clean = F.softmax(clean_logits, dim=1)
     x_adv = _start(x, eps, "normal", start_std, generator)
     for _ in range(steps):
         x_adv.requires_grad_(True)
@@ -276,6 +283,8 @@ def trades_attack(
             objective = F.kl_div(F.log_softmax(logits.float(), dim=1), p_clean, reduction="sum")
         (grad,) = torch.autograd.grad(objective, [x_adv])
         x_adv = _project(x_adv.detach() + step_size * grad.sign(), x, eps)
+    if return_clean_logits:
+        return x_adv.detach(), clean_logits
     return x_adv.detach()
 
 

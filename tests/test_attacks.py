@@ -314,3 +314,19 @@ def test_autoattack_wrapper(cnn: nn.Module) -> None:
     assert robust.dtype == torch.bool and robust.shape == (2,)
     with pytest.raises(ValueError, match="attacks_to_run"):
         autoattack(cnn, x, y, EPS, version="custom")
+
+
+def test_trades_attack_returns_the_tracking_logits(cnn):
+    """Fast path: under bn_eval, TRADES' one clean forward is exactly what difficulty
+    tracking measures, so the trainer can reuse it instead of a second forward."""
+    from hardex.difficulty import clean_logits
+
+    cnn.train()
+    x = _batch(8)
+    gen = torch.Generator().manual_seed(0)
+    with bn_eval(cnn):
+        x_adv, z = trades_attack(cnn, x, EPS, EPS / 4, 3, generator=gen, return_clean_logits=True)
+    assert cnn.training  # mode restored by bn_eval
+    assert z.dtype == torch.float32 and torch.equal(z, clean_logits(cnn, x))
+    again = trades_attack(cnn.eval(), x, EPS, EPS / 4, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x_adv, again)  # the flag changes only what is returned
