@@ -101,17 +101,74 @@ class Accumulator:
         self.num_examples = int(num_examples)
         self.num_classes = int(num_classes)
         self.measures = tuple(measures)
-        self.sums = {m: np.zeros(self.num_examples, dtype=np.float64) for m in self.measures}
-        self.counts = np.zeros(self.num_examples, dtype=np.int64)
+        self._sums = {m: np.zeros(self.num_examples, dtype=np.float64) for m in self.measures}
+        self._counts = np.zeros(self.num_examples, dtype=np.int64)
         self.track_predictions = bool(track_predictions)
-        self.pred_counts = (np.zeros((self.num_examples, self.num_classes), dtype=np.int32)
-                            if self.track_predictions else None)
+        self._pred_counts = (np.zeros((self.num_examples, self.num_classes), dtype=np.int32)
+                             if self.track_predictions else None)
+        # Accelerator batches accumulate in device buffers (no host synchronisation per
+        # step); they are added to the host arrays when anything reads them.
+        self._pending: dict[str, torch.Tensor] | None = None
+
+    # Host views: reading them first folds in what is pending on the device.
+    @property
+    def sums(self) -> dict[str, np.ndarray]:
+        self._flush()
+        return self._sums
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._flush()
+        return self._counts
+
+    @property
+    def pred_counts(self) -> np.ndarray | None:
+        self._flush()
+        return self._pred_counts
+
+    def _flush(self) -> None:
+        p, self._pending = self._pending, None
+        if p is None:
+            return
+        for m in self.measures:
+            self._sums[m] += p[m].cpu().numpy()
+        self._counts += p["count"].cpu().numpy()
+        if self._pred_counts is not None:
+            self._pred_counts += p["pred"].cpu().numpy().astype(np.int32)
+
+    def _update_device(self, index: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        dev = logits.device
+        idx = index.to(dev, torch.long)
+        if idx.ndim != 1 or idx.shape[0] != logits.shape[0]:
+            raise ValueError(f"index has shape {tuple(idx.shape)}, logits {tuple(logits.shape)}")
+        # checked on the device, without waiting for it
+        torch._assert_async(((idx >= 0) & (idx < self.num_examples)).all())
+        if self._pending is None or self._pending["count"].device != dev:
+            self._flush()
+            n = self.num_examples
+            self._pending = {m: torch.zeros(n, dtype=torch.float64, device=dev) for m in self.measures}
+            self._pending["count"] = torch.zeros(n, dtype=torch.int64, device=dev)
+            if self._pred_counts is not None:
+                self._pending["pred"] = torch.zeros(n, self.num_classes, dtype=torch.int64, device=dev)
+        p = self._pending
+        losses = per_example_losses(logits, labels)
+        for m in self.measures:
+            p[m].index_add_(0, idx, losses[m].double())
+        p["count"].index_add_(0, idx, torch.ones_like(idx))
+        if "pred" in p:
+            pred = logits.detach().argmax(dim=1)
+            p["pred"].index_put_((idx, pred), torch.ones_like(idx), accumulate=True)
 
     def update(self, index, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Add the losses of one batch of clean ``logits`` to the examples ``index``.
 
         An index must not repeat within one call (a batch holds each example once).
+        Logits on an accelerator, with a tensor index, accumulate on the device (see
+        ``_flush``); on the CPU the host arrays are updated directly.
         """
+        if logits.device.type != "cpu" and torch.is_tensor(index):
+            self._update_device(index, logits, labels)
+            return
         idx = _as_numpy_index(index)
         if idx.ndim != 1 or len(idx) != logits.shape[0]:
             raise ValueError(f"index has shape {idx.shape}, logits {tuple(logits.shape)}")
@@ -123,7 +180,7 @@ class Accumulator:
         self.counts[idx] += 1
         if self.pred_counts is not None:
             pred = logits.detach().argmax(dim=1).cpu().numpy()
-            self.pred_counts[idx, pred] += 1
+            self._pred_counts[idx, pred] += 1
 
     def scores(self, kind: str = "zero_one") -> np.ndarray:
         """Mean loss per example (float64, length ``num_examples``; NaN where never seen)."""
@@ -173,11 +230,12 @@ class Accumulator:
                 f"accumulator shape mismatch: state has {sd['num_examples']} examples x "
                 f"{sd['num_classes']} classes, this one {self.num_examples} x {self.num_classes}")
         self.measures = tuple(sd["measures"])
-        self.sums = {m: np.asarray(v, dtype=np.float64).copy() for m, v in sd["sums"].items()}
-        self.counts = np.asarray(sd["counts"], dtype=np.int64).copy()
+        self._pending = None
+        self._sums = {m: np.asarray(v, dtype=np.float64).copy() for m, v in sd["sums"].items()}
+        self._counts = np.asarray(sd["counts"], dtype=np.int64).copy()
         pc = sd.get("pred_counts")
-        self.pred_counts = None if pc is None else np.asarray(pc, dtype=np.int32).copy()
-        self.track_predictions = self.pred_counts is not None
+        self._pred_counts = None if pc is None else np.asarray(pc, dtype=np.int32).copy()
+        self.track_predictions = self._pred_counts is not None
 
     @classmethod
     def from_state_dict(cls, sd: Mapping) -> "Accumulator":
