@@ -126,8 +126,7 @@ def test_ranking_helpers():
 
 def test_device_buffers_match_host_path(monkeypatch):
     """The accelerator path (device buffers, folded in on read) adds exactly what the host
-    path adds. On a CPU-only machine the device path is exercised on a 'meta'-free fake:
-    logits on CPU but forced through _update_device."""
+    path adds. Without an accelerator, the device path is called directly on CPU tensors."""
     torch.manual_seed(0)
     n, C = 40, 5
     host, dev = D.Accumulator(n, C), D.Accumulator(n, C)
