@@ -86,7 +86,8 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from hardex import difficulty, experiments as ex, paths
+from hardex import difficulty, experiments as ex
+from hardex.ledger import Ledger, data_label, label_eps
 from hardex.report import compare, paper_value
 from hardex.store import ensure
 
@@ -94,19 +95,9 @@ sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
 P = dict(globals())  # the parameters, as experiments' builders read them
 SMOKE = profile == "smoke"
-JPEG = (paths.data_root() / dataset / "train").is_dir()
-DATA_LABEL = "CIFAR-10 (JPEG copy)" if (JPEG and dataset == "cifar10") else dataset.upper()
+DATA_LABEL = data_label(dataset)
 ROB = f"PGD-{max(final_pgd_steps)}"
-verdicts = []
-
-
-def verdict(claim: str, holds: bool, evidence: str) -> None:
-    verdicts.append({"paper's claim": claim, "supported here": "yes" if holds else "no", "evidence": evidence})
-
-
-def label_eps(e: float) -> str:
-    return f"eps {round(e * 255)}/255" if e > 0 else "STD (eps 0)"
-
+led = Ledger("hard_examples", profile, DATA_LABEL)
 
 display(Markdown(
     f"**Profile `{profile}`**, data: {DATA_LABEL}"
@@ -168,16 +159,15 @@ t1 = compare(ours, paper, metrics=["std", "rob"])
 t1 = t1.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
 print(f"Table 1 on {DATA_LABEL}, profile {profile}" + (" (smoke results)" if SMOKE else "")
       + f"; k = {k}, T = {T}, {epochs} epochs")
-display(t1)
+display(led.table("Table 1", t1, note=f"robust column: paper A3, ours {ROB} (final model)"))
 
 # %%
-if not SMOKE:
-    r = {row: v["rob"] for row, v in ours.items()}
-    verdict("Table 1: pruning the top-k hard examples from T+1 raises robust accuracy over no pruning, "
-            "pruning the top-k easy ones does not",
-            r["hard_pruning"] > r["none"] and r["easy_pruning"] <= r["none"],
-            f"{ROB}: none {100 * r['none']:.2f}, easy pruning {100 * r['easy_pruning']:.2f}, "
-            f"hard pruning {100 * r['hard_pruning']:.2f}")
+r = {row: v["rob"] for row, v in ours.items()}
+_ = led.claim("Table 1", "pruning the top-k hard examples from T+1 raises robust accuracy over no pruning, "
+              "pruning the top-k easy ones does not",
+              r["hard_pruning"] > r["none"] and r["easy_pruning"] <= r["none"],
+              f"{ROB}: none {100 * r['none']:.2f}, easy pruning {100 * r['easy_pruning']:.2f}, "
+              f"hard pruning {100 * r['hard_pruning']:.2f}")
 
 # %% [markdown]
 # ## Fig. 3: EL2N of the top-k hard and easy training examples
@@ -228,16 +218,15 @@ print(f"Fig. 3 at the last epoch ({pf.epoch.max()})" + (" (smoke results)" if SM
 display(fig3)
 
 # %%
-if not SMOKE:
-    gaps = fig3[("gap", "clean")].to_numpy()
-    verdict("Fig. 3: hard examples keep a higher EL2N than easy ones at every eps",
-            bool((gaps > 0).all()), "last-epoch clean gaps: " + ", ".join(f"{g:.3f}" for g in gaps))
-    verdict("Fig. 3: the hard-easy EL2N gap grows with eps", bool(np.all(np.diff(gaps) > 0)),
-            "gaps by increasing eps: " + ", ".join(f"{g:.3f}" for g in gaps))
-    top = fig3.iloc[-1]
-    verdict(f"Fig. 3 (right): at {label_eps(e_max)} the adversarial gap exceeds the clean gap",
-            bool(top[("gap", "adv")] > top[("gap", "clean")]),
-            f"adv gap {top[('gap', 'adv')]:.3f} vs clean gap {top[('gap', 'clean')]:.3f}")
+gaps = fig3[("gap", "clean")].to_numpy()
+_ = led.claim("Fig. 3", "hard examples keep a higher EL2N than easy ones at every eps",
+              bool((gaps > 0).all()), "last-epoch clean gaps: " + ", ".join(f"{g:.3f}" for g in gaps))
+_ = led.claim("Fig. 3", "the hard-easy EL2N gap grows with eps", bool(np.all(np.diff(gaps) > 0)),
+              "gaps by increasing eps: " + ", ".join(f"{g:.3f}" for g in gaps))
+top = fig3.iloc[-1]
+_ = led.claim("Fig. 3", f"(right) at {label_eps(e_max)} the adversarial gap exceeds the clean gap",
+              bool(top[("gap", "adv")] > top[("gap", "clean")]),
+              f"adv gap {top[('gap', 'adv')]:.3f} vs clean gap {top[('gap', 'clean')]:.3f}")
 
 # %% [markdown]
 # ## Fig. 4: train accuracy of all / easy / hard examples and test accuracy
@@ -289,13 +278,12 @@ print(f"Fig. 4 summary (first lr decay after epoch {decay})" + (" (smoke results
 display(fig4)
 
 # %%
-if not SMOKE:
-    r = fig4.loc[label_eps(e_max)]
-    verdict(f"Fig. 4: at {label_eps(e_max)}, after the lr decay the hard set's robust train accuracy rises "
-            "while test robust accuracy falls from its best (robust overfitting)",
-            bool(r["hard train acc last"] > r["hard train acc at decay"] and r["test acc last"] < r["best test acc"]),
-            f"hard train {100 * r['hard train acc at decay']:.1f} -> {100 * r['hard train acc last']:.1f}; "
-            f"test best {100 * r['best test acc']:.1f}, last {100 * r['test acc last']:.1f}")
+r = fig4.loc[label_eps(e_max)]
+_ = led.claim("Fig. 4", f"at {label_eps(e_max)}, after the lr decay the hard set's robust train accuracy rises "
+              "while test robust accuracy falls from its best (robust overfitting)",
+              bool(r["hard train acc last"] > r["hard train acc at decay"] and r["test acc last"] < r["best test acc"]),
+              f"hard train {100 * r['hard train acc at decay']:.1f} -> {100 * r['hard train acc last']:.1f}; "
+              f"test best {100 * r['best test acc']:.1f}, last {100 * r['test acc last']:.1f}")
 
 # %% [markdown]
 # ## Fig. 1: training on k hard + k random examples, keeping or pruning the hard part
@@ -362,11 +350,10 @@ fin = f1[f1.epoch == f1.epoch.max()].pivot_table(index="algorithm", columns="bra
 fin["prune - continue"] = fin["prune hard"] - fin["continue"]
 print(f"Fig. 1, last-epoch test accuracy (STD: clean, PGD: PGD-{eval_pgd_steps})" + (" (smoke results)" if SMOKE else ""))
 display(fin)
-if not SMOKE:
-    g = fin["prune - continue"]
-    verdict("Fig. 1: pruning the hard part at the lr decay helps, and more for PGD than for STD",
-            bool(g["PGD"] > 0 and g["PGD"] > g["STD"]),
-            f"prune - continue: STD {100 * g['STD']:+.2f}, PGD {100 * g['PGD']:+.2f} points")
+g = fin["prune - continue"]
+_ = led.claim("Fig. 1", "pruning the hard part at the lr decay helps, and more for PGD than for STD",
+              bool(g["PGD"] > 0 and g["PGD"] > g["STD"]),
+              f"prune - continue: STD {100 * g['STD']:+.2f}, PGD {100 * g['PGD']:+.2f} points")
 
 # %% [markdown]
 # ## Runs and cost
@@ -400,7 +387,6 @@ else:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-if SMOKE:
-    print("smoke profile: plumbing only, no verdict")
-else:
-    display(pd.DataFrame(verdicts))
+print(f"profile {profile}, data {DATA_LABEL}" + (": plumbing only, no verdict" if SMOKE else ""))
+display(led.verdicts())
+_ = led.save()
