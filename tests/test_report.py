@@ -53,3 +53,87 @@ def test_compare_table():
     assert t.loc["pgd", ("a3", "diff")] == pytest.approx(50.0 - 51.80)
     assert math.isnan(t.loc["pgd_dpls", ("a3", "ours")])  # not run: NaN, never a number
     assert list(t.columns.get_level_values(1)[:3]) == ["paper", "ours", "diff"]
+
+
+# --- the registry of the paper's items and the appendix "Paper vs reproduction" -----------------
+
+EXPERIMENTS_MD = PAPER_TXT.parent / "EXPERIMENTS.md"
+
+
+def test_refs_parses_labels():
+    assert report.refs("Tables 16, 17 (+Fig. 5 / 13)") == ["Table 16", "Table 17", "Fig. 5", "Fig. 13"]
+    assert report.refs("Equation 8/9 and Theorems 6, 7") == ["Eq. 8", "Eq. 9", "Theorem 6", "Theorem 7"]
+    assert report.refs("Table 2 / Table 7") == ["Table 2", "Table 7"]
+    assert report.refs("Fig. 1 with 10k+10k") == ["Fig. 1"]  # "10k" is not a figure number
+    assert report.refs("Figure 14: class histogram") == ["Fig. 14"]
+    assert report.refs("budget") == []
+
+
+@pytest.mark.skipif(not EXPERIMENTS_MD.exists(), reason=f"{EXPERIMENTS_MD} not found")
+def test_registry_has_every_item_of_experiments_md():
+    listed = report.refs(EXPERIMENTS_MD.read_text())
+    reg = report.paper_items()
+    assert len(listed) > 40  # the parser found the list, not a handful of stray words
+    missing = [i for i in listed if i not in reg.index]
+    assert not missing, f"items of EXPERIMENTS.md missing from report.PAPER_ITEMS: {missing}"
+    extra = [i for i in reg.index if i not in listed]
+    assert not extra, f"registry items EXPERIMENTS.md does not list: {extra}"
+
+
+@pytest.mark.skipif(not PAPER_TXT.exists(), reason=f"paper text not found at {PAPER_TXT}")
+def test_registry_has_every_captioned_table_and_figure_of_the_paper():
+    captions = re.findall(r"\b((?:Table|Figure) \d+):", PAPER_TXT.read_text())
+    reg = report.paper_items()
+    missing = sorted({c for c in captions if report.refs(c)[0] not in reg.index})
+    assert not missing, missing
+
+
+def test_registry_keys_exist_and_items_are_unique():
+    reg = report.paper_items()
+    assert reg.index.is_unique
+    for item, key in reg["key"].items():
+        if key is not None:
+            assert isinstance(report.paper_value(key), dict), f"{item}: {key}"
+    # an item no chapter builds says why
+    assert all(r["reason"] for r in report.PAPER_ITEMS if r["chapter"] is None)
+    assert reg.loc["Table 3", "chapter"] == "dpls" and reg.loc["Table 1", "key"] == "table1"
+
+
+def _ledgers():
+    from hardex.ledger import Ledger
+
+    he = Ledger("hard_examples", "fast", "CIFAR-10 (JPEG copy)")
+    he.table("Table 1", report.compare({"none": {"rob": 0.5}, "hard_pruning": {"rob": None}},
+                                       {"none": {"rob": 51.8}, "hard_pruning": {"rob": 53.36}}))
+    he.claim("Table 1", "pruning hard helps", True)
+    he.claim("Fig. 3 (right)", "adv gap > clean gap", False)
+    he.claim("Fig. 1", "x", None)
+    mem = Ledger("memorization", "smoke", "CIFAR-10 (JPEG copy)")
+    mem.claim("Table 2 / Table 7", "hard only fails", True)
+    mem.claim("budget", "not an item", True)
+    return {"hard_examples": he.to_dict(), "memorization": mem.to_dict()}
+
+
+def test_reproduction_tables():
+    t = report.reproduction_tables(_ledgers(), existing_chapters=["hard_examples", "memorization", "ablations"])
+    items, summary, cells, claims = t["items"], t["summary"], t["cells"], t["claims"]
+    assert set(items.index) == set(report.paper_items().index)
+    assert items.loc["Table 1", "status"] == "1 of 2 numbers compared"
+    assert (items.loc["Table 1", "holds"], items.loc["Fig. 3", "does not hold"], items.loc["Fig. 1", "not run"]) == (1, 1, 1)
+    assert items.loc["Table 1", "profile"] == "fast" and items.loc["Table 1", "data"] == "CIFAR-10 (JPEG copy)"
+    # smoke: the ledger drew no verdict; one claim counts for both items its label names
+    assert items.loc["Table 2", "no verdict (smoke)"] == 1 and items.loc["Table 7", "no verdict (smoke)"] == 1
+    assert items.loc["Table 5", "status"] == "not run: chapter 'ablations' was not executed in this build (no ledger)"
+    assert items.loc["Table 3", "status"] == "not run: chapter 'dpls' is not written yet"
+    assert items.loc["Fig. 2", "status"].startswith("not run: a schematic")
+    assert items.loc["Theorem 2", "status"] == "not run: chapter 'theory' is not written yet"
+    assert items.loc["Fig. 4", "status"] == "built; no number or claim recorded"
+    # per chapter: each claim once, whatever its label names
+    assert summary.loc["memorization", "no verdict (smoke)"] == 2 and summary.loc["memorization", "state"] == "ran (smoke)"
+    assert summary.loc["hard_examples", ["holds", "does not hold", "not run"]].tolist() == [1, 1, 1]
+    assert summary.loc["hard_examples", "numbers compared"] == 1
+    assert summary.loc["dpls", "state"] == "not written yet"
+    assert summary.loc["ablations", "state"] == "not executed in this build"
+    assert (claims["item"] == "(other)").sum() == 1
+    row = cells[(cells["item"] == "Table 1") & (cells["row"] == "none")].iloc[0]
+    assert (row["paper"], row["ours"]) == (51.8, 50.0) and row["diff"] == pytest.approx(-1.8)
