@@ -85,8 +85,9 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from hardex import difficulty, experiments as ex, paths
+from hardex import difficulty, experiments as ex
 from hardex.data import load_dataset
+from hardex.ledger import Ledger, data_label, label_eps
 from hardex.report import compare, paper_value
 from hardex.store import ensure
 
@@ -94,21 +95,11 @@ sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
 P = dict(globals())  # the parameters, as experiments' builders read them
 SMOKE = profile == "smoke"
-JPEG = (paths.data_root() / dataset / "train").is_dir()
-DATA_LABEL = "CIFAR-10 (JPEG copy)" if (JPEG and dataset == "cifar10") else dataset.upper()
+DATA_LABEL = data_label(dataset)
 K = max(final_pgd_steps)
 ROB = f"PGD-{K}"
 SMOKE_TAG = " (smoke results)" if SMOKE else ""
-verdicts = []
-
-
-def verdict(claim: str, holds: bool, evidence: str) -> None:
-    verdicts.append({"paper's claim": claim, "supported here": "yes" if holds else "no", "evidence": evidence})
-
-
-def label_eps(e: float) -> str:
-    return f"eps {round(e * 255)}/255" if e > 0 else "STD (eps 0)"
-
+led = Ledger("memorization", profile, DATA_LABEL)
 
 def final(rec) -> dict:
     f = rec.final["final"]
@@ -239,14 +230,15 @@ f5_last = (f5[f5.epoch == f5.epoch.max()].pivot_table(index="eps_value", columns
 f5_last.index = [label_eps(e) for e in f5_last.index]
 print(f"Fig. 5 at the last epoch ({f5.epoch.max()}), accuracy on the top-{mem_k} sets" + SMOKE_TAG)
 display(f5_last)
-if not SMOKE:
-    r = f5_last.loc[label_eps(eps)]
+for e in fig5_eps:
+    r = f5_last.loc[label_eps(e)]
     w_h, wo_h = r["hard acc. (with hard)"], r["hard acc. (without hard)"]
     w_e, wo_e = r["easy acc. (with easy)"], r["easy acc. (without easy)"]
-    verdict(f"Fig. 5: at {label_eps(eps)} the hard set is fitted only when trained on (with >> without), "
-            "while the easy set keeps most of its accuracy without being trained on",
-            bool(w_h - wo_h > 0.5 and wo_e > 0.5 * w_e),
-            f"hard: with {100 * w_h:.1f}, without {100 * wo_h:.1f}; easy: with {100 * w_e:.1f}, without {100 * wo_e:.1f}")
+    _ = led.claim("Fig. 5" if e == eps else "Fig. 13",
+                  f"at {label_eps(e)} the hard set is fitted only when trained on (with >> without), "
+                  "while the easy set keeps most of its accuracy without being trained on",
+                  bool(w_h - wo_h > 0.5 and wo_e > 0.5 * w_e),
+                  f"hard: with {100 * w_h:.1f}, without {100 * wo_h:.1f}; easy: with {100 * w_e:.1f}, without {100 * wo_e:.1f}")
 
 # %% [markdown]
 # ## Table 2 (and Table 7): training only on the top-k easy or top-k hard examples
@@ -268,17 +260,20 @@ paper = {f"{w} / {t2_key(e)}": paper_value(f"table2_table7.{w}.{t2_key(e)}") for
 t2 = compare(ours, paper, metrics=["std", "rob"])
 t2 = t2.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
 print(f"Table 2 / 7 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; k = {table2_k}, {epochs} epochs")
-display(t2)
-if not SMOKE and eps in table2_eps and 0.0 in table2_eps:
+display(led.table("Table 2 / Table 7", t2, note=f"robust column: paper A3, ours {ROB} (final model)"))
+t2_claim = ("standard training on the hard set is about as accurate as on the easy set, adversarial training on "
+            "the hard set is far worse and its robust accuracy is near or below random (10%)")
+if eps in table2_eps and 0.0 in table2_eps:
     o = {key: v for key, v in ours.items()}
     pe = f"pgd_eps{round(eps * 255)}"
-    verdict("Table 2: standard training on the hard set is about as accurate as on the easy set, "
-            "adversarial training on the hard set is far worse and its robust accuracy is near or below random (10%)",
-            bool(abs(o["hard / std_training"]["std"] - o["easy / std_training"]["std"]) < 0.05
-                 and o[f"hard / {pe}"]["std"] < o[f"easy / {pe}"]["std"] - 0.2 and o[f"hard / {pe}"]["rob"] < 0.15),
-            f"STD: easy {100 * o['easy / std_training']['std']:.1f}, hard {100 * o['hard / std_training']['std']:.1f}; "
-            f"PGD std: easy {100 * o[f'easy / {pe}']['std']:.1f}, hard {100 * o[f'hard / {pe}']['std']:.1f}; "
-            f"PGD {ROB} hard {100 * o[f'hard / {pe}']['rob']:.1f}")
+    _ = led.claim("Table 2", t2_claim,
+                  bool(abs(o["hard / std_training"]["std"] - o["easy / std_training"]["std"]) < 0.05
+                       and o[f"hard / {pe}"]["std"] < o[f"easy / {pe}"]["std"] - 0.2 and o[f"hard / {pe}"]["rob"] < 0.15),
+                  f"STD: easy {100 * o['easy / std_training']['std']:.1f}, hard {100 * o['hard / std_training']['std']:.1f}; "
+                  f"PGD std: easy {100 * o[f'easy / {pe}']['std']:.1f}, hard {100 * o[f'hard / {pe}']['std']:.1f}; "
+                  f"PGD {ROB} hard {100 * o[f'hard / {pe}']['rob']:.1f}")
+else:
+    _ = led.claim("Table 2", t2_claim, None, f"table2_eps {table2_eps} lacks STD or {label_eps(eps)}")
 
 # %% [markdown]
 # ## Fig. 6 (and Table 8): random labels on the hard or easy examples
@@ -307,22 +302,22 @@ t8_ours = {f"{alg} / {row}": {"std": final(rec)["std"], "pgd": final(rec)["rob"]
 t8_paper = {f"{alg} / {row}": paper_value(f"table8.{alg}.{row}") for (alg, row) in table8}
 t8 = compare(t8_ours, t8_paper, metrics=["std", "pgd"])
 t8 = t8.rename(columns={"pgd": f"rob (paper: PGD, ours: {ROB})"}, level=0)
-display(t8)
+display(led.table("Table 8", t8, note=f"robust column: paper PGD-20, ours {ROB} (final model)"))
 f6_last = f6[f6.epoch == f6.epoch.max()].set_index("corruption")[["standard accuracy", "robust accuracy"]]
 print(f"Fig. 6 at the last epoch ({f6.epoch.max()}){SMOKE_TAG}")
 display(f6_last)
-if not SMOKE:
-    o = {k: v for k, v in t8_ours.items()}
-    verdict("Table 8 (PGD): random labels on the hard examples change robust accuracy by less than 1.5 points, "
-            "pruning them raises it",
-            bool(abs(o["pgd / corrupted"]["pgd"] - o["pgd / normal"]["pgd"]) < 0.015
-                 and o["pgd / pruned"]["pgd"] > o["pgd / normal"]["pgd"]),
-            f"{ROB}: normal {100 * o['pgd / normal']['pgd']:.2f}, corrupted {100 * o['pgd / corrupted']['pgd']:.2f}, "
-            f"pruned {100 * o['pgd / pruned']['pgd']:.2f}")
-    h, e_ = f6_last.loc[f"{mem_k} hard corruption"], f6_last.loc[f"{mem_k} easy corruption"]
-    verdict("Fig. 6: corrupting the hard examples leaves higher robust accuracy than corrupting the easy ones",
-            bool(h["robust accuracy"] > e_["robust accuracy"]),
-            f"robust: hard corruption {100 * h['robust accuracy']:.1f}, easy corruption {100 * e_['robust accuracy']:.1f}")
+o = {k: v for k, v in t8_ours.items()}
+for alg in table8_algorithms:
+    _ = led.claim("Table 8", f"({alg.upper()}) random labels on the hard examples change robust accuracy by less "
+                  "than 1.5 points, pruning them raises it",
+                  bool(abs(o[f"{alg} / corrupted"]["pgd"] - o[f"{alg} / normal"]["pgd"]) < 0.015
+                       and o[f"{alg} / pruned"]["pgd"] > o[f"{alg} / normal"]["pgd"]),
+                  f"{ROB}: normal {100 * o[f'{alg} / normal']['pgd']:.2f}, "
+                  f"corrupted {100 * o[f'{alg} / corrupted']['pgd']:.2f}, pruned {100 * o[f'{alg} / pruned']['pgd']:.2f}")
+h, e_ = f6_last.loc[f"{mem_k} hard corruption"], f6_last.loc[f"{mem_k} easy corruption"]
+_ = led.claim("Fig. 6", "corrupting the hard examples leaves higher robust accuracy than corrupting the easy ones",
+              bool(h["robust accuracy"] > e_["robust accuracy"]),
+              f"robust: hard corruption {100 * h['robust accuracy']:.1f}, easy corruption {100 * e_['robust accuracy']:.1f}")
 
 # %% [markdown]
 # ## Fig. 7: pruning the top n% easy or hard examples at epoch T
@@ -359,14 +354,16 @@ plt.show()
 f7_table = f7.pivot_table(index=["algorithm", "ratio"], columns="which", values=["std", "rob"])
 print(f"Fig. 7, final-model accuracy (rob: {ROB}) by pruning ratio at epoch T = {T}{SMOKE_TAG}")
 display(f7_table)
-if not SMOKE and "pgd" in fig7_algorithms:
+f7_claim = "(b) pruning hard examples at T raises robust accuracy for some ratio, pruning easy ones lowers it"
+if "pgd" in fig7_algorithms:
     p = f7[f7.algorithm == "PGD"]
     none = float(p[p.ratio == 0]["rob"].iloc[0])
     hard_best = float(p[(p.which == "hard") & (p.ratio > 0)]["rob"].max())
     easy_worst = float(p[(p.which == "easy") & (p.ratio > 0)]["rob"].min())
-    verdict("Fig. 7 (b): pruning hard examples at T raises robust accuracy for some ratio, pruning easy ones lowers it",
-            bool(hard_best > none and easy_worst < none),
-            f"{ROB}: none {100 * none:.2f}, best hard-pruned {100 * hard_best:.2f}, worst easy-pruned {100 * easy_worst:.2f}")
+    _ = led.claim("Fig. 7", f7_claim, bool(hard_best > none and easy_worst < none),
+                  f"{ROB}: none {100 * none:.2f}, best hard-pruned {100 * hard_best:.2f}, worst easy-pruned {100 * easy_worst:.2f}")
+else:
+    _ = led.claim("Fig. 7", f7_claim, None, "fig7_algorithms has no PGD")
 
 # %% [markdown]
 # ## Appendix B.6: the easy and hard examples (Figs. 14, 15, 16)
@@ -422,10 +419,9 @@ plt.tight_layout()
 plt.show()
 
 # %%
-if not SMOKE:
-    hard_share = b6[f"{b6_k} hard"].to_numpy() / b6_k
-    verdict("Fig. 14: hard examples are unevenly spread over the classes (some classes far over 10%)",
-            bool(hard_share.max() > 0.15), f"largest class share among the hard: {100 * hard_share.max():.1f}%")
+hard_share = b6[f"{b6_k} hard"].to_numpy() / b6_k
+_ = led.claim("Fig. 14", "hard examples are unevenly spread over the classes (some classes far over 10%)",
+              bool(hard_share.max() > 0.15), f"largest class share among the hard: {100 * hard_share.max():.1f}%")
 
 # %% [markdown]
 # ## Runs and cost
@@ -456,7 +452,6 @@ else:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-if SMOKE:
-    print("smoke profile: plumbing only, no verdict")
-else:
-    display(pd.DataFrame(verdicts))
+print(f"profile {profile}, data {DATA_LABEL}" + (": plumbing only, no verdict" if SMOKE else ""))
+display(led.verdicts())
+_ = led.save()
