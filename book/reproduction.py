@@ -1,0 +1,127 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Appendix: Paper vs reproduction
+#
+# Every table, figure and formal statement of the paper, the chapter of this book that
+# rebuilds it, and what that chapter found: the paper's number, ours and the difference for
+# each compared cell, and a verdict for each of the paper's qualitative claims: **holds**,
+# **does not hold**, **not run** (the runs it needs were not made on this profile, or its
+# chapter did not run) or **no verdict (smoke)** (the smoke profile's tiny models say nothing
+# about the paper). Nothing here is typed by hand: the list of items is the registry
+# `hardex.report.PAPER_ITEMS` (checked against the paper's list of experiments by the test
+# suite), the paper's numbers come from `hardex/paper/paper_results.yaml`, and everything
+# else from the ledgers the chapters saved when they ran in this build
+# (`hardex.ledger.load_ledgers`). Each row says on which profile and which copy of the data it
+# was measured.
+
+# %% tags=["parameters"]
+profile = "smoke"
+# ledger_dir: where the chapters' ledgers are; "" = $HARDEX_LEDGER_DIR (set by `hardex book`), else _executed/ledger
+ledger_dir = ""
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from hardex import ledger, report
+from hardex.paths import repo_root
+
+pd.set_option("display.max_rows", None)
+pd.set_option("display.max_colwidth", None)
+pd.set_option("display.precision", 2)
+where = ledger_dir or ledger.ledger_dir()
+ledgers = ledger.load_ledgers(where)
+existing = sorted(p.stem for p in (repo_root() / "book").glob("*.py"))
+T = report.reproduction_tables(ledgers, existing)
+profiles = sorted({led["profile"] for led in ledgers.values()})
+display(Markdown(
+    f"This build (profile **{profile}**) found {len(ledgers)} chapter ledger(s) in `{where}`"
+    + (f", measured on profile(s) {', '.join(profiles)}" if profiles else "") + "."
+    + (" **The ledgers come from different profiles: compare each row with its own profile.**"
+       if len(profiles) > 1 else "")
+    + (" On the smoke profile no verdict is drawn." if profiles == ["smoke"] else "")))
+
+# %% [markdown]
+# ## The paper's items, by chapter
+#
+# How many of the paper's items each chapter owns (from the registry; this table does not
+# depend on what ran).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+reg = report.paper_items()
+kinds = pd.Series([i.split(" ")[0] for i in reg.index]).value_counts()
+print(f"{len(reg)} items: " + ", ".join(f"{n} x {k}" for k, n in kinds.items()))
+reg.assign(chapter=reg["chapter"].fillna("(none)")).groupby("chapter", sort=False).apply(
+    lambda g: ", ".join(g.index), include_groups=False).rename("items").to_frame()
+
+# %% [markdown]
+# ## Summary: verdicts per chapter
+#
+# `state`: whether the chapter ran in this build and on which profile; `items not run`: its
+# items with nothing measured (the reason is in the next table); `numbers compared`: cells
+# with both the paper's number and ours; then the count of the chapter's claims per verdict.
+
+# %%
+T["summary"]
+
+# %% [markdown]
+# ## Every item
+#
+# One row per table, figure and statement of the paper, with the chapter that builds it, the
+# key of its numbers in `paper_results.yaml`, its status (or why it was not run), the profile
+# and data it was measured on, and the count of its claims per verdict.
+
+# %%
+T["items"].reset_index()
+
+# %% [markdown]
+# ## The numbers: paper, ours, difference
+#
+# Every cell the chapters compared, in percent (ours minus the paper's in `diff`). An empty
+# `ours` is a cell that was not run, never a number. `note` says where our measurement
+# differs from the paper's (e.g. the robust column's attack).
+
+# %%
+cells = T["cells"]
+if cells.empty:
+    display(Markdown("No chapter recorded a comparison in this build."))
+else:
+    # a cell recorded under a label naming two items (e.g. "Table 2 / Table 7") is shown once, under its label
+    once = cells.drop_duplicates(subset=["label", "chapter", "row", "metric"])
+    display(once.drop(columns=["item"]).rename(columns={"label": "item"}).set_index(["item", "row", "metric"]))
+
+# %% [markdown]
+# ## The claims and their verdicts
+
+# %%
+claims = T["claims"]
+if claims.empty:
+    display(Markdown("No chapter recorded a claim in this build."))
+else:
+    once = claims.drop_duplicates(subset=["label", "chapter", "claim"])
+    display(once.drop(columns=["item"]).rename(columns={"label": "item"}).set_index("item"))
+
+# %% [markdown]
+# ## In short
+
+# %%
+items, summary = T["items"], T["summary"]
+n_run = int((~items["status"].str.startswith("not run")).sum())
+counts = {v: int(summary[v].sum()) for v in ledger.VERDICTS}
+reasons = items.loc[items["status"].str.startswith("not run"), "status"].str.removeprefix("not run: ").value_counts()
+display(Markdown(
+    f"Of the paper's {len(items)} items, **{n_run}** were built in this build and **{len(items) - n_run}** were not. "
+    f"Claims: " + ", ".join(f"**{n}** {v}" for v, n in counts.items()) + ". "
+    + ("Why items were not run: " + "; ".join(f"{r} ({n})" for r, n in reasons.items()) + "." if len(reasons) else "")))
