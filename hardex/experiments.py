@@ -184,3 +184,31 @@ def training_fraction(spec: RunSpec, full_size: int = 50000) -> float:
         elif e.kind == "prune":
             kept -= size
     return (n / full_size) * kept
+
+
+def difficulty_probes(eps: float, k: int, max_examples: int | None = None, source: str = "self",
+                      sets: Iterable[str] = ("hard", "easy", "all")) -> list[dict]:
+    """The analysis chapters' probe sets: the top-``k`` hard / easy examples by score source
+    ``source`` and a sample of all examples (``sets``), each measured after every epoch
+    (clean and adversarial accuracy and EL2N; clean only for standard training, ``eps`` 0),
+    at most ``max_examples`` each (0 / None = all). Both chapters build their difficulty runs
+    with this, so equal parameters give the same run."""
+    metrics = ["clean_acc", "adv_acc", "el2n_clean", "el2n_adv"] if eps > 0 else ["clean_acc", "el2n_clean"]
+    rules = {"hard": {"which": "hard", "k": int(k)}, "easy": {"which": "easy", "k": int(k)},
+             "all": {"which": "hard", "fraction": 1.0}}
+    out = []
+    for name in sets:
+        if name not in rules:
+            raise ValueError(f"probe set {name!r}: allowed {', '.join(rules)}")
+        out.append({"name": name, "rule": {**rules[name], "source": source}, "metrics": metrics,
+                    "max_examples": max_examples or None})
+    return out
+
+
+def stated_gpu_hours(specs: Iterable[RunSpec], minutes_per_epoch, closure: bool = True) -> float:
+    """GPU-hours of every run ``specs`` need (each once; with ``closure`` also their parents and
+    score sources, :func:`distinct_runs`), from a stated per-epoch time ``minutes_per_epoch(spec)``
+    on the full training split, scaled by the epochs each run trains itself and the fraction of
+    the split it sees."""
+    runs = distinct_runs(specs) if closure else list({s.hash: s for s in specs}.values())
+    return sum(epochs_trained(s) * minutes_per_epoch(s) * training_fraction(s) for s in runs) / 60

@@ -95,3 +95,31 @@ def test_cost_estimate_inputs():
     assert ex.training_fraction(kept) == pytest.approx(500 / 50000)
     frac = ex.prune_fraction_from(b, 2, "easy", 0.25)
     assert ex.training_fraction(frac) == pytest.approx(75 / 50000)
+
+
+def test_difficulty_probes_and_sharing():
+    p = ex.difficulty_probes(0.031, 10, 5)
+    assert [q["name"] for q in p] == ["hard", "easy", "all"]
+    assert p[0]["rule"] == {"which": "hard", "k": 10, "source": "self"} and p[0]["max_examples"] == 5
+    assert "adv_acc" in p[0]["metrics"] and "adv_acc" not in ex.difficulty_probes(0.0, 10)[0]["metrics"]
+    src = ex.difficulty_probes(0.031, 10, 0, source="source", sets=("hard",))
+    assert src[0]["rule"]["source"] == "source" and src[0]["max_examples"] is None
+    # two chapters building their difficulty run with the same parameters get the same run
+    a = ex.baseline(P, probes=ex.difficulty_probes(0.031, 10, 5))
+    assert a.hash == ex.baseline(P, probes=ex.difficulty_probes(0.031, 10, 5)).hash
+    assert a.hash != ex.baseline(P, probes=ex.difficulty_probes(0.031, 20, 5)).hash
+    with pytest.raises(ValueError, match="'medium'"):
+        ex.difficulty_probes(0.031, 10, sets=("medium",))
+
+
+def test_stated_gpu_hours_by_hand():
+    full = {**P, "train_subset": 0}
+    b = ex.baseline(full)  # 4 epochs on 50,000 images
+    hard = ex.prune_from(b, 2, "hard", 5000)  # 2 epochs on 45,000
+    keep = ex.keep_indices(full, range(10000))  # 4 epochs on 10,000
+    per = lambda s: 0.5  # minutes per full epoch
+    assert ex.stated_gpu_hours([b], per) == pytest.approx(4 * 0.5 / 60)
+    # the parent is counted once, however many children share it
+    assert ex.stated_gpu_hours([hard, hard, b], per) == pytest.approx((4 + 2 * 0.9) * 0.5 / 60)
+    assert ex.stated_gpu_hours([keep], per) == pytest.approx(4 * 0.2 * 0.5 / 60)
+    assert ex.stated_gpu_hours([hard], per, closure=False) == pytest.approx(2 * 0.9 * 0.5 / 60)  # the child alone
