@@ -376,6 +376,10 @@ class TrainConfig(_Frozen):
     probes: tuple[ProbeConfig, ...] = ()
     eval: EvalConfig = EvalConfig()
     precision: Literal["fp32", "bf16"] = "fp32"
+    # GPU fast path (hardex.fastpath): NHWC weights and torch.compile of the model; the same
+    # results up to floating-point noise, so they are part of the hash only when switched on
+    channels_last: bool = False
+    compile: bool = False
     device: str | None = None  # None: cuda if available, else cpu
     # other methods (hardex.methods); None = off, so older specs keep their hashes
     awp: AWPConfig | None = None

@@ -481,6 +481,9 @@ def _copy_record(src: Path, dest: Path) -> Path:
         for name in _RECORD_FILES:
             if (src / name).exists():
                 atomic_write_bytes(tmp / name, (src / name).read_bytes())
+        # cached evaluations (hardex.evaluate: eval/<key>.json) travel with the record
+        for f in sorted((src / "eval").glob("*.json")) if (src / "eval").is_dir() else []:
+            atomic_write_bytes(tmp / "eval" / f.name, f.read_bytes())
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hardex import attacks, data, difficulty, methods, models
+from hardex import attacks, data, difficulty, fastpath, methods, models
 from hardex import targets as tgt
 from hardex.config import DifficultyRule, Edit, ProbeConfig, QuantileRule, TrainConfig
 
@@ -125,6 +125,7 @@ class Trainer:
 
         self.model = models.build_model(cfg.model.name, self.num_classes, self.info.image_size,
                                         cfg.model.normalize).to(self.device)
+        fastpath.prepare_model(self.model, channels_last=cfg.channels_last, compile=cfg.compile)
         o = cfg.optimizer
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
                                          weight_decay=o.weight_decay, nesterov=o.nesterov)
@@ -388,6 +389,16 @@ class Trainer:
         track = e <= cfg.track_until
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.model.train()
+        with fastpath.fast_backends(cudnn_benchmark=self.device.type == "cuda"):
+            sums, n_seen, tracked_correct = self._train_batches(ds, e, track)
+        self.scheduler.step()
+        self.epoch = e
+        for m in self.methods:
+            m.end_epoch(self, e)
+        return self._epoch_row(e, lr, ds, track, sums, n_seen, tracked_correct, t0)
+
+    def _train_batches(self, ds: data.Dataset, e: int, track: bool):
+        cfg = self.cfg
         sums: dict[str, torch.Tensor] = {}
         n_seen = 0
         tracked_correct = torch.zeros((), device=self.device)
@@ -403,11 +414,10 @@ class Trainer:
             for k, v in self._step(x, y, t, w, idx, e, z if track else None).items():
                 sums[k] = sums.get(k, 0) + v.detach().float()
             n_seen += len(pos)
-        self.scheduler.step()
-        self.epoch = e
-        for m in self.methods:
-            m.end_epoch(self, e)
+        return sums, n_seen, tracked_correct
 
+    def _epoch_row(self, e, lr, ds, track, sums, n_seen, tracked_correct, t0) -> dict:
+        cfg = self.cfg
         row: dict[str, Any] = {"epoch": e, "lr": lr, "n_train": len(ds)}
         row["train_loss"] = float(sums["loss"]) / n_seen
         if "kl" in sums:

@@ -382,8 +382,12 @@ def test_export_then_import_gives_the_same_record(tmp_path):
     parent = spec(epochs=3)
     child = child_of(parent, 2, 0.9)
     recs = ensure([parent, child], store, progress=False, trainer=FakeTrainer)
+    (recs[0].path / "eval").mkdir()
+    (recs[0].path / "eval" / "final-a3-n10-s0.json").write_text('{"clean_acc": 0.5}')
     results = tmp_path / "results"
     store.export([r.spec.short_hash for r in recs], results)
+    # cached evaluations travel with the record
+    assert (results / recs[0].spec.short_hash / "eval" / "final-a3-n10-s0.json").read_text() == '{"clean_acc": 0.5}'
     assert sorted(p.name for p in results.iterdir()) == sorted(r.spec.short_hash for r in recs)
     assert not list(results.rglob("*.pt"))
     # read-only extra root: ensure treats the records as done

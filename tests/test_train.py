@@ -256,3 +256,19 @@ def test_cifar10_pgd_at_tiny_cnn_learns_robustness():
         print(f"index {i} difficulty {s[i]:.2f} target {np.round(row.numpy(), 3).tolist()}")
     assert r["test_pgd_acc"] > 0.15
     assert float(t[0].max()) == pytest.approx(0.5, abs=0.05) and float(t[-1].max()) == 1.0
+
+
+def test_channels_last_option_same_run_up_to_fp_noise(tiny_root):
+    """TrainConfig.channels_last stores the weights NHWC (hardex.fastpath) and trains the
+    same run as the default layout up to floating-point noise (standard training: PGD's
+    sign steps turn last-bit differences into sign flips of near-zero gradients)."""
+    from hardex import fastpath
+
+    cfg = dict(algorithm="std", epochs=1, schedule={"milestones": []})
+    base = Trainer(small_cfg(**cfg), data_root=tiny_root)
+    nhwc = Trainer(small_cfg(**cfg, channels_last=True), data_root=tiny_root)
+    assert fastpath.is_channels_last(nhwc.model) and not fastpath.is_channels_last(base.model)
+    r0, r1 = base.run_epoch(), nhwc.run_epoch()
+    assert r1["train_loss"] == pytest.approx(r0["train_loss"], rel=1e-4)
+    for (k, a), b in zip(base.model.state_dict().items(), nhwc.model.state_dict().values()):
+        torch.testing.assert_close(b.contiguous(), a.contiguous(), rtol=1e-3, atol=1e-3, msg=k)
