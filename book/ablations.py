@@ -1,0 +1,584 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Ablations (Appendix D and B.5)
+#
+# The paper's ablations of DPLS on CIFAR-10: which difficulty measure feeds it (Table 5, with
+# the full numbers in Table 10), the epoch T up to which difficulty is accumulated (Table 14),
+# the epoch training restarts from with difficulty fixed at T (Table 15), the smoothing factor
+# λ of the hardest example and the average factor it yields (Tables 16 and 17), label
+# smoothing against loss reweighting with the same difficulty (DPR, Table 18), and pruning the
+# top 10% hard examples with or without balancing the classes (Table 19). Every number comes
+# from a run record (`hardex.store.ensure`) or from the paper's own tables (`hardex.report`).
+#
+# **Shared prefix.** As in the paper ("We trained the baseline model until epoch 90 and
+# continued this training with the application of each method"), every DPLS, DPR and pruning
+# run is a continuation of one baseline per algorithm (PGD-AT, TRADES), branched from its
+# checkpoint; the baseline is the profile's `experiments.baseline(P)` (its keys are those of
+# `params/<profile>/hard_examples.yaml`), so other chapters asking for it get the same run.
+# Only Table 15's "restart from epoch 0" row trains from scratch, because that is what it tests.
+#
+# **DPLS** (Algorithms 1 and 2, `hardex.targets`): difficulty is accumulated over epochs 1..T;
+# from epoch T + 1 example i trains toward `LS(y_i, 1 - (1 - λ) S_norm[i])`, S min-max
+# normalised over the training set (easiest: one-hot, hardest: λ on the true class). The
+# "average factor" of Tables 16/17 is the mean of these factors over the training set, read
+# from each run's metrics record.
+
+# %% tags=["parameters"]
+profile = "smoke"
+seed = 0
+# device: "" = cuda if available
+device = "cpu"
+dataset = "cifar10"
+# train_subset: 0 = the whole training split; else a class-balanced sample
+train_subset = 1000
+model = "tiny_cnn"
+# the baseline (keys as params/<profile>/hard_examples.yaml): `epochs`, difficulty up to T
+epochs = 5
+milestones = [3, 4]
+T = 3
+eps = 0.031
+attack_steps = 2
+lr = 0.1
+weight_decay = 0.0005
+batch_size = 64
+# eval_subset: per-epoch test sample; 0 = all
+eval_subset = 200
+eval_pgd_steps = 2
+final_pgd_steps = [10]
+# final_subset: 0 = the whole test split
+final_subset = 300
+# algorithms of Tables 5/10, 14, 15, 16/17 and 18 ("pgd", "trades")
+algorithms = ["pgd"]
+# DPLS / DPR: factor of the hardest example (the paper's Table 9, CIFAR-10: 0.5)
+dpls_lam = 0.5
+# Table 5/10 measures besides C-scores ("zero_one", "ce", "el2n")
+measures = ["zero_one"]
+# C-scores (Jiang et al. 2021): an .npz with "scores" (and "labels") in this data's index
+# order; "" = not available
+cscore_file = ""
+# Table 14: difficulty epochs T, and the paper's T each one stands for (same length)
+t14_T = [3, 4]
+t14_paper_T = [90, 100]
+# Table 15: restart epochs (0 = from scratch), and the paper's restart epoch each stands for
+t15_restart = [3]
+t15_paper_restart = [90]
+# Tables 16 (PGD) / 17 (TRADES): λ values (1.0, the baseline, is always shown)
+t16_lams = [0.5, 0.1]
+# Table 19: algorithm (the paper: "trades"), pruned fraction, measures besides C-scores
+t19_algorithm = "pgd"
+t19_fraction = 0.1
+t19_measures = ["zero_one"]
+# robust evaluation by hardex.evaluate.evaluate_run when that module exists; [] = only
+# final.json's PGD numbers
+eval_attacks = []
+# evaluate_best: the store also evaluates each continuation's best checkpoint (no table here
+# reads it; True keeps the continuations' specs identical to other chapters' default specs)
+evaluate_best = False
+# stated cost estimates for this profile's hardware (minutes per epoch on the full set)
+minutes_per_pgd_epoch = 0.0
+minutes_per_trades_epoch = 0.0
+
+# %%
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from hardex import difficulty, experiments as ex
+from hardex.data import load_dataset
+from hardex.ledger import Ledger, data_label
+from hardex.report import compare, paper_value
+from hardex.spec import Evaluation
+from hardex.store import ensure
+
+sns.set_theme(context="notebook", style="whitegrid")
+pd.set_option("display.precision", 3)
+P = dict(globals())  # the parameters, as experiments' builders read them
+SMOKE = profile == "smoke"
+SMOKE_TAG = " (smoke results)" if SMOKE else ""
+DATA_LABEL = data_label(dataset)
+K = max(final_pgd_steps)
+led = Ledger("ablations", profile, DATA_LABEL)
+
+for name, a, b in (("t14_T", t14_T, t14_paper_T), ("t15_restart", t15_restart, t15_paper_restart)):
+    if len(a) != len(b):
+        raise ValueError(f"{name}={a} and its paper counterpart {b} must have the same length")
+for alg in [*algorithms, t19_algorithm]:
+    if alg not in ("pgd", "trades"):
+        raise ValueError(f"algorithm {alg!r} is not one of 'pgd', 'trades'")
+for m in [*measures, *t19_measures]:
+    if m not in ("zero_one", "ce", "el2n"):
+        raise ValueError(f"measure {m!r} is not one of 'zero_one', 'ce', 'el2n' (C-scores: cscore_file)")
+
+# robust evaluation: the evaluation module's attacks where it exists, else final.json's PGD-k
+try:
+    from hardex.evaluate import evaluate_run
+except ImportError:
+    evaluate_run = None
+USE_EVAL = evaluate_run is not None and bool(eval_attacks)
+PGD_NAME = "PGD-20" if (USE_EVAL and "pgd20" in eval_attacks) else f"PGD-{K}"
+HAVE_CW = USE_EVAL and "cw20" in eval_attacks
+HAVE_A3 = USE_EVAL and "a3" in eval_attacks
+ROB = "A3" if HAVE_A3 else PGD_NAME  # what "rob" means where the paper reports A3 only
+
+display(Markdown(
+    f"**Profile `{profile}`**, data: {DATA_LABEL}"
+    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
+    + f", model `{model}`, {epochs} epochs (lr decay after {milestones}), difficulty to T = {T}, "
+    + f"DPLS λ = {dpls_lam}. Robust columns: "
+    + (f"`hardex.evaluate.evaluate_run` with {eval_attacks}. " if USE_EVAL else
+       f"{PGD_NAME} on the final model from the run record (`final.json`); **CW and A3 not run** "
+       + ("(the evaluation module `hardex.evaluate` is not in this build). " if evaluate_run is None
+          else "(this profile asks for no extra attacks). "))
+    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
+       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
+))
+
+# %% [markdown]
+# ## C-scores
+#
+# The paper's Table 5/10 and Table 19 include C-scores (Jiang et al., 2021): per-example
+# consistency scores precomputed from many standard models trained on data subsets, published
+# for CIFAR-10 in the original example order. Give them as `cscore_file` (an .npz with
+# `scores`, and `labels` to check the order); they enter runs through `RunSpec.scores_from`
+# (the file's sha256, not its path, is part of each run's hash), low consistency = hard.
+# The file's labels must match this data's labels example by example: the offline JPEG copy of
+# CIFAR-10 is in a different order, so published C-scores cannot be mapped onto it.
+
+# %%
+CSCORE = None  # the scores_from entry, when usable
+if not cscore_file:
+    cscore_note = ("C-scores could not be had here: they are a published download and this machine is offline "
+                   "(`cscore_file` is empty). The C-score rows are **not run**; every other row is.")
+else:
+    path = Path(cscore_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"cscore_file={cscore_file!r} does not exist")
+    train_labels = load_dataset(dataset, "train").labels
+    try:
+        cs = difficulty.load_external_scores(path, len(train_labels), labels=train_labels)
+        CSCORE = {"file": str(path.resolve())}
+        cscore_note = (f"C-scores from `{path.name}` ({int(np.isfinite(cs).sum())} scores, labels agree with "
+                       f"{DATA_LABEL}): C-score rows run.")
+    except ValueError as err:
+        cscore_note = (f"C-scores in `{path.name}` cannot be used with {DATA_LABEL}: {err}. "
+                       "The C-score rows are **not run**; every other row is.")
+display(Markdown(cscore_note))
+T5_MEASURES = [*measures, *(["cscore"] if CSCORE else [])]
+T19_MEASURES = [*t19_measures, *(["cscore"] if CSCORE else [])]
+PAPER_ROW = {"zero_one": "zero_one", "ce": "ce_loss", "el2n": "el2n", "cscore": "c_score"}
+MEASURE_NAME = {"zero_one": "0-1 loss", "ce": "CE loss", "el2n": "EL2N", "cscore": "C-score"}
+
+# %% [markdown]
+# ## The runs
+#
+# Per algorithm, the baseline to `epochs` and these continuations of it (branch epoch in
+# brackets):
+#
+# * **DPLS** (λ = `dpls_lam`, 0-1 loss, [T]): Table 5's 0-1 row, Table 14's T row, Table 15's
+#   restart-at-T row, the λ = `dpls_lam` row of Tables 16/17 and Table 18's DPLS row; one run.
+# * **Table 5/10**: DPLS ranked by accumulated clean CE loss or EL2N instead [T]; by C-scores
+#   (`measure="external"`) when they are available.
+# * **Table 14**: difficulty accumulated to T' instead of T, DPLS from T' + 1 [T' if T' ≤ T;
+#   else T, tracking on to T'].
+# * **Table 15**: the factors of the DPLS run (the baseline's difficulty to T, through
+#   `scores_from`), applied from epoch R + 1 of the baseline's trajectory [R]; R = 0 is a run
+#   from scratch with DPLS from epoch 1. R = T is the DPLS run itself (the factors are the
+#   same numbers: its own accumulators at T are the baseline's).
+# * **Tables 16/17**: DPLS with other λ [T]; λ = 1 is the baseline.
+# * **Table 18**: DPR, the same factors as per-example loss weights [T] (see `hardex.targets`).
+# * **Table 19** (`t19_algorithm`): the top `t19_fraction` hard examples by each measure pruned
+#   from epoch T + 1 [T], over all classes or the same share of each class.
+
+# %%
+def leaf(spec):
+    """A continuation of this chapter: final-model evaluation only unless `evaluate_best`."""
+    return spec if evaluate_best else spec.model_copy(update={"evaluation": Evaluation(which=("final",))})
+
+
+def dpls(lam: float = dpls_lam, measure: str = "zero_one", source: str = "self", from_epoch: int | None = None,
+         kind: str = "dpls") -> dict:
+    t = {"kind": kind, "lam": float(lam), "measure": measure, "source": source}
+    return t if from_epoch is None else {**t, "from_epoch": int(from_epoch)}
+
+
+bases = {alg: ex.baseline(P, **({"algorithm": "trades"} if alg == "trades" else {})) for alg in
+         dict.fromkeys([*algorithms, t19_algorithm])}
+CS = {"cscore": CSCORE} if CSCORE else {}
+
+
+def dpls_run(alg: str, measure: str = "zero_one", lam: float = dpls_lam, kind: str = "dpls"):
+    base = bases[alg]
+    if measure == "cscore":
+        return leaf(ex.continuation(base, T, targets=dpls(lam, "external", "cscore", T + 1, kind), scores_from=CS))
+    return leaf(ex.continuation(base, T, targets=dpls(lam, measure, kind=kind)))
+
+
+def t14_run(alg: str, t: int):
+    base = bases[alg]
+    if t == T:
+        return dpls_run(alg)
+    tracking = {**base.train.tracking.model_dump(), "until_epoch": t}
+    return leaf(ex.continuation(base, min(t, T), tracking=tracking, targets=dpls()))
+
+
+def t15_run(alg: str, r: int):
+    base = bases[alg]
+    if r == T:
+        return dpls_run(alg)
+    src = {"base": ex.scores_source(base)}  # the finished baseline's difficulty: tracked to T only
+    if r == 0:
+        return leaf(ex.from_source(P, base, name="base", algorithm=base.train.algorithm,
+                                   targets=dpls(source="base", from_epoch=1)))
+    return leaf(ex.continuation(base, r, scores_from=src, targets=dpls(source="base", from_epoch=r + 1)))
+
+
+def t19_run(measure: str, balanced: bool):
+    base = bases[t19_algorithm]
+    rule = {"measure": "external" if measure == "cscore" else measure, "which": "hard",
+            "fraction": float(t19_fraction), "balanced": balanced,
+            "source": "cscore" if measure == "cscore" else "self"}
+    return leaf(ex.continuation(base, T, edits=[{"kind": "prune", "from_epoch": T + 1, "rule": rule}],
+                                scores_from=CS if measure == "cscore" else None))
+
+
+groups = {
+    "base": {alg: b for alg, b in bases.items()},
+    "t5": {(alg, m): dpls_run(alg, m) for alg in algorithms for m in T5_MEASURES},
+    "t14": {(alg, t): t14_run(alg, t) for alg in algorithms for t in t14_T},
+    "t15": {(alg, r): t15_run(alg, r) for alg in algorithms for r in t15_restart},
+    "t16": {(alg, lam): (bases[alg] if lam == 1.0 else dpls_run(alg, lam=lam))
+            for alg in algorithms for lam in [1.0, *t16_lams]},
+    "t18": {(alg, row): {"none": bases[alg], "dpr": dpls_run(alg, kind="dpr"), "dpls": dpls_run(alg)}[row]
+            for alg in algorithms for row in ("none", "dpr", "dpls")},
+    "t19": {(m, bal): t19_run(m, bal) for m in T19_MEASURES for bal in (False, True)},
+}
+flat = [(g, key, spec) for g, d in groups.items() for key, spec in d.items()]
+t0 = time.perf_counter()
+recs_flat = ensure([s for _, _, s in flat], progress=False)
+R = {g: {} for g in groups}
+for (g, key, _), rec in zip(flat, recs_flat):
+    R[g][key] = rec
+print(f"runs ready in {time.perf_counter() - t0:.1f} s")
+
+# %% [markdown]
+# ## Reading a run
+#
+# Standard accuracy and PGD robust accuracy of the final model come from the run record; CW
+# and A3 come from `hardex.evaluate.evaluate_run` when it is in this build and the profile
+# asks for them (cached in the run's directory), and are "not run" (NaN) otherwise. Where the
+# paper reports A3 only (Tables 14, 15: "Rob."), our "rob" is A3 when it was run, else PGD,
+# and the column says which.
+
+# %%
+_cache: dict[str, dict] = {}
+
+
+def accs(rec) -> dict:
+    if rec.hash in _cache:
+        return _cache[rec.hash]
+    f = rec.final["final"]
+    out = {"std": f["clean_acc"], "pgd": f[f"pgd{K}_acc"], "cw": None, "a3": None}
+    if USE_EVAL:
+        ev = evaluate_run(rec, attacks=tuple(eval_attacks))
+        ra = ev["robust_acc"]
+        out.update(std=ev["clean_acc"], pgd=ra.get("pgd20", out["pgd"]), cw=ra.get("cw20"), a3=ra.get("a3"))
+    out["rob"] = out["a3"] if HAVE_A3 else out["pgd"]
+    _cache[rec.hash] = out
+    return out
+
+
+def avg_factor(rec) -> float:
+    """The average smoothing factor over the training set, from the run's last metrics row
+    (a one-hot run trains with factor 1 for every example)."""
+    t = rec.metrics[-1]["targets"]
+    return 1.0 if t["kind"] == "onehot" else t["avg_factor"]
+
+
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """The table for display, each robust column naming the attack behind our numbers."""
+    names = {"pgd": f"pgd (ours: {PGD_NAME})", "cw": f"cw (ours: {'CW-20' if HAVE_CW else 'not run'})",
+             "a3": f"a3 (ours: {'A3' if HAVE_A3 else 'not run'})"}
+    return table.rename(columns=names, level=0)
+
+
+ALG = {"pgd": "PGD", "trades": "TRADES"}
+
+# %% [markdown]
+# ## Table 5 (and Table 10): the difficulty measure
+#
+# DPLS (λ = `dpls_lam`) with difficulty from the accumulated clean 0-1 loss, CE loss or EL2N of
+# the baseline's trajectory up to T (Algorithm 1), or from C-scores. The paper's Table 5 lists
+# A3 only; Table 10 has standard, PGD and A3. The paper finds every measure helps and the
+# 0-1 loss helps most ("the 0-1 loss is less affected by scale or variance at each
+# checkpoint").
+
+# %%
+# NBVAL_CHECK_OUTPUT
+t5_rows = {f"{ALG[alg]} / {MEASURE_NAME.get(m, 'baseline')}": (alg, m)
+           for alg in ("pgd", "trades") for m in ["none", *PAPER_ROW]}
+t5_ours = {}
+for row, (alg, m) in t5_rows.items():
+    rec = R["base"].get(alg) if m == "none" else R["t5"].get((alg, m))
+    if rec is not None:
+        a = accs(rec)
+        t5_ours[row] = {k: a[k] for k in ("std", "pgd", "a3")}
+t5_paper = {row: paper_value(f"table5_table10.{alg}.{'none' if m == 'none' else PAPER_ROW[m]}")
+            for row, (alg, m) in t5_rows.items()}
+t5 = led.table("Table 5 / Table 10", compare(t5_ours, t5_paper, metrics=["std", "pgd", "a3"]),
+               note=f"ours: pgd = {PGD_NAME}, a3 {'run' if HAVE_A3 else 'not run'}")
+print(f"Table 5 / 10 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; NaN in 'ours' = not run")
+display(labelled(t5))
+
+# %%
+for alg in algorithms:
+    base_rob = accs(R["base"][alg])["rob"]
+    rob = {m: accs(R["t5"][(alg, m)])["rob"] for m in T5_MEASURES}
+    ev = ", ".join(f"{MEASURE_NAME[m]} {100 * v:.2f}" for m, v in rob.items())
+    missing = "" if CSCORE else " (C-score not run)"
+    led.claim("Table 5", f"{ALG[alg]}: DPLS with every difficulty measure raises robust accuracy over the baseline",
+              all(v > base_rob for v in rob.values()), f"{ROB}: baseline {100 * base_rob:.2f}; {ev}{missing}")
+    if "zero_one" in rob and len(rob) > 1:
+        led.claim("Table 5", f"{ALG[alg]}: the 0-1 loss is the best difficulty measure for DPLS (highest robust accuracy)",
+                  rob["zero_one"] >= max(rob.values()), f"{ROB}: {ev}{missing}")
+
+# %% [markdown]
+# ## Table 14: the difficulty epoch T
+#
+# DPLS with difficulty accumulated up to T' and applied from T' + 1. For T' below the
+# profile's T the run branches from the baseline at T' (its accumulators are those of epochs
+# 1..T'); for T' above it the run branches at T and keeps tracking to T' before applying DPLS
+# (the baseline stops tracking at T). The paper (T = 10, 50, 90, 100 with the lr decay after
+# 100): DPLS helps for every T, a little more with a later T, less after the decay. The
+# baseline row's paper numbers are Table 10's (Table 14 has none).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def two_alg_table(item: str, key: str, values: list[int], paper_values: list[int], label: str, group: str):
+    """Tables 14/15: rows baseline + one per value; paper row `key.format(paper value)`."""
+    ours, paper = {}, {}
+    rows = {"baseline": None, **{f"{label}={v} (paper {pv})": (v, pv) for v, pv in zip(values, paper_values)}}
+    for row, vp in rows.items():
+        for alg in ("pgd", "trades"):
+            name = ALG[alg]
+            if vp is None:
+                p = paper_value(f"table5_table10.{alg}.none")
+                paper.setdefault(row, {}).update({f"{name} std": p["std"], f"{name} rob": p["a3"]})
+            else:
+                try:
+                    p = paper_value(f"{key.format(vp[1])}.{alg}")
+                    paper.setdefault(row, {}).update({f"{name} std": p["std"], f"{name} rob": p["rob"]})
+                except KeyError:
+                    pass  # no paper row for this value
+            if alg in algorithms:
+                rec = R["base"][alg] if vp is None else R[group][(alg, vp[0])]
+                a = accs(rec)
+                ours.setdefault(row, {}).update({f"{name} std": a["std"], f"{name} rob": a["rob"]})
+    metrics = [f"{ALG[a]} {m}" for a in ("pgd", "trades") for m in ("std", "rob")]
+    return led.table(item, compare(ours, paper, metrics=metrics), note=f"ours: rob = {ROB}")
+
+
+t14 = two_alg_table("Table 14", "table14.t{}", t14_T, t14_paper_T, "T", "t14")
+print(f"Table 14 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; rob: paper A3, ours {ROB}; NaN = not run")
+display(t14)
+
+# %%
+for alg in algorithms:
+    base_rob = accs(R["base"][alg])["rob"]
+    rob = {t: accs(R["t14"][(alg, t)])["rob"] for t in t14_T}
+    led.claim("Table 14", f"{ALG[alg]}: DPLS is robust to T: every difficulty epoch T raises robust accuracy over the baseline",
+              all(v > base_rob for v in rob.values()),
+              f"{ROB}: baseline {100 * base_rob:.2f}; " + ", ".join(f"T={t} {100 * v:.2f}" for t, v in rob.items()))
+    late = [t for t in t14_T if t >= milestones[0] and t != T]
+    if late and T in rob and T < milestones[0]:
+        led.claim("Table 14", f"{ALG[alg]}: DPLS applied from the lr decay on (T at or after it) gains less than with T before it",
+                  all(rob[t] < rob[T] for t in late),
+                  f"{ROB}: T={T} {100 * rob[T]:.2f}; " + ", ".join(f"T={t} {100 * rob[t]:.2f}" for t in late))
+
+# %% [markdown]
+# ## Table 15: the restart epoch, with difficulty fixed at T
+#
+# The DPLS factors from the baseline's difficulty up to T, applied from epoch R + 1 of the
+# baseline's trajectory (R = 0: a fresh run with DPLS from its first epoch). The paper (T = 90;
+# R = 0, 50, 90, 100): small differences, all better than the baseline; with Table 14 it
+# concludes that the difficulty scores matter more than where they are applied.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+t15 = two_alg_table("Table 15", "table15.reinit{}", t15_restart, t15_paper_restart, "R", "t15")
+print(f"Table 15 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; rob: paper A3, ours {ROB}; NaN = not run")
+display(t15)
+
+# %%
+for alg in algorithms:
+    base_rob = accs(R["base"][alg])["rob"]
+    rob = {r: accs(R["t15"][(alg, r)])["rob"] for r in t15_restart}
+    led.claim("Table 15", f"{ALG[alg]}: with difficulty fixed at T, every restart epoch raises robust accuracy over the baseline",
+              all(v > base_rob for v in rob.values()),
+              f"{ROB}: baseline {100 * base_rob:.2f}; " + ", ".join(f"R={r} {100 * v:.2f}" for r, v in rob.items()))
+
+# %% [markdown]
+# ## Tables 16 and 17: the smoothing factor λ
+#
+# DPLS with the hardest example's factor λ; "avg" is the average factor over the training set
+# recorded by the run (Table 9 uses it as the LS factor of the Table 3 comparison). λ = 1 is the
+# baseline. The paper: a smaller λ (more smoothing of the hard examples) raises robust accuracy
+# down to about 0.3-0.5 and costs standard accuracy at 0.1.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+t16_tables = {}
+for alg, item in (("pgd", "Table 16"), ("trades", "Table 17")):
+    if alg not in algorithms:
+        continue
+    key = "table16" if alg == "pgd" else "table17"
+    lams = [1.0, *t16_lams]
+    rows = {f"λ={lam}": lam for lam in lams}
+    ours_acc = {row: {k: accs(R["t16"][(alg, lam)])[k] for k in ("std", "pgd", "a3")} for row, lam in rows.items()}
+    ours_avg = {row: {"avg": avg_factor(R["t16"][(alg, lam)])} for row, lam in rows.items()}
+    paper_all = {f"λ={float(k.split('_', 1)[1])}": v for k, v in paper_value(key).items()}
+    tab = pd.concat([compare(ours_avg, paper_all, metrics=["avg"], scale=1.0),
+                     compare(ours_acc, paper_all, metrics=["std", "pgd", "a3"])], axis=1)
+    t16_tables[alg] = led.table(item, tab, note=f"avg: fraction, not percent; ours: pgd = {PGD_NAME}")
+    print(f"{item} ({ALG[alg]}) on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; NaN in 'ours' = not run")
+    display(labelled(tab))
+for alg, item in (("pgd", "Table 16"), ("trades", "Table 17")):
+    if alg not in algorithms:
+        print(f"{item} ({ALG[alg]}): not run on this profile (algorithms: {algorithms})")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+f16 = pd.DataFrame([{"algorithm": ALG[alg], "λ": lam, "average factor": avg_factor(rec),
+                     "standard": accs(rec)["std"], f"robust ({ROB})": accs(rec)["rob"]}
+                    for (alg, lam), rec in R["t16"].items()])
+sns.lineplot(data=f16, x="λ", y="average factor", hue="algorithm", marker="o", ax=axes[0])
+long = f16.melt(id_vars=["algorithm", "λ"], value_vars=["standard", f"robust ({ROB})"], var_name="accuracy")
+sns.lineplot(data=long, x="λ", y="value", hue="algorithm", style="accuracy", marker="o", ax=axes[1])
+axes[0].set(title="average smoothing factor")
+axes[1].set(title="final-model test accuracy", ylabel="accuracy")
+fig.suptitle(f"Tables 16/17 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+plt.tight_layout()
+plt.show()
+
+# %%
+for alg in t16_tables:
+    d = f16[f16.algorithm == ALG[alg]].sort_values("λ")
+    led.claim("Tables 16/17", f"{ALG[alg]}: a smaller λ gives a smaller average smoothing factor",
+              bool(np.all(np.diff(d["average factor"].to_numpy()) > 0)),
+              "avg by increasing λ: " + ", ".join(f"{a:.3f}" for a in d["average factor"]))
+    base_rob = float(d[d["λ"] == 1.0][f"robust ({ROB})"].iloc[0])
+    others = d[d["λ"] < 1.0]
+    led.claim("Tables 16/17", f"{ALG[alg]}: DPLS with every λ < 1 raises robust accuracy over the baseline (λ = 1)",
+              bool((others[f"robust ({ROB})"] > base_rob).all()),
+              f"{ROB}: λ=1 {100 * base_rob:.2f}; "
+              + ", ".join(f"λ={l} {100 * v:.2f}" for l, v in zip(others["λ"], others[f"robust ({ROB})"])))
+
+# %% [markdown]
+# ## Table 18: DPLS against difficulty-proportional reweighting (DPR)
+#
+# DPR scales each example's loss by the factor DPLS would give it (`1 - (1 - λ) S_norm`, same
+# λ and difficulty; for TRADES the clean CE term) instead of smoothing its label. The paper:
+# DPLS keeps higher standard accuracy than DPR and higher robust accuracy.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+t18_ours = {f"{ALG[alg]} / {row}": {k: accs(rec)[k] for k in ("std", "pgd", "a3")}
+            for (alg, row), rec in R["t18"].items()}
+t18_paper = {f"{ALG[alg]} / {row}": paper_value(f"table18.{alg}.{row}")
+             for alg in ("pgd", "trades") for row in ("none", "dpr", "dpls")}
+t18 = led.table("Table 18", compare(t18_ours, t18_paper, metrics=["std", "pgd", "a3"]),
+                note=f"ours: pgd = {PGD_NAME}")
+print(f"Table 18 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; NaN in 'ours' = not run")
+display(labelled(t18))
+
+# %%
+for alg in algorithms:
+    dp, dr = accs(R["t18"][(alg, "dpls")]), accs(R["t18"][(alg, "dpr")])
+    led.claim("Table 18", f"{ALG[alg]}: DPLS beats DPR on robust accuracy", dp["rob"] > dr["rob"],
+              f"{ROB}: DPLS {100 * dp['rob']:.2f}, DPR {100 * dr['rob']:.2f}")
+    led.claim("Table 18", f"{ALG[alg]}: DPLS keeps higher standard accuracy than DPR", dp["std"] > dr["std"],
+              f"std: DPLS {100 * dp['std']:.2f}, DPR {100 * dr['std']:.2f}")
+
+# %% [markdown]
+# ## Table 19: pruning the hardest examples, class-balanced or not
+#
+# The top `t19_fraction` hard examples by each measure are pruned from epoch T + 1, either
+# the hardest over the whole training set or the same number from each class (the top
+# `t19_fraction` of each class). The paper (TRADES, 10%): unbalanced pruning consistently
+# beats balanced pruning; the robust CW column is PGD with the CW (margin) loss.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+t19_ours = {"baseline": {k: accs(R["base"][t19_algorithm])[k] for k in ("std", "pgd", "cw", "a3")}}
+t19_paper = {"baseline": paper_value("table19.none")}
+for m in PAPER_ROW:
+    for bal in (False, True):
+        row = f"{MEASURE_NAME[m]}{', balanced' if bal else ''}"
+        t19_paper[row] = paper_value(f"table19.{PAPER_ROW[m]}{'_balanced' if bal else ''}")
+        if (m, bal) in R["t19"]:
+            t19_ours[row] = {k: accs(R["t19"][(m, bal)])[k] for k in ("std", "pgd", "cw", "a3")}
+t19 = led.table("Table 19", compare(t19_ours, t19_paper, metrics=["std", "pgd", "cw", "a3"]),
+                note=f"ours: {ALG[t19_algorithm]}, pgd = {PGD_NAME}, cw {'run' if HAVE_CW else 'not run'}")
+print(f"Table 19 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; ours: {ALG[t19_algorithm]} (paper: TRADES), "
+      f"top {100 * t19_fraction:g}% pruned from epoch {T + 1}; NaN in 'ours' = not run")
+display(labelled(t19))
+
+# %%
+rob19 = {key: accs(rec)["rob"] for key, rec in R["t19"].items()}
+_ = led.claim("Table 19", f"{ALG[t19_algorithm]}: pruning the hardest examples without class balancing gives higher "
+          "robust accuracy than balanced pruning, for every measure",
+          all(rob19[(m, False)] > rob19[(m, True)] for m in T19_MEASURES),
+          f"{ROB}: " + "; ".join(f"{MEASURE_NAME[m]} {100 * rob19[(m, False)]:.2f} vs balanced "
+                                 f"{100 * rob19[(m, True)]:.2f}" for m in T19_MEASURES)
+          + ("" if t19_algorithm == "trades" else " (paper: TRADES)"))
+
+# %% [markdown]
+# ## Runs and cost
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cells = [spec for _, _, spec in flat]
+distinct, naive = ex.count_runs(cells)
+print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
+
+# %%
+def run_minutes(spec) -> float:
+    per = minutes_per_trades_epoch if spec.train.algorithm == "trades" else minutes_per_pgd_epoch
+    return ex.epochs_trained(spec) * per * ex.training_fraction(spec)
+
+
+if not SMOKE:
+    hours = sum(run_minutes(s) for s in ex.distinct_runs(cells)) / 60
+    display(Markdown(f"Expected cost of this profile: about **{hours:.1f} GPU-hours**, from stated (not measured) estimates of "
+                     f"{minutes_per_pgd_epoch} min per PGD epoch and {minutes_per_trades_epoch} min per TRADES epoch "
+                     f"(`{model}`, full training set), scaled by training-set size and epochs trained per run; "
+                     "the robust evaluation (A3, CW) adds to it."))
+else:
+    display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
+
+# %% [markdown]
+# ## Verdicts
+#
+# Each claim of the paper with a verdict computed from the records above (on the smoke profile
+# none is drawn). "rob" is A3 where it was run, else PGD, as stated in the evidence.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with pd.option_context("display.max_colwidth", None):
+    display(led.verdicts())
+print("ledger saved to", led.save().name)
