@@ -24,8 +24,10 @@
 # baseline prefix is shared (a deviation, stated again under the table).
 #
 # **Not run here.** RST (Table 6 bottom, Table 12) needs 1M DDPM-generated images with pseudo
-# labels, which this repository cannot obtain, and the library has no RST option yet; those
-# rows show the paper's numbers only. Only CIFAR-10 is available.
+# labels (or the 500k 80M-TI images of Carmon et al.), which cannot be had offline; those
+# rows show the paper's numbers only. Only CIFAR-10 is available. The smoke profile trains one
+# representative row per table (`run_rows`); the other rows show the paper's number and
+# "not run on smoke".
 
 # %% tags=["parameters"]
 profile = "smoke"
@@ -65,8 +67,14 @@ mart_beta = 6.0
 # Liu et al.: adaptive target one-hot weight (their example: 0.1), reweight mode
 liu_onehot_weight = 0.1
 liu_reweight_mode = "nat_prob"
-# stated, unmeasured estimate of minutes per PGD-10 epoch on the full set, for the GPU budget
+# rows trained, per table ({} = every row); the others show the paper's number only
+run_rows = {"table4": ["pgd", "pgd_dpls_swa"], "table6": ["mart"], "table11": ["none"],
+            "table13": ["pgd", "reweight_adaptive_target_liu"]}
+# final evaluation of the chapter's own runs: also the best (early-stopped) model, or the final one only
+eval_best = False
+# stated, unmeasured estimates of minutes per PGD-10 / standard epoch on the full set, for the GPU budget
 minutes_per_pgd_epoch = 0.0
+minutes_per_std_epoch = 0.0
 
 # %%
 import time
@@ -77,7 +85,7 @@ from IPython.display import Markdown, display
 from hardex import experiments as ex
 from hardex.ledger import Ledger, data_label
 from hardex.report import compare, paper_value
-from hardex.spec import RunSpec
+from hardex.spec import Evaluation, RunSpec
 from hardex.store import ensure
 
 pd.set_option("display.precision", 2)
@@ -98,86 +106,133 @@ display(Markdown(
 #
 # `cont(**changes)` continues the baseline after epoch T with the changes from T + 1; methods
 # with a start epoch (SAT, TE, SWA, AWP, Liu et al.) start at T + 1. TE's weight ramps up over
-# the remaining epochs (their code: epochs 90 to 150 of 200). KD+SWA distils from a standard
-# run and from the baseline's early-stopped (best) model, both runs in the store.
+# the remaining epochs (their code: epochs 90 to 150 of 200). KD+SWA distils from the profile's
+# standard-trained baseline (the STD run other chapters use) and from the PGD baseline's
+# early-stopped (best) model, both runs in the store. Only the rows of `run_rows` are trained.
 
 # %%
 base = ex.baseline(P)
 dpls = {"kind": "dpls", "lam": lam}
 start = T + 1
+FINAL_ONLY = Evaluation(which=("final",))
+
+
+def own(spec: RunSpec) -> RunSpec:
+    """A run of this chapter, with the profile's final evaluation (best model too, or not)."""
+    return spec if eval_best else spec.model_copy(update={"evaluation": FINAL_ONLY})
 
 
 def cont(parent=base, teachers=None, scores_from=None, **changes) -> RunSpec:
     if teachers:  # experiments.continuation does not carry teachers
-        train = parent.train.model_copy(update={}).model_dump() | changes
-        return RunSpec(train=train, start_from={"parent": parent, "epoch": T}, teachers=teachers)
-    return ex.continuation(parent, T, scores_from=scores_from, **changes)
+        train = parent.train.model_dump() | changes
+        return own(RunSpec(train=train, start_from={"parent": parent, "epoch": T}, teachers=teachers))
+    return own(ex.continuation(parent, T, scores_from=scores_from, **changes))
 
 
 std_teacher = ex.baseline(P, eps=0)
 swa = {"from_epoch": start}
-table4 = {
-    "pgd": base,
-    "pgd_sat": cont(sat={"from_epoch": start, "momentum": momentum}),
-    "pgd_kd_swa": cont(kd={"teachers": {"std": kd_std_weight, "robust": kd_robust_weight},
-                           "temperature": kd_temperature}, swa=swa,
-                       teachers={"std": {"run": std_teacher, "which": "final"},
-                                 "robust": {"run": base, "which": "best"}}),
-    "pgd_te": cont(te={"from_epoch": start, "ramp_until": epochs, "weight": te_weight, "momentum": momentum}),
-    "pgd_dpls": cont(targets=dpls),
-    "pgd_dpls_swa": cont(targets=dpls, swa=swa),
-    "pgd_swa (not in the paper)": cont(swa=swa),
-}
-mart = ex.baseline(P, algorithm="mart", beta=mart_beta)
+mart = own(ex.baseline(P, algorithm="mart", beta=mart_beta))
 trades = ex.baseline(P, algorithm="trades")
 awp = {"gamma": awp_gamma, "from_epoch": start}
-table6 = {
-    "awp": cont(awp=awp),
-    "awp_dpls": cont(awp=awp, targets=dpls),
-    "mart": mart,
-    "mart_dpls": cont(mart, targets={**dpls, "source": "trades"},
-                      scores_from={"trades": ex.scores_source(trades, T)}),
-}
-table11 = {
-    "none": mart,
-    "difficulty_mart": cont(mart, targets=dpls),
-    "difficulty_trades": table6["mart_dpls"],
-}
 adaptive = {"from_epoch": start, "momentum": momentum, "onehot_weight": liu_onehot_weight}
 reweight = {"mode": liu_reweight_mode, "from_epoch": start}
-table13 = {
-    "pgd": base,
-    "pgd_dpls": table4["pgd_dpls"],
-    "reweight_liu": cont(reweight=reweight),
-    "adaptive_target_liu": cont(adaptive_target=adaptive),
-    "reweight_adaptive_target_liu": cont(reweight=reweight, adaptive_target=adaptive),
+# each table's rows: a function making the spec, so rows not trained are never built
+TABLES = {
+    "table4": {
+        "pgd": lambda: base,
+        "pgd_sat": lambda: cont(sat={"from_epoch": start, "momentum": momentum}),
+        "pgd_kd_swa": lambda: cont(
+            kd={"teachers": {"std": kd_std_weight, "robust": kd_robust_weight}, "temperature": kd_temperature},
+            swa=swa, teachers={"std": {"run": std_teacher, "which": "final"}, "robust": {"run": base, "which": "best"}}),
+        "pgd_te": lambda: cont(te={"from_epoch": start, "ramp_until": epochs, "weight": te_weight,
+                                   "momentum": momentum}),
+        "pgd_dpls": lambda: cont(targets=dpls),
+        "pgd_dpls_swa": lambda: cont(targets=dpls, swa=swa),
+        "pgd_swa (not in the paper)": lambda: cont(swa=swa),
+    },
+    "table6": {
+        "awp": lambda: cont(awp=awp),
+        "awp_dpls": lambda: cont(awp=awp, targets=dpls),
+        "mart": lambda: mart,
+        "mart_dpls": lambda: cont(mart, targets={**dpls, "source": "trades"},
+                                  scores_from={"trades": ex.scores_source(trades, T)}),
+    },
+    "table11": {
+        "none": lambda: mart,
+        "difficulty_mart": lambda: cont(mart, targets=dpls),
+        "difficulty_trades": lambda: TABLES["table6"]["mart_dpls"](),
+    },
+    "table13": {
+        "pgd": lambda: base,
+        "pgd_dpls": lambda: TABLES["table4"]["pgd_dpls"](),
+        "reweight_liu": lambda: cont(reweight=reweight),
+        "adaptive_target_liu": lambda: cont(adaptive_target=adaptive),
+        "reweight_adaptive_target_liu": lambda: cont(reweight=reweight, adaptive_target=adaptive),
+    },
 }
-cells = {**{f"t4/{k}": v for k, v in table4.items()}, **{f"t6/{k}": v for k, v in table6.items()},
-         **{f"t11/{k}": v for k, v in table11.items()}, **{f"t13/{k}": v for k, v in table13.items()}}
-distinct = ex.distinct_runs(cells.values())
+for t, rows in (run_rows or {}).items():
+    if t not in TABLES or not set(rows) <= set(TABLES[t]):
+        raise ValueError(f"run_rows.{t}: {rows!r}; allowed tables {sorted(TABLES)}, rows of {t}: "
+                         f"{sorted(TABLES.get(t, {}))}")
+RUN = {t: list(run_rows[t]) if run_rows else list(rows) for t, rows in TABLES.items() if not run_rows or t in run_rows}
+cells = {f"{t}/{row}": TABLES[t][row]() for t, rows in RUN.items() for row in rows}
+needed = [*cells.values(), *(teacher.run for s in cells.values() for teacher in s.teachers.values())]
+distinct = ex.distinct_runs(needed)
 t0 = time.perf_counter()
 recs = dict(zip(cells, ensure(list(cells.values()), progress=False)))
 print(f"{len(cells)} table cells, {len(distinct)} distinct runs (teachers and sources included); "
       f"ready in {time.perf_counter() - t0:.0f} s")
 if not SMOKE:
-    gpu_h = sum(ex.epochs_trained(s) * ex.training_fraction(s) for s in distinct) * minutes_per_pgd_epoch / 60
-    print(f"GPU budget of this chapter (from the specs, {minutes_per_pgd_epoch} min per full PGD-10 epoch, "
-          f"a stated, unmeasured estimate): {gpu_h:.1f} GPU-hours")
+    gpu_h = ex.stated_gpu_hours(
+        needed, lambda s: minutes_per_std_epoch if s.train.algorithm == "std" else minutes_per_pgd_epoch)
+    print(f"GPU budget of this chapter (from the specs; {minutes_per_pgd_epoch} min per full PGD-10 epoch, "
+          f"{minutes_per_std_epoch} min per standard epoch: stated, unmeasured estimates): {gpu_h:.1f} GPU-hours")
 
 
 # %%
-def ours(rec, keys=("std", "pgd")) -> dict:
-    f = rec.final["final"]
+NOT_RUN = "not run on smoke" if SMOKE else "not run"
+
+
+def ours(key: str, keys=("std", "pgd")) -> dict | None:
+    """Clean and PGD-k accuracy of a row's final model; None when the row was not trained."""
+    if key not in recs:
+        return None
+    f = recs[key].final["final"]
     vals = {"std": f["clean_acc"], "pgd": f[f"pgd{max(final_pgd_steps)}_acc"]}
     return {k: vals[k] for k in keys}
 
 
-def table(name: str, key: str, runs: dict, metrics=("std", "pgd"), paper_rows=None) -> pd.DataFrame:
-    o = {row: ours(recs[f"{key}/{row}"], metrics) for row in runs}
-    p = {row: paper_value(f"{name}.{row}") for row in (paper_rows or runs) if row in (paper_rows or runs)
-         and not row.endswith("(not in the paper)")}
-    p = {row: {m: v[m] if m in v else v.get("rob") for m in metrics} for row, v in p.items()}
+def table(name: str, metrics=("std", "pgd"), extra: dict | None = None) -> pd.DataFrame:
+    """The paper's rows of ``name`` next to ours (NaN where not trained); ``extra``: paper-only rows.
+    The paper's robust column is named 'pgd' or 'rob'."""
+    rows = TABLES.get(name, {})
+    o = {row: ours(f"{name}/{row}", metrics) for row in rows}
+    p = {row: paper_value(f"{name}.{row}") for row in [*rows, *(extra or {})] if not row.endswith("(not in the paper)")}
+    p = {row: {m: v[m] if m in v else v["rob"] for m in metrics} for row, v in p.items()}
     return compare(o, p, metrics=list(metrics))
+
+
+def show(item: str, t: pd.DataFrame, note: str, why: dict | None = None) -> None:
+    """Record the table in the ledger; display it with a 'run' column saying which rows were trained."""
+    led.table(item, t, note=note)
+    key = "table" + item.split()[-1]
+    status = [("ours" if f"{key}/{row}" in recs else (why or {}).get(row, NOT_RUN)) for row in t.index]
+    shown = t.copy()
+    shown[("run", "")] = status
+    display(shown)
+
+
+def rob(table_name: str) -> dict:
+    """Robust accuracy (PGD-k) of the trained rows of a table."""
+    return {row: ours(f"{table_name}/{row}")["pgd"] for row in TABLES[table_name] if f"{table_name}/{row}" in recs}
+
+
+def have(r: dict, *rows: str) -> bool:
+    return all(row in r for row in rows)
+
+
+def evidence(r: dict) -> str:
+    return ", ".join(f"{k} {100 * v:.2f}" for k, v in r.items()) or "no row trained"
 
 
 # %% [markdown]
@@ -189,42 +244,52 @@ def table(name: str, key: str, runs: dict, metrics=("std", "pgd"), paper_rows=No
 
 # %%
 # NBVAL_CHECK_OUTPUT
-t4 = table("table4", "t4", table4)
+t4 = table("table4")
 print(f"Table 4 on {DATA_LABEL}, profile {profile}" + (" (smoke results)" if SMOKE else "") + f"; ours: {ROB}")
-display(led.table("Table 4", t4, note=f"robust: paper PGD-20, ours {ROB}; profile schedule, not 200 epochs"))
+show("Table 4", t4, f"robust: paper PGD-20, ours {ROB}; profile schedule, not 200 epochs")
 
 # %%
-r4 = {k: ours(recs[f"t4/{k}"])["pgd"] for k in table4}
+r4 = rob("table4")
+remedies = ("pgd_sat", "pgd_kd_swa", "pgd_te", "pgd_dpls")
 _ = led.claim("Table 4", "every remedy raises robust accuracy over PGD-AT",
-              None if SMOKE else all(r4[k] > r4["pgd"] for k in ("pgd_sat", "pgd_kd_swa", "pgd_te", "pgd_dpls")),
-              ", ".join(f"{k} {100 * v:.2f}" for k, v in r4.items()))
-_ = led.claim("Table 4", "DPLS+SWA is the most robust row", None if SMOKE else
-              max(r4, key=r4.get) == "pgd_dpls_swa", f"best row by {ROB}: {max(r4, key=r4.get)}")
+              all(r4[k] > r4["pgd"] for k in remedies) if have(r4, "pgd", *remedies) else None, evidence(r4))
+paper_rows4 = [k for k in TABLES["table4"] if not k.endswith("(not in the paper)")]
+_ = led.claim("Table 4", "DPLS+SWA is the most robust row",
+              max(paper_rows4, key=r4.get) == "pgd_dpls_swa" if have(r4, *paper_rows4) else None,
+              evidence(r4))
 
 # %% [markdown]
-# ## Table 6 and Table 11: AWP and MART with and without DPLS
+# ## Tables 6, 11 and 12: AWP, MART and RST with and without DPLS
 #
 # AWP is PGD-AT with weight perturbation from T + 1 (the paper trains AWP from scratch with its
 # authors' code); MART is trained from the start. MART+DPLS takes its difficulty from a TRADES
-# run (Table 11's best row; the MART-difficulty row is in Table 11). RST rows: paper only.
+# run (Table 11's best row; the MART-difficulty row is in Table 11). RST rows (Table 6 bottom,
+# Table 12: DPLS on the labelled set "sup", the unlabelled set "unsup", or both): paper only,
+# the generated / 80M-TI images cannot be had offline.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-t6 = table("table6", "t6", table6)
-t6 = pd.concat([t6, compare({}, {r: paper_value(f"table6.{r}") for r in ("rst", "rst_dpls")},
-                            metrics=["std", "pgd"])])
-display(led.table("Table 6", t6, note=f"robust: paper PGD-20, ours {ROB}; RST not run (no generated data)"))
-t11 = table("table11", "t11", table11, metrics=("std", "pgd"))
-t11 = t11.rename(columns={"pgd": f"rob (paper: A3, ours: {ROB})"}, level=0)
-display(led.table("Table 11", t11, note=f"robust: paper A3, ours {ROB}"))
+RST_WHY = "not run: no generated / 80M-TI data offline"
+t6 = table("table6", extra={"rst": None, "rst_dpls": None})
+show("Table 6", t6, f"robust: paper PGD-20, ours {ROB}; RST not run (no generated data)",
+     {"rst": RST_WHY, "rst_dpls": RST_WHY})
+t11 = table("table11").rename(columns={"pgd": f"rob (paper: A3, ours: {ROB})"}, level=0)
+show("Table 11", t11, f"robust: paper A3, ours {ROB}")
+t12 = compare({}, {r: paper_value(f"table12.{r}") for r in ("none", "sup", "unsup", "sup_unsup")},
+              metrics=["std", "rob"]).rename(columns={"rob": "rob (paper: A3)"}, level=0)
+show("Table 12", t12, "RST not run (no generated data)", {r: RST_WHY for r in t12.index})
 
 # %%
-r6 = {k: ours(recs[f"t6/{k}"])["pgd"] for k in table6}
+r6 = rob("table6")
 _ = led.claim("Table 6", "DPLS raises robust accuracy of AWP and of MART",
-              None if SMOKE else (r6["awp_dpls"] > r6["awp"] and r6["mart_dpls"] > r6["mart"]),
-              ", ".join(f"{k} {100 * v:.2f}" for k, v in r6.items()))
+              (r6["awp_dpls"] > r6["awp"] and r6["mart_dpls"] > r6["mart"])
+              if have(r6, "awp", "awp_dpls", "mart", "mart_dpls") else None, evidence(r6))
+r11 = rob("table11")
+_ = led.claim("Table 11", "MART+DPLS with TRADES difficulty is the most robust row",
+              max(r11, key=r11.get) == "difficulty_trades" if have(r11, *TABLES["table11"]) else None,
+              evidence(r11))
 _ = led.claim("Table 12", "DPLS helps RST on labelled, unlabelled or both", None,
-              "not run: the 1M DDPM images are not available here and RST is not implemented")
+              "not run: the 1M DDPM / 500k 80M-TI images are not available offline")
 
 # %% [markdown]
 # ## Table 13: Liu et al. (2022), reweighting and adaptive target
@@ -235,12 +300,13 @@ _ = led.claim("Table 12", "DPLS helps RST on labelled, unlabelled or both", None
 
 # %%
 # NBVAL_CHECK_OUTPUT
-t13 = table("table13", "t13", table13)
-t13 = pd.concat([t13, compare({}, {"pgd_liu": paper_value("table13.pgd_liu")}, metrics=["std", "pgd"])])
-display(led.table("Table 13", t13, note=f"robust: paper PGD-20, ours {ROB}"))
-r13 = {k: ours(recs[f"t13/{k}"])["pgd"] for k in table13}
-_ = led.claim("Table 13", "DPLS is more robust than Liu et al.'s reweighting", None if SMOKE else
-              r13["pgd_dpls"] > r13["reweight_liu"], ", ".join(f"{k} {100 * v:.2f}" for k, v in r13.items()))
+t13 = table("table13", extra={"pgd_liu": None})
+show("Table 13", t13, f"robust: paper PGD-20, ours {ROB}",
+     {"pgd_liu": "paper only: their code's baseline; ours is the pgd row"})
+r13 = rob("table13")
+_ = led.claim("Table 13", "DPLS is more robust than Liu et al.'s reweighting",
+              r13["pgd_dpls"] > r13["reweight_liu"] if have(r13, "pgd_dpls", "reweight_liu") else None,
+              evidence(r13))
 
 # %%
 display(led.verdicts())
