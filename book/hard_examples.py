@@ -72,6 +72,9 @@ fig1_T = 3
 fig1_eps = 0.0157
 fig1_step_size = 0.0035
 fig1_attack_steps = 2
+# Fig. 10: as Fig. 1 with fig10_n_hard + fig10_n_random examples and a third "hard only" branch; 0 = not built
+fig10_n_hard = 0
+fig10_n_random = 0
 # stated cost estimates for this profile's hardware (minutes per epoch on the full set)
 minutes_per_pgd_epoch = 0.0
 minutes_per_std_epoch = 0.0
@@ -119,11 +122,7 @@ display(Markdown(
 
 # %%
 def probes(e: float) -> list[dict]:
-    metrics = ["clean_acc", "adv_acc", "el2n_clean", "el2n_adv"] if e > 0 else ["clean_acc", "el2n_clean"]
-    cap = probe_max or None
-    return [{"name": "hard", "rule": {"which": "hard", "k": fig_k}, "metrics": metrics, "max_examples": cap},
-            {"name": "easy", "rule": {"which": "easy", "k": fig_k}, "metrics": metrics, "max_examples": cap},
-            {"name": "all", "rule": {"which": "hard", "fraction": 1.0}, "metrics": metrics, "max_examples": cap}]
+    return ex.difficulty_probes(e, fig_k, probe_max)  # the memorization chapter's difficulty runs use the same
 
 
 fig_runs = {e: ex.baseline(P, eps=e, epochs=fig_epochs, milestones=fig_milestones, T=fig_T, probes=probes(e))
@@ -295,7 +294,8 @@ _ = led.claim("Fig. 4", f"at {label_eps(e_max)}, after the lr decay the hard set
 # runs above when the model, eps and schedule agree (smoke), otherwise their own runs. The
 # subsets are chosen here from the source runs' records (a first `ensure`), then enter the
 # subset runs' specs as explicit dataset indices, so each subset run's hash names its set.
-# The paper's Fig. 10 variants (10k + 10k, a "hard only" branch) are not built.
+# **Fig. 10** repeats it with `fig10_n_hard` + `fig10_n_random` examples and a third branch that
+# goes on with the hard part only (fast and paper profiles; smoke skips it: `fig10_n_hard` = 0).
 
 # %%
 fig1_P = {**P, "model": fig1_model, "epochs": fig1_epochs}
@@ -309,51 +309,70 @@ def fig1_source(e: float):
 
 
 fig1_src = {"STD": fig1_source(0.0), "PGD": fig1_source(fig1_eps)}
+variants = {"Fig. 1": (fig1_n_hard, fig1_n_random)}
+if fig10_n_hard:
+    variants["Fig. 10"] = (fig10_n_hard, fig10_n_random)
 t0 = time.perf_counter()
 src_recs = dict(zip(fig1_src, ensure(list(fig1_src.values()), progress=False)))
 rng = np.random.default_rng(seed)
+decay1 = fig1_milestones[0]
 fig1 = {}
-hard_sets = {}
-for alg, rec in src_recs.items():
-    d = rec.difficulty
-    scores = np.where(d["in_train"], d["zero_one"], np.nan)
-    hard_idx = difficulty.select(scores, k=fig1_n_hard, which="hard")
-    rest = np.setdiff1d(np.flatnonzero(d["in_train"]), hard_idx)
-    rand_idx = np.sort(rng.choice(rest, fig1_n_random, replace=False))
-    e = 0.0 if alg == "STD" else fig1_eps
-    sub = ex.keep_indices(fig1_P, np.concatenate([hard_idx, rand_idx]), eps=e, milestones=fig1_milestones,
-                          T=fig1_T, attack={"step_size": fig1_step_size, "steps": fig1_attack_steps})
-    decay1 = fig1_milestones[0]
-    fig1[(alg, "continue")] = sub
-    fig1[(alg, "prune hard")] = ex.continuation(
-        sub, decay1, edits=[{"kind": "prune", "from_epoch": decay1 + 1, "indices": hard_idx.tolist()}])
+for item, (n_hard, n_random) in variants.items():
+    for alg, rec in src_recs.items():
+        d = rec.difficulty
+        scores = np.where(d["in_train"], d["zero_one"], np.nan)
+        hard_idx = difficulty.select(scores, k=n_hard, which="hard")
+        rest = np.setdiff1d(np.flatnonzero(d["in_train"]), hard_idx)
+        rand_idx = np.sort(rng.choice(rest, n_random, replace=False))
+        e = 0.0 if alg == "STD" else fig1_eps
+        sub = ex.keep_indices(fig1_P, np.concatenate([hard_idx, rand_idx]), eps=e, milestones=fig1_milestones,
+                              T=fig1_T, attack={"step_size": fig1_step_size, "steps": fig1_attack_steps})
+        fig1[(item, alg, "continue")] = sub
+        fig1[(item, alg, "prune hard")] = ex.continuation(
+            sub, decay1, edits=[{"kind": "prune", "from_epoch": decay1 + 1, "indices": hard_idx.tolist()}])
+        if item == "Fig. 10":  # its third branch: only the hard part after the decay
+            fig1[(item, alg, "hard only")] = ex.continuation(
+                sub, decay1, edits=[{"kind": "keep", "from_epoch": decay1 + 1, "indices": hard_idx.tolist()}])
 fig1_recs = dict(zip(fig1, ensure(list(fig1.values()), progress=False)))
-print(f"Fig. 1 runs ready in {time.perf_counter() - t0:.1f} s")
+print(f"Fig. 1 / 10 runs ready in {time.perf_counter() - t0:.1f} s"
+      + ("" if "Fig. 10" in variants else " (Fig. 10 not built on this profile: fig10_n_hard = 0)"))
 
 # %%
-f1 = pd.DataFrame([{"algorithm": alg, "branch": br, "epoch": m["epoch"],
+f1 = pd.DataFrame([{"figure": item, "algorithm": alg, "branch": br, "epoch": m["epoch"],
                     "test accuracy": m["test_pgd_acc"] if alg == "PGD" else m["test_clean_acc"]}
-                   for (alg, br), rec in fig1_recs.items() for m in rec.metrics if m.get("test_clean_acc") is not None])
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-for ax, alg in zip(axes, ("STD", "PGD")):
-    sns.lineplot(data=f1[f1.algorithm == alg], x="epoch", y="test accuracy", hue="branch", ax=ax)
-    ax.axvline(fig1_milestones[0] + 0.5, color="grey", lw=0.8)
-    ax.set(title=f"{alg} ({'clean' if alg == 'STD' else 'robust, PGD-' + str(eval_pgd_steps)} test accuracy)")
-fig.suptitle(f"Fig. 1: {fig1_n_hard} hard + {fig1_n_random} random ({DATA_LABEL}, {profile}"
-             f"{', smoke results' if SMOKE else ''})")
-plt.tight_layout()
-plt.show()
+                   for (item, alg, br), rec in fig1_recs.items() for m in rec.metrics
+                   if m.get("test_clean_acc") is not None])
+for item, (n_hard, n_random) in variants.items():
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, alg in zip(axes, ("STD", "PGD")):
+        sns.lineplot(data=f1[(f1.figure == item) & (f1.algorithm == alg)], x="epoch", y="test accuracy", hue="branch", ax=ax)
+        ax.axvline(decay1 + 0.5, color="grey", lw=0.8)
+        ax.set(title=f"{alg} ({'clean' if alg == 'STD' else 'robust, PGD-' + str(eval_pgd_steps)} test accuracy)")
+    fig.suptitle(f"{item}: {n_hard} hard + {n_random} random ({DATA_LABEL}, {profile}"
+                 f"{', smoke results' if SMOKE else ''})")
+    plt.tight_layout()
+    plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-fin = f1[f1.epoch == f1.epoch.max()].pivot_table(index="algorithm", columns="branch", values="test accuracy")
+fin = (f1[f1.epoch == f1.epoch.max()]
+       .pivot_table(index=["figure", "algorithm"], columns="branch", values="test accuracy"))
 fin["prune - continue"] = fin["prune hard"] - fin["continue"]
-print(f"Fig. 1, last-epoch test accuracy (STD: clean, PGD: PGD-{eval_pgd_steps})" + (" (smoke results)" if SMOKE else ""))
+print(f"Fig. 1 / 10, last-epoch test accuracy (STD: clean, PGD: PGD-{eval_pgd_steps})" + (" (smoke results)" if SMOKE else ""))
 display(fin)
-g = fin["prune - continue"]
-_ = led.claim("Fig. 1", "pruning the hard part at the lr decay helps, and more for PGD than for STD",
-              bool(g["PGD"] > 0 and g["PGD"] > g["STD"]),
-              f"prune - continue: STD {100 * g['STD']:+.2f}, PGD {100 * g['PGD']:+.2f} points")
+for item in variants:
+    g = fin.loc[item, "prune - continue"]
+    _ = led.claim(item, "pruning the hard part at the lr decay helps, and more for PGD than for STD",
+                  bool(g["PGD"] > 0 and g["PGD"] > g["STD"]),
+                  f"prune - continue: STD {100 * g['STD']:+.2f}, PGD {100 * g['PGD']:+.2f} points")
+if "Fig. 10" in variants:
+    h = fin.loc["Fig. 10"]
+    _ = led.claim("Fig. 10", "training on the hard part only after the decay is worse than keeping all or pruning it",
+                  bool((h["hard only"] < h["continue"]).all() and (h["hard only"] < h["prune hard"]).all()),
+                  "hard only - continue: " + ", ".join(f"{a} {100 * v:+.2f}" for a, v in (h["hard only"] - h["continue"]).items()))
+else:
+    _ = led.claim("Fig. 10", "pruning the hard part helps more for PGD than for STD (10k + 10k)", None,
+                  "not built on this profile (fig10_n_hard = 0)")
 
 # %% [markdown]
 # ## Runs and cost
@@ -365,20 +384,23 @@ distinct, naive = ex.count_runs(cells)
 print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
 
 # %%
-def run_minutes(spec) -> float:
+def minutes_per_epoch(spec) -> float:
     if spec.train.model.name == fig1_model and fig1_model != model:
-        per = fig1_minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else fig1_minutes_per_pgd_epoch / (fig1_attack_steps + 1)
-    else:
-        per = minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else minutes_per_std_epoch
-    return ex.epochs_trained(spec) * per * ex.training_fraction(spec)
+        return fig1_minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else fig1_minutes_per_pgd_epoch / (fig1_attack_steps + 1)
+    return minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else minutes_per_std_epoch
 
 
 if not SMOKE:
-    hours = sum(run_minutes(s) for s in ex.distinct_runs(cells)) / 60
-    display(Markdown(f"Expected cost of this profile: about **{hours:.1f} GPU-hours**, from stated (not measured) estimates of "
-                     f"{minutes_per_pgd_epoch} min per PGD epoch and {minutes_per_std_epoch} min per STD epoch "
-                     f"(`{model}`, full training set; Fig. 1 `{fig1_model}`: {fig1_minutes_per_pgd_epoch} min per PGD "
-                     "epoch), scaled by training-set size and epochs trained per run; probes and evaluation add to it."))
+    hours = ex.stated_gpu_hours(cells, minutes_per_epoch)
+    by_item = {"Figs. 3/4 runs": fig_runs.values(), "Table 1": table1.values(),
+               "Figs. 1/10": [*fig1_src.values(), *fig1.values()]}
+    parts = ", ".join(f"{k} {ex.stated_gpu_hours(v, minutes_per_epoch):.2f}" for k, v in by_item.items())
+    display(Markdown(f"Budget of this chapter on profile `{profile}`: about **{hours:.2f} GPU-hours** ({parts}; a run "
+                     "shared by two items is counted in each part but once in the total), from stated (not measured) "
+                     f"estimates of {minutes_per_pgd_epoch} min per PGD epoch and {minutes_per_std_epoch} min per STD "
+                     f"epoch (`{model}`, full training set; Figs. 1/10 `{fig1_model}`: {fig1_minutes_per_pgd_epoch} min "
+                     "per PGD epoch), scaled by training-set size and epochs trained per run; probes and evaluation "
+                     "add to it. The memorization chapter reuses this chapter's difficulty runs and baseline."))
 else:
     display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
 
