@@ -135,10 +135,10 @@ display(Markdown(
 
 # %%
 def run_probes(e: float, source: str) -> list[dict]:
-    metrics = ["clean_acc", "adv_acc"] if e > 0 else ["clean_acc"]
-    cap = probe_max or None
-    return [{"name": w, "rule": {"which": w, "k": mem_k, "source": source}, "metrics": metrics, "max_examples": cap}
-            for w in ("hard", "easy")]
+    # the difficulty runs ("self") are built as the hard_examples chapter builds its Figs. 3/4 runs,
+    # so with equal parameters (fast, paper: mem_* = fig_*) they are the same runs
+    sets = ("hard", "easy", "all") if source == "self" else ("hard", "easy")
+    return ex.difficulty_probes(e, mem_k, probe_max, source=source, sets=sets)
 
 
 MEM = dict(epochs=mem_epochs, milestones=mem_milestones, T=mem_T)
@@ -176,8 +176,9 @@ def fig7_base(alg: str, e: float = eps):
 
 fig7 = {(alg, w, r): ex.prune_fraction_from(fig7_base(alg), T, w, r)
         for alg in fig7_algorithms for w in ("easy", "hard") for r in [0.0, *fig7_ratios]}
-fig7c = {(e, r): ex.prune_fraction_from(fig7_base("pgd", e), T, "hard", r)
-         for e in fig7c_eps for r in [0.0, *fig7_ratios]}
+# (c): per eps, the difficulty run of the 200-epoch setup pruned of its top n% hard examples at mem_T
+fig7c = {(e, r): ex.prune_fraction_from(mem_source(e), mem_T, "hard", r)
+         for e in ([eps, *fig7c_eps] if fig7c_eps else []) for r in [0.0, *fig7_ratios]}
 groups = {"fig5": fig5, "table2": table2, "fig6": fig6, "table8": table8, "fig7": fig7, "fig7c": fig7c,
           "b6": {"base": base}}
 
@@ -325,7 +326,9 @@ _ = led.claim("Fig. 6", "corrupting the hard examples leaves higher robust accur
 # Continuations of the baseline (PGD) and of an STD baseline from epoch T + 1 without the top
 # n% easy ("Normal") or hard examples by the run's own difficulty; n = 0 is the baseline.
 # (a) standard, (b) robust accuracy against the ratio; (c) robust gain from pruning hard
-# examples per eps. The paper uses the best checkpoint and A3; ours is the final model and
+# examples per eps (eps 8 and `fig7c_eps`), each from that eps's difficulty run of the 200-epoch
+# setup pruned at `mem_T` (the runs the hard_examples chapter trains for Figs. 3/4 when the
+# parameters agree). The paper uses the best checkpoint and A3; ours is the final model and
 # {ROB}.
 
 # %%
@@ -339,11 +342,11 @@ for ax, col, title in zip(axes, ("std", "rob"), ("(a) standard accuracy", f"(b) 
 if fig7c_eps:
     gains = []
     for e in [eps, *fig7c_eps]:
-        src = {r: R["fig7"][("pgd", "hard", r)] for r in [0.0, *fig7_ratios]} if (e == eps and "pgd" in fig7_algorithms) \
-            else {r: R["fig7c"][(e, r)] for r in [0.0, *fig7_ratios]}
         for r in fig7_ratios:
-            gains.append({"eps": label_eps(e), "ratio": r, "robust gain": final(src[r])["rob"] - final(src[0.0])["rob"]})
-    sns.lineplot(data=pd.DataFrame(gains), x="ratio", y="robust gain", hue="eps", marker="o", ax=axes[2])
+            gains.append({"eps": label_eps(e), "eps_value": e, "ratio": r,
+                          "robust gain": final(R["fig7c"][(e, r)])["rob"] - final(R["fig7c"][(e, 0.0)])["rob"]})
+    gains = pd.DataFrame(gains)
+    sns.lineplot(data=gains, x="ratio", y="robust gain", hue="eps", marker="o", ax=axes[2])
     axes[2].set(title="(c) robust gain from pruning hard examples")
 fig.suptitle(f"Fig. 7 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
 plt.tight_layout()
@@ -364,6 +367,13 @@ if "pgd" in fig7_algorithms:
                   f"{ROB}: none {100 * none:.2f}, best hard-pruned {100 * hard_best:.2f}, worst easy-pruned {100 * easy_worst:.2f}")
 else:
     _ = led.claim("Fig. 7", f7_claim, None, "fig7_algorithms has no PGD")
+f7c_claim = "(c) the robust gain from pruning hard examples shrinks as eps decreases"
+if fig7c_eps:
+    best = gains.groupby("eps_value")["robust gain"].max().sort_index()
+    _ = led.claim("Fig. 7", f7c_claim, bool(np.all(np.diff(best.to_numpy()) > 0)),
+                  "best gain by increasing eps: " + ", ".join(f"{label_eps(e)} {100 * g:+.2f}" for e, g in best.items()))
+else:
+    _ = led.claim("Fig. 7", f7c_claim, None, "fig7c_eps is empty on this profile")
 
 # %% [markdown]
 # ## Appendix B.6: the easy and hard examples (Figs. 14, 15, 16)
@@ -433,17 +443,34 @@ distinct, naive = ex.count_runs(cells)
 print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
 
 # %%
-def run_minutes(spec) -> float:
-    per = minutes_per_std_epoch if spec.train.algorithm == "std" else minutes_per_pgd_epoch
-    return ex.epochs_trained(spec) * per * ex.training_fraction(spec)
+def minutes_per_epoch(spec) -> float:
+    return minutes_per_std_epoch if spec.train.algorithm == "std" else minutes_per_pgd_epoch
 
 
 if not SMOKE:
-    hours = sum(run_minutes(s) for s in ex.distinct_runs(cells)) / 60
-    display(Markdown(f"Expected cost of this profile: about **{hours:.1f} GPU-hours**, from stated (not measured) estimates of "
-                     f"{minutes_per_pgd_epoch} min per PGD (or TRADES) epoch and {minutes_per_std_epoch} min per STD epoch "
-                     f"(`{model}`, full training set), scaled by training-set size and epochs trained per run; probes and "
-                     "evaluation add to it."))
+    from hardex.book import Chapter, load_params
+    from hardex.paths import repo_root
+
+    # the runs the hard_examples chapter trains too: its baseline and its Figs. 3/4 difficulty runs,
+    # rebuilt from its parameter file and compared by hash (shared only where the parameters agree)
+    HE = load_params(profile, Chapter("hard_examples", repo_root() / "book" / "hard_examples.py"))
+    he_runs = {ex.baseline(HE).hash} | {
+        ex.baseline(HE, eps=e, epochs=HE["fig_epochs"], milestones=HE["fig_milestones"], T=HE["fig_T"],
+                    probes=ex.difficulty_probes(e, HE["fig_k"], HE["probe_max"])).hash for e in HE["fig_eps"]}
+    mine = ex.distinct_runs(cells)
+    shared = [r for r in mine if r.hash in he_runs]
+    new = [r for r in mine if r.hash not in he_runs]
+    hours = ex.stated_gpu_hours(mine, minutes_per_epoch)
+    h_new = ex.stated_gpu_hours(new, minutes_per_epoch, closure=False)
+    parts = ", ".join(f"{k} {ex.stated_gpu_hours(v.values(), minutes_per_epoch):.2f}" for k, v in groups.items())
+    display(Markdown(
+        f"Budget of this chapter on profile `{profile}`: about **{hours:.2f} GPU-hours** ({parts}; a run shared by "
+        f"two items is counted in each part but once in the total). {len(shared)} of its {len(mine)} runs "
+        f"({hours - h_new:.2f} GPU-hours) are runs the hard_examples chapter trains too (same specs), so the "
+        f"analysis part (both chapters) costs the hard_examples chapter's budget plus **{h_new:.2f} GPU-hours**. "
+        f"From stated (not measured) estimates of {minutes_per_pgd_epoch} min per PGD (or TRADES) epoch and "
+        f"{minutes_per_std_epoch} min per STD epoch (`{model}`, full training set), scaled by training-set size and "
+        "epochs trained per run; probes and evaluation add to it."))
 else:
     display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
 
