@@ -79,15 +79,21 @@ t16_lams = [0.5, 0.1]
 t19_algorithm = "pgd"
 t19_fraction = 0.1
 t19_measures = ["zero_one"]
-# robust evaluation by hardex.evaluate.evaluate_run when that module exists; [] = only
+# robust evaluation by hardex.evaluate.evaluate_run ("pgd20", "cw20", "a3"); [] = only
 # final.json's PGD numbers
-eval_attacks = []
+eval_attacks = ["cw20"]
+# eval_n: test examples for evaluate_run (a seeded sample); 0 = the whole test split
+eval_n = 50
+# eval_masking: evaluate_run's gradient-masking check (label smoothing can mask gradients)
+eval_masking = False
 # evaluate_best: the store also evaluates each continuation's best checkpoint (no table here
 # reads it; True keeps the continuations' specs identical to other chapters' default specs)
 evaluate_best = False
 # stated cost estimates for this profile's hardware (minutes per epoch on the full set)
 minutes_per_pgd_epoch = 0.0
 minutes_per_trades_epoch = 0.0
+# stated estimate of evaluate_run's cost per run (eval_attacks on eval_n examples), minutes
+minutes_per_eval_run = 0.0
 
 # %%
 import time
@@ -101,6 +107,7 @@ from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
 from hardex.data import load_dataset
+from hardex.evaluate import evaluate_run
 from hardex.ledger import Ledger, data_label
 from hardex.report import compare, paper_value
 from hardex.spec import Evaluation
@@ -125,26 +132,28 @@ for m in [*measures, *t19_measures]:
     if m not in ("zero_one", "ce", "el2n"):
         raise ValueError(f"measure {m!r} is not one of 'zero_one', 'ce', 'el2n' (C-scores: cscore_file)")
 
-# robust evaluation: the evaluation module's attacks where it exists, else final.json's PGD-k
-try:
-    from hardex.evaluate import evaluate_run
-except ImportError:
-    evaluate_run = None
-USE_EVAL = evaluate_run is not None and bool(eval_attacks)
-PGD_NAME = "PGD-20" if (USE_EVAL and "pgd20" in eval_attacks) else f"PGD-{K}"
-HAVE_CW = USE_EVAL and "cw20" in eval_attacks
-HAVE_A3 = USE_EVAL and "a3" in eval_attacks
+# robust evaluation: evaluate_run's attacks on `eval_n` test examples; PGD from final.json
+# unless pgd20 is among them
+ALLOWED_ATTACKS = ("pgd20", "cw20", "a3")
+bad = [a for a in eval_attacks if a not in ALLOWED_ATTACKS]
+if bad:
+    raise ValueError(f"eval_attacks {bad} not used by these tables; allowed: {', '.join(ALLOWED_ATTACKS)}")
+EVAL_N = eval_n or None
+N_TXT = f"{eval_n} test examples" if eval_n else "the whole test split"
+PGD_FROM_EVAL = "pgd20" in eval_attacks
+HAVE_CW, HAVE_A3 = "cw20" in eval_attacks, "a3" in eval_attacks
+PGD_NAME = f"PGD-{K}" if not PGD_FROM_EVAL else "PGD-20"
+SRC = {"pgd": (f"PGD-20 (evaluate_run, {N_TXT})" if PGD_FROM_EVAL
+               else f"PGD-{K} (final.json, {final_subset or 'all'} test examples)"),
+       "cw": f"CW-20 (evaluate_run, {N_TXT})" if HAVE_CW else "not run",
+       "a3": f"A3 (evaluate_run, {N_TXT})" if HAVE_A3 else "not run"}
 ROB = "A3" if HAVE_A3 else PGD_NAME  # what "rob" means where the paper reports A3 only
 
 display(Markdown(
     f"**Profile `{profile}`**, data: {DATA_LABEL}"
     + (f" ({train_subset} class-balanced training images)" if train_subset else "")
     + f", model `{model}`, {epochs} epochs (lr decay after {milestones}), difficulty to T = {T}, "
-    + f"DPLS λ = {dpls_lam}. Robust columns: "
-    + (f"`hardex.evaluate.evaluate_run` with {eval_attacks}. " if USE_EVAL else
-       f"{PGD_NAME} on the final model from the run record (`final.json`); **CW and A3 not run** "
-       + ("(the evaluation module `hardex.evaluate` is not in this build). " if evaluate_run is None
-          else "(this profile asks for no extra attacks). "))
+    + f"DPLS λ = {dpls_lam}. Robust columns (final model): PGD {SRC['pgd']}, CW {SRC['cw']}, A3 {SRC['a3']}. "
     + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
        "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
 ))
@@ -279,11 +288,13 @@ print(f"runs ready in {time.perf_counter() - t0:.1f} s")
 # %% [markdown]
 # ## Reading a run
 #
-# Standard accuracy and PGD robust accuracy of the final model come from the run record; CW
-# and A3 come from `hardex.evaluate.evaluate_run` when it is in this build and the profile
-# asks for them (cached in the run's directory), and are "not run" (NaN) otherwise. Where the
-# paper reports A3 only (Tables 14, 15: "Rob."), our "rob" is A3 when it was run, else PGD,
-# and the column says which.
+# Standard and PGD accuracy of the final model come from the run record (`final.json`: PGD-k,
+# step eps/4, on `final_subset` test examples) unless the profile asks `evaluate_run` for
+# `pgd20`; CW-20 (PGD with the CW margin loss, Table 19) and A3 come from
+# `hardex.evaluate.evaluate_run` on `eval_n` seeded test examples (cached in each run's
+# directory) when the profile lists them, and are "not run" (NaN) otherwise. Where the paper
+# reports A3 only (Tables 14, 15: "Rob."), our "rob" is A3 when it was run, else PGD, and the
+# column says which.
 
 # %%
 _cache: dict[str, dict] = {}
@@ -294,10 +305,12 @@ def accs(rec) -> dict:
         return _cache[rec.hash]
     f = rec.final["final"]
     out = {"std": f["clean_acc"], "pgd": f[f"pgd{K}_acc"], "cw": None, "a3": None}
-    if USE_EVAL:
-        ev = evaluate_run(rec, attacks=tuple(eval_attacks))
+    if eval_attacks:
+        ev = evaluate_run(rec, attacks=tuple(eval_attacks), n=EVAL_N, seed=0, which="final", masking=eval_masking)
         ra = ev["robust_acc"]
-        out.update(std=ev["clean_acc"], pgd=ra.get("pgd20", out["pgd"]), cw=ra.get("cw20"), a3=ra.get("a3"))
+        out.update(cw=ra.get("cw20"), a3=ra.get("a3"), masking=ev.get("masking"))
+        if PGD_FROM_EVAL:  # std and pgd on the same test examples
+            out.update(std=ev["clean_acc"], pgd=ra["pgd20"])
     out["rob"] = out["a3"] if HAVE_A3 else out["pgd"]
     _cache[rec.hash] = out
     return out
@@ -312,8 +325,7 @@ def avg_factor(rec) -> float:
 
 def labelled(table: pd.DataFrame) -> pd.DataFrame:
     """The table for display, each robust column naming the attack behind our numbers."""
-    names = {"pgd": f"pgd (ours: {PGD_NAME})", "cw": f"cw (ours: {'CW-20' if HAVE_CW else 'not run'})",
-             "a3": f"a3 (ours: {'A3' if HAVE_A3 else 'not run'})"}
+    names = {k: f"{k} (ours: {v.split(' (')[0]})" for k, v in SRC.items()}
     return table.rename(columns=names, level=0)
 
 
@@ -341,7 +353,7 @@ for row, (alg, m) in t5_rows.items():
 t5_paper = {row: paper_value(f"table5_table10.{alg}.{'none' if m == 'none' else PAPER_ROW[m]}")
             for row, (alg, m) in t5_rows.items()}
 t5 = led.table("Table 5 / Table 10", compare(t5_ours, t5_paper, metrics=["std", "pgd", "a3"]),
-               note=f"ours: pgd = {PGD_NAME}, a3 {'run' if HAVE_A3 else 'not run'}")
+               note=f"ours: pgd = {SRC['pgd']}, a3 = {SRC['a3']}")
 print(f"Table 5 / 10 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; NaN in 'ours' = not run")
 display(labelled(t5))
 
@@ -390,7 +402,7 @@ def two_alg_table(item: str, key: str, values: list[int], paper_values: list[int
                 a = accs(rec)
                 ours.setdefault(row, {}).update({f"{name} std": a["std"], f"{name} rob": a["rob"]})
     metrics = [f"{ALG[a]} {m}" for a in ("pgd", "trades") for m in ("std", "rob")]
-    return led.table(item, compare(ours, paper, metrics=metrics), note=f"ours: rob = {ROB}")
+    return led.table(item, compare(ours, paper, metrics=metrics), note=f"ours: rob = {SRC['a3'] if HAVE_A3 else SRC['pgd']}")
 
 
 t14 = two_alg_table("Table 14", "table14.t{}", t14_T, t14_paper_T, "T", "t14")
@@ -454,7 +466,7 @@ for alg, item in (("pgd", "Table 16"), ("trades", "Table 17")):
     paper_all = {f"λ={float(k.split('_', 1)[1])}": v for k, v in paper_value(key).items()}
     tab = pd.concat([compare(ours_avg, paper_all, metrics=["avg"], scale=1.0),
                      compare(ours_acc, paper_all, metrics=["std", "pgd", "a3"])], axis=1)
-    t16_tables[alg] = led.table(item, tab, note=f"avg: fraction, not percent; ours: pgd = {PGD_NAME}")
+    t16_tables[alg] = led.table(item, tab, note=f"avg: fraction, not percent; ours: pgd = {SRC['pgd']}, a3 = {SRC['a3']}")
     print(f"{item} ({ALG[alg]}) on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; NaN in 'ours' = not run")
     display(labelled(tab))
 for alg, item in (("pgd", "Table 16"), ("trades", "Table 17")):
@@ -502,7 +514,7 @@ t18_ours = {f"{ALG[alg]} / {row}": {k: accs(rec)[k] for k in ("std", "pgd", "a3"
 t18_paper = {f"{ALG[alg]} / {row}": paper_value(f"table18.{alg}.{row}")
              for alg in ("pgd", "trades") for row in ("none", "dpr", "dpls")}
 t18 = led.table("Table 18", compare(t18_ours, t18_paper, metrics=["std", "pgd", "a3"]),
-                note=f"ours: pgd = {PGD_NAME}")
+                note=f"ours: pgd = {SRC['pgd']}, a3 = {SRC['a3']}")
 print(f"Table 18 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; NaN in 'ours' = not run")
 display(labelled(t18))
 
@@ -533,19 +545,45 @@ for m in PAPER_ROW:
         if (m, bal) in R["t19"]:
             t19_ours[row] = {k: accs(R["t19"][(m, bal)])[k] for k in ("std", "pgd", "cw", "a3")}
 t19 = led.table("Table 19", compare(t19_ours, t19_paper, metrics=["std", "pgd", "cw", "a3"]),
-                note=f"ours: {ALG[t19_algorithm]}, pgd = {PGD_NAME}, cw {'run' if HAVE_CW else 'not run'}")
+                note=f"ours: {ALG[t19_algorithm]}, pgd = {SRC['pgd']}, cw = {SRC['cw']}, a3 = {SRC['a3']}")
 print(f"Table 19 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; ours: {ALG[t19_algorithm]} (paper: TRADES), "
       f"top {100 * t19_fraction:g}% pruned from epoch {T + 1}; NaN in 'ours' = not run")
 display(labelled(t19))
 
 # %%
 rob19 = {key: accs(rec)["rob"] for key, rec in R["t19"].items()}
+evidence = "; ".join(f"{MEASURE_NAME[m]} {100 * rob19[(m, False)]:.2f} vs balanced {100 * rob19[(m, True)]:.2f}"
+                     for m in T19_MEASURES)
 _ = led.claim("Table 19", f"{ALG[t19_algorithm]}: pruning the hardest examples without class balancing gives higher "
-          "robust accuracy than balanced pruning, for every measure",
-          all(rob19[(m, False)] > rob19[(m, True)] for m in T19_MEASURES),
-          f"{ROB}: " + "; ".join(f"{MEASURE_NAME[m]} {100 * rob19[(m, False)]:.2f} vs balanced "
-                                 f"{100 * rob19[(m, True)]:.2f}" for m in T19_MEASURES)
-          + ("" if t19_algorithm == "trades" else " (paper: TRADES)"))
+              "robust accuracy than balanced pruning, for every measure",
+              all(rob19[(m, False)] > rob19[(m, True)] for m in T19_MEASURES),
+              f"{ROB}: {evidence}" + ("" if t19_algorithm == "trades" else " (paper: TRADES)"))
+
+# %% [markdown]
+# ## Gradient masking
+#
+# Label smoothing can make PGD look stronger than it is (the paper reports a masking-like
+# effect for PGD + LS on SVHN). With `eval_masking`, `evaluate_run` checks every evaluated
+# run: the robust-accuracy curve over an eps grid must fall to ~0 at eps 0.5 and never rise,
+# and one-step FGSM must not beat the iterative attack.
+
+# %%
+if eval_masking and eval_attacks:
+    flags = {}
+    for g, key, _ in flat:
+        rec = R[g][key]
+        m = accs(rec).get("masking") or {}
+        row = flags.setdefault(rec.spec.short_hash, {"cells": [], "suspicious": m.get("suspicious"),
+                                                     "reasons": "; ".join(m.get("reasons") or [])})
+        row["cells"].append(f"{g} {key}")
+    masking = pd.DataFrame.from_dict(flags, orient="index")
+    with pd.option_context("display.max_colwidth", None):
+        display(masking)
+    led.claim("Gradient masking", "none of the ablation runs (baselines, DPLS, DPR, pruning) shows signs of gradient masking",
+              not bool(masking["suspicious"].fillna(False).any()),
+              f"{int(masking['suspicious'].fillna(False).sum())} of {len(masking)} runs flagged by the check")
+else:
+    print("gradient-masking check not run on this profile (eval_masking is off)")
 
 # %% [markdown]
 # ## Runs and cost
@@ -563,11 +601,15 @@ def run_minutes(spec) -> float:
 
 
 if not SMOKE:
-    hours = sum(run_minutes(s) for s in ex.distinct_runs(cells)) / 60
-    display(Markdown(f"Expected cost of this profile: about **{hours:.1f} GPU-hours**, from stated (not measured) estimates of "
-                     f"{minutes_per_pgd_epoch} min per PGD epoch and {minutes_per_trades_epoch} min per TRADES epoch "
-                     f"(`{model}`, full training set), scaled by training-set size and epochs trained per run; "
-                     "the robust evaluation (A3, CW) adds to it."))
+    runs = ex.distinct_runs(cells)
+    train_h = sum(run_minutes(s) for s in runs) / 60
+    evaluated = {s.hash for s in cells} if eval_attacks else set()
+    eval_h = len(evaluated) * minutes_per_eval_run / 60
+    display(Markdown(f"Expected cost of this profile: about **{train_h + eval_h:.1f} GPU-hours**: {train_h:.1f} h of training "
+                     f"({len(runs)} runs) from stated (not measured) estimates of {minutes_per_pgd_epoch} min per PGD epoch "
+                     f"and {minutes_per_trades_epoch} min per TRADES epoch (`{model}`, full training set), scaled by "
+                     f"training-set size and epochs trained per run, plus {eval_h:.1f} h of robust evaluation "
+                     f"({len(evaluated)} runs x a stated {minutes_per_eval_run} min for {eval_attacks} on {N_TXT})."))
 else:
     display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
 
