@@ -172,11 +172,11 @@ def _start(
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
-    y: torch.Tensor,
+    y: torch.Tensor | None,
     eps: float,
     step_size: float,
     steps: int,
-    loss: str = "ce",
+    loss: str | Callable[[torch.Tensor], torch.Tensor] = "ce",
     random_start: str = "uniform",
     start_std: float = 0.001,
     autocast_dtype: torch.dtype | None = None,
@@ -184,7 +184,10 @@ def pgd(
 ) -> torch.Tensor:
     """Projected sign-gradient ascent (Madry et al., 2018) in the l-inf ball; returns x_adv.
 
-    ``y``: integer labels or soft targets (N x C). ``loss``: "ce" or "margin" (CW).
+    ``y``: integer labels or soft targets (N x C). ``loss``: "ce" or "margin" (CW), summed
+    over the batch, or a callable ``logits -> scalar`` that is ascended as it is (it must sum,
+    not average, over the examples so each example's step does not depend on the batch size;
+    ``y`` is then unused and may be None).
     ``random_start``: "uniform" = x + U(-eps, eps) (Madry, robust_overfitting,
     Bag-of-Tricks); "normal" = x + start_std * N(0, 1) (TRADES, DAFA); "none" = x.
     The start is projected and clamped, so ``steps=0`` returns a valid point.
@@ -192,19 +195,29 @@ def pgd(
     """
     eps = _check_eps(eps)
     steps, step_size = _check_steps(steps, step_size)
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
-    loss_fn = cross_entropy if loss == "ce" else margin_loss
+    if callable(loss):
+        objective = loss
+    elif loss in LOSSES:
+        if y is None:
+            raise ValueError(f"loss={loss!r} needs labels y; y=None is allowed only with a callable loss")
+        loss_fn, target = (cross_entropy if loss == "ce" else margin_loss), y.detach()
+
+        def objective(logits: torch.Tensor) -> torch.Tensor:
+            return loss_fn(logits, target, reduction="sum")
+    else:
+        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)} or a callable logits -> scalar")
     x = x.detach().float()
-    y = y.detach()
     x_adv = _start(x, eps, random_start, start_std, generator)
     for _ in range(steps):
         x_adv.requires_grad_(True)
         with torch.enable_grad():
             with _autocast(x.device, autocast_dtype):
                 logits = model(x_adv)
-            objective = loss_fn(logits, y, reduction="sum")
-        (grad,) = torch.autograd.grad(objective, [x_adv])
+            value = objective(logits)
+        if value.dim() != 0:
+            raise ValueError(f"a callable loss must return a scalar (summed over the batch), got shape "
+                             f"{tuple(value.shape)}")
+        (grad,) = torch.autograd.grad(value, [x_adv])
         x_adv = _project(x_adv.detach() + step_size * grad.sign(), x, eps)
     return x_adv.detach()
 

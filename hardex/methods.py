@@ -48,7 +48,6 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from hardex import attacks
 
 # ------------------------------------------------------------------ formulas
 
@@ -147,21 +146,6 @@ def add_to_weights(model: torch.nn.Module, diffs: dict[str, torch.Tensor], sign:
         for name, w in model.named_parameters():
             if name in diffs:
                 w.add_(diffs[name], alpha=sign)
-
-
-def pgd_objective(model, x, objective: Callable[[torch.Tensor], torch.Tensor], eps: float, step: float,
-                  steps: int, random_start: str, start_std: float, generator, autocast_dtype=None) -> torch.Tensor:
-    """l-inf PGD (sign steps, projection as ``attacks.pgd``) that ascends ``objective(logits)``."""
-    x = x.detach().float()
-    x_adv = attacks._start(x, eps, random_start, start_std, generator)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        with torch.enable_grad():
-            with attacks._autocast(x.device, autocast_dtype):
-                logits = model(x_adv)
-            (grad,) = torch.autograd.grad(objective(logits), [x_adv])
-        x_adv = attacks._project(x_adv.detach() + step * grad.sign(), x, eps)
-    return x_adv.detach()
 
 
 # ------------------------------------------------------------------ per-example EMA

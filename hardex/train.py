@@ -293,17 +293,16 @@ class Trainer:
                                              generator=self.attack_generator)
             t = b.targets
             y_att = t if (a.attack_sees_smoothed_labels and t.dtype.is_floating_point) else b.y
-            if not b.attack_terms:
-                return attacks.pgd(m, b.x, y_att, a.eps, a.step, a.steps, loss=a.loss,
-                                   random_start=a.random_start, start_std=a.start_std,
-                                   autocast_dtype=self.autocast_dtype, generator=self.attack_generator)
-            base = attacks.cross_entropy if a.loss == "ce" else attacks.margin_loss
+            loss = a.loss
+            if b.attack_terms:  # method terms (TE) join the attack's objective
+                base = attacks.cross_entropy if a.loss == "ce" else attacks.margin_loss
 
-            def objective(z):
-                return base(z.float(), y_att, reduction="sum") + sum(f(z) for f in b.attack_terms)
+                def loss(z):
+                    return base(z.float(), y_att, reduction="sum") + sum(f(z) for f in b.attack_terms)
 
-            return methods.pgd_objective(m, b.x, objective, a.eps, a.step, a.steps, a.random_start,
-                                         a.start_std, self.attack_generator, self.autocast_dtype)
+            return attacks.pgd(m, b.x, y_att, a.eps, a.step, a.steps, loss=loss,
+                               random_start=a.random_start, start_std=a.start_std,
+                               autocast_dtype=self.autocast_dtype, generator=self.attack_generator)
 
     def outer_loss(self, model: torch.nn.Module, b: methods.Batch) -> tuple[torch.Tensor, dict]:
         """The outer loss of ``model`` on batch ``b`` (train mode, x' in ``b.x_adv``) and

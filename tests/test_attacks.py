@@ -330,3 +330,41 @@ def test_trades_attack_returns_the_tracking_logits(cnn):
     assert z.dtype == torch.float32 and torch.equal(z, clean_logits(cnn, x))
     again = trades_attack(cnn.eval(), x, EPS, EPS / 4, 3, generator=torch.Generator().manual_seed(0))
     assert torch.equal(x_adv, again)  # the flag changes only what is returned
+
+
+def test_callable_loss_is_the_named_loss_when_it_computes_the_same(cnn: nn.Module) -> None:
+    """A callable objective takes exactly the path of the named loss: same start, same steps."""
+    x = _batch(6)
+    y = _own_labels(cnn, x)
+    for name, fn in (("ce", cross_entropy), ("margin", margin_loss)):
+        a = pgd(cnn, x, y, EPS, 2 / 255, 3, loss=name, generator=torch.Generator().manual_seed(1))
+        b = pgd(cnn, x, None, EPS, 2 / 255, 3, loss=lambda z, fn=fn: fn(z, y, reduction="sum"),
+                generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a, b)
+
+
+def test_callable_loss_is_ascended(cnn: nn.Module) -> None:
+    """One step from the clean point is x + step * sign(d objective / dx), clipped to [0, 1]:
+    the gradient computed here independently, for an objective no named loss gives."""
+    x = _batch(8)
+    w = torch.linspace(-1.0, 1.0, 10)
+
+    def objective(z: torch.Tensor) -> torch.Tensor:
+        return (z * w).sum() - z[:, 3].pow(2).sum()
+
+    xr = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(objective(cnn(xr)), [xr])
+    expect = (x + EPS * g.sign()).clamp(0.0, 1.0)
+    got = pgd(cnn, x, None, EPS, EPS, 1, loss=objective, random_start="none")
+    assert torch.allclose(got, expect, atol=1e-7)
+    assert (g != 0).float().mean() > 0.5  # the check is not vacuous
+
+
+def test_callable_loss_errors(cnn: nn.Module) -> None:
+    x = _batch(4)
+    with pytest.raises(ValueError, match="must return a scalar"):
+        pgd(cnn, x, None, EPS, 2 / 255, 1, loss=lambda z: z.sum(dim=1))
+    with pytest.raises(ValueError, match="needs labels y"):
+        pgd(cnn, x, None, EPS, 2 / 255, 1, loss="ce")
+    with pytest.raises(ValueError, match="unknown loss 'kl'.*or a callable"):
+        pgd(cnn, x, _own_labels(cnn, x), EPS, 2 / 255, 1, loss="kl")
