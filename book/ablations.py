@@ -297,22 +297,28 @@ print(f"runs ready in {time.perf_counter() - t0:.1f} s")
 # column says which.
 
 # %%
-_cache: dict[str, dict] = {}
+_evals: dict[str, dict] = {}
+# the columns evaluate_run provides on this profile; a run is evaluated only when a table asks
+# for one of them (smoke: CW-20 for Table 19's runs only)
+FROM_EVAL = ({"cw"} if HAVE_CW else set()) | ({"a3", "rob"} if HAVE_A3 else set()) \
+    | ({"std", "pgd", "rob"} if PGD_FROM_EVAL else set()) | ({"masking"} if eval_masking and eval_attacks else set())
 
 
-def accs(rec) -> dict:
-    if rec.hash in _cache:
-        return _cache[rec.hash]
+def accs(rec, cols=("std", "pgd", "a3", "rob")) -> dict:
+    """std / pgd / cw / a3 / rob (fractions; None = not run) and the masking check of a run's
+    final model."""
     f = rec.final["final"]
-    out = {"std": f["clean_acc"], "pgd": f[f"pgd{K}_acc"], "cw": None, "a3": None}
-    if eval_attacks:
-        ev = evaluate_run(rec, attacks=tuple(eval_attacks), n=EVAL_N, seed=0, which="final", masking=eval_masking)
+    out = {"std": f["clean_acc"], "pgd": f[f"pgd{K}_acc"], "cw": None, "a3": None, "masking": None}
+    if FROM_EVAL & set(cols):
+        if rec.hash not in _evals:
+            _evals[rec.hash] = evaluate_run(rec, attacks=tuple(eval_attacks), n=EVAL_N, seed=0, which="final",
+                                            masking=eval_masking)
+        ev = _evals[rec.hash]
         ra = ev["robust_acc"]
         out.update(cw=ra.get("cw20"), a3=ra.get("a3"), masking=ev.get("masking"))
         if PGD_FROM_EVAL:  # std and pgd on the same test examples
             out.update(std=ev["clean_acc"], pgd=ra["pgd20"])
     out["rob"] = out["a3"] if HAVE_A3 else out["pgd"]
-    _cache[rec.hash] = out
     return out
 
 
@@ -536,14 +542,15 @@ for alg in algorithms:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-t19_ours = {"baseline": {k: accs(R["base"][t19_algorithm])[k] for k in ("std", "pgd", "cw", "a3")}}
+T19_COLS = ("std", "pgd", "cw", "a3")
+t19_ours = {"baseline": {k: accs(R["base"][t19_algorithm], T19_COLS)[k] for k in T19_COLS}}
 t19_paper = {"baseline": paper_value("table19.none")}
 for m in PAPER_ROW:
     for bal in (False, True):
         row = f"{MEASURE_NAME[m]}{', balanced' if bal else ''}"
         t19_paper[row] = paper_value(f"table19.{PAPER_ROW[m]}{'_balanced' if bal else ''}")
         if (m, bal) in R["t19"]:
-            t19_ours[row] = {k: accs(R["t19"][(m, bal)])[k] for k in ("std", "pgd", "cw", "a3")}
+            t19_ours[row] = {k: accs(R["t19"][(m, bal)], T19_COLS)[k] for k in T19_COLS}
 t19 = led.table("Table 19", compare(t19_ours, t19_paper, metrics=["std", "pgd", "cw", "a3"]),
                 note=f"ours: {ALG[t19_algorithm]}, pgd = {SRC['pgd']}, cw = {SRC['cw']}, a3 = {SRC['a3']}")
 print(f"Table 19 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; ours: {ALG[t19_algorithm]} (paper: TRADES), "
@@ -572,7 +579,7 @@ if eval_masking and eval_attacks:
     flags = {}
     for g, key, _ in flat:
         rec = R[g][key]
-        m = accs(rec).get("masking") or {}
+        m = accs(rec, ("masking",))["masking"] or {}
         row = flags.setdefault(rec.spec.short_hash, {"cells": [], "suspicious": m.get("suspicious"),
                                                      "reasons": "; ".join(m.get("reasons") or [])})
         row["cells"].append(f"{g} {key}")
