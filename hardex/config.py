@@ -354,6 +354,26 @@ class ReweightConfig(_Frozen):
     from_epoch: int = Field(default=1, ge=1)
 
 
+class RSTConfig(_Frozen):
+    """Robust self-training (Carmon et al., 2019): every batch mixes ``fraction`` of
+    pseudo-labelled unlabelled images (their ``unsup_fraction``: 0.5, i.e. 1:1) with the
+    labelled rest; pseudo labels are used as targets, and each unlabelled example's loss is
+    multiplied by ``weight`` (their code: 1, the same loss as a labelled example; the batch
+    mean runs over both parts). An epoch is one pass over the labelled set; the unlabelled
+    images are drawn from a running random permutation. The data are handed to
+    ``Trainer(unlabeled=...)`` (``hardex.methods.load_unlabeled``); ``sha256`` names the
+    file they came from (checked when given). ``dpls``: which part DPLS targets
+    (``targets.kind="dpls"``) apply to -- "labelled", "unlabelled" or "both" (the paper's
+    Table 12: Sup, Unsup, Sup+Unsup); the unlabelled difficulty is, as in the paper's
+    Section 5, from the number of times an image was trained on and the number of right
+    predictions (of its pseudo label) up to T: ``1 - right / trained``."""
+
+    fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
+    weight: float = Field(default=1.0, gt=0.0)
+    dpls: Literal["labelled", "unlabelled", "both"] = "labelled"
+    sha256: str | None = None
+
+
 ALGORITHMS = ("std", "pgd", "trades", "mart")
 
 
@@ -389,6 +409,7 @@ class TrainConfig(_Frozen):
     kd: KDConfig | None = None
     adaptive_target: AdaptiveTargetConfig | None = None
     reweight: ReweightConfig | None = None
+    rst: RSTConfig | None = None
 
     @field_validator("algorithm", mode="before")
     @classmethod
@@ -455,6 +476,21 @@ class TrainConfig(_Frozen):
         if soft and self.targets.kind != "onehot":
             raise ValueError(f"{soft[0]} replaces the targets; it cannot be combined with "
                              f"targets.kind={self.targets.kind!r}")
+        if self.rst is not None:
+            b_u = round(self.batch_size * self.rst.fraction)
+            if not 1 <= b_u < self.batch_size:
+                raise ValueError(f"rst.fraction={self.rst.fraction} of batch_size={self.batch_size} leaves "
+                                 f"{b_u} unlabelled and {self.batch_size - b_u} labelled images per batch; "
+                                 "both must be >= 1")
+            if self.rst.dpls != "labelled" and self.targets.kind != "dpls":
+                raise ValueError(f"rst.dpls={self.rst.dpls!r} needs targets.kind='dpls', "
+                                 f"not {self.targets.kind!r}")
+            if self.targets.kind == "dpls" and self.targets.source != "self" and self.rst.dpls != "labelled":
+                raise ValueError("rst.dpls on the unlabelled part needs targets.source='self' "
+                                 "(the unlabelled difficulty is tracked by this run)")
+            others = [n for n in ("sat", "te", "kd", "adaptive_target", "reweight") if getattr(self, n) is not None]
+            if others:
+                raise ValueError(f"rst is not implemented together with {', '.join(others)}")
         if self.reweight is not None and self.targets.kind == "dpr":
             raise ValueError("reweight and targets.kind='dpr' both weight the loss; use one")
 

@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, update_bn
@@ -200,6 +202,7 @@ class Batch:
     x_adv: torch.Tensor | None = None  # the training attack's x' (None for STD)
     attack_terms: list = field(default_factory=list)  # callables logits -> scalar (summed objective)
     loss_terms: list = field(default_factory=list)    # callables (logits_trained) -> scalar
+    loss_weights: torch.Tensor | None = None  # per-example factors of the batch-mean loss (RST)
     logs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -371,3 +374,90 @@ def build(cfg, tr) -> list[Method]:
         if sub is not None:
             out.append(cls(sub, tr))
     return out
+
+
+# ------------------------------------------------------------------ RST (Carmon et al., 2019)
+
+
+def load_unlabeled(source, sha256: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo-labelled unlabelled images for RST: an .npz path with ``images`` (uint8, N x H
+    x W x C or N x C x H x W) and ``labels`` (pseudo labels, integers), or such a mapping.
+    Returns (uint8 N x C x H x W, int64 labels). ``sha256``: the file's, checked."""
+    if isinstance(source, (str, os.PathLike)):
+        if sha256 is not None:
+            from hardex.spec import sha256_file
+            got = sha256_file(source)
+            if got != sha256:
+                raise ValueError(f"unlabelled data {source}: sha256 {got} differs from the config's {sha256}")
+        with np.load(source) as z:
+            arrays = {k: z[k] for k in z.files}
+    else:
+        arrays = dict(source)
+    missing = [k for k in ("images", "labels") if k not in arrays]
+    if missing:
+        raise KeyError(f"unlabelled data needs keys 'images' and 'labels'; missing {missing} "
+                       f"(has {sorted(arrays)})")
+    x, y = np.asarray(arrays["images"]), np.asarray(arrays["labels"])
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise ValueError(f"unlabelled images must be uint8 N x H x W x C or N x C x H x W, got {x.dtype} {x.shape}")
+    if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"pseudo labels must be {x.shape[0]} integers, got {y.dtype} {y.shape}")
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
+
+
+class Unlabeled:
+    """RST's pseudo-labelled set: the running permutation batches are drawn from (own
+    generator, seed + 2), the per-image counts of times trained / predicted right (pseudo
+    label) while difficulty is tracked, and the DPLS factors once computed."""
+
+    name = "rst"
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int, device):
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(f"pseudo labels must lie in [0, {num_classes - 1}], got "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        self.images, self.labels = images.to(device), labels.to(device)
+        self.n = len(labels)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed + 2)
+        self.perm = torch.randperm(self.n, generator=self.generator)
+        self.pos = 0
+        self.trained = torch.zeros(self.n, dtype=torch.float64)
+        self.right = torch.zeros(self.n, dtype=torch.float64)
+        self.factors: np.ndarray | None = None
+
+    def draw(self, k: int) -> torch.Tensor:
+        """The next ``k`` indices of the running permutation (a fresh one when it runs out)."""
+        out = []
+        while k > 0:
+            if self.pos == self.n:
+                self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+            take = self.perm[self.pos:self.pos + k]
+            out.append(take)
+            self.pos += len(take)
+            k -= len(take)
+        return torch.cat(out)
+
+    def track(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
+        right = (logits.argmax(1) == self.labels[idx.to(self.labels.device)]).double().cpu()
+        self.trained.index_add_(0, idx.cpu(), torch.ones_like(right))
+        self.right.index_add_(0, idx.cpu(), right)
+
+    def scores(self) -> np.ndarray:
+        """``1 - right / trained`` per image (the paper's Section 5 ratio as an error rate; NaN:
+        never trained while tracked)."""
+        t = self.trained.numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(t > 0, 1.0 - self.right.numpy() / t, np.nan)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos,
+                "trained": self.trained.clone(), "right": self.right.clone(),
+                "factors": None if self.factors is None else self.factors.copy()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.generator.set_state(sd["generator"])
+        self.perm, self.pos = sd["perm"].clone(), int(sd["pos"])
+        self.trained, self.right = sd["trained"].clone(), sd["right"].clone()
+        self.factors = None if sd["factors"] is None else np.asarray(sd["factors"]).copy()

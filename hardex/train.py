@@ -101,7 +101,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, device=None, data_root=None,
                  scores: dict[str, Any] | None = None,
-                 teachers: dict[str, torch.nn.Module] | None = None):
+                 teachers: dict[str, torch.nn.Module] | None = None,
+                 unlabeled: Any = None):
         self.cfg = cfg
         self.device = resolve_device(device if device is not None else cfg.device)
         self.info = data.DATASETS[cfg.dataset.name]
@@ -143,6 +144,23 @@ class Trainer:
         self.teachers = self._teachers(teachers or {})
         self.methods = methods.build(cfg, self)
         self.swa = next((m for m in self.methods if isinstance(m, methods.SWA)), None)
+        self.unlabeled = self._unlabeled(unlabeled)
+
+    def _unlabeled(self, given: Any) -> methods.Unlabeled | None:
+        """RST's pseudo-labelled set (``cfg.rst``), from an .npz path or {images, labels}."""
+        if self.cfg.rst is None:
+            if given is not None:
+                raise ValueError("unlabeled data were passed to Trainer, but cfg.rst is None")
+            return None
+        if given is None:
+            raise ValueError("cfg.rst needs pseudo-labelled data: Trainer(unlabeled=<.npz path or "
+                             "{'images': uint8, 'labels': ints}>)")
+        images, labels = methods.load_unlabeled(given, self.cfg.rst.sha256)
+        want = tuple(self.base_train.images.shape[1:])
+        if tuple(images.shape[1:]) != want:
+            raise ValueError(f"unlabelled images have shape {tuple(images.shape[1:])} (C, H, W), the "
+                             f"training images {want}")
+        return methods.Unlabeled(images, labels, self.num_classes, self.cfg.seed, self.device)
 
     def _teachers(self, given: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
         need = set(self.cfg.kd.teachers) if self.cfg.kd is not None else set()
@@ -341,6 +359,8 @@ class Trainer:
             rw = methods.reweight_weights(r.mode, y, logits_adv if cfg.algorithm != "std" else None,
                                           b.clean if r.mode.startswith(("nat_", "comp_nat_")) else None)
             loss = (per * rw).sum() / rw.sum()
+        elif b.loss_weights is not None:  # RST's unlabelled weight: still the batch mean
+            loss = (per * b.loss_weights).sum() / max(per.shape[0], 1)
         elif cfg.algorithm == "trades":  # the batch-mean arithmetic of earlier versions (same bits)
             loss, kl_mean = trades_loss(logits_nat, logits_adv, t, cfg.beta, w)
             out["kl"] = kl_mean.detach() * x.shape[0]
@@ -354,13 +374,15 @@ class Trainer:
             out["adv_correct"] = (logits_adv.argmax(1) == y).sum()
         return loss, out
 
-    def _step(self, x, y, t, w, index=None, epoch=None, clean=None) -> dict[str, torch.Tensor]:
+    def _step(self, x, y, t, w, index=None, epoch=None, clean=None,
+              loss_weights=None) -> dict[str, torch.Tensor]:
         """One optimiser step; the methods' hooks run around the attack and the update
         (see ``hardex.methods``)."""
         e = self.epoch + 1 if epoch is None else epoch
         if index is None:
             index = torch.zeros(len(y), dtype=torch.long, device=y.device)
-        b = methods.Batch(x=x, y=y, index=index, epoch=e, targets=t, weights=w, clean=clean)
+        b = methods.Batch(x=x, y=y, index=index, epoch=e, targets=t, weights=w, clean=clean,
+                          loss_weights=loss_weights)
         if self.cfg.reweight is not None and self.cfg.reweight.mode.startswith(("nat_", "comp_nat_")):
             methods._clean(self, b)
         for m in self.methods:
@@ -397,23 +419,62 @@ class Trainer:
         return self._epoch_row(e, lr, ds, track, sums, n_seen, tracked_correct, t0)
 
     def _train_batches(self, ds: data.Dataset, e: int, track: bool):
-        cfg = self.cfg
+        cfg, u = self.cfg, self.unlabeled
         sums: dict[str, torch.Tensor] = {}
         n_seen = 0
         tracked_correct = torch.zeros((), device=self.device)
-        for pos in data.iterate_batches(ds, cfg.batch_size, self.generator, shuffle=True):
+        b_u = 0 if u is None else round(cfg.batch_size * cfg.rst.fraction)
+        for pos in data.iterate_batches(ds, cfg.batch_size - b_u, self.generator, shuffle=True):
             imgs, y, idx = ds.images[pos], ds.labels[pos], ds.index[pos]
+            if u is not None:  # RST: the labelled part, then b_u pseudo-labelled images
+                u_idx = u.draw(b_u)
+                imgs = torch.cat([imgs, u.images[u_idx.to(u.images.device)]])
             x = (data.augment(imgs, self.generator, flip=self.info.flip) if cfg.dataset.augment
                  else data.to_float(imgs))
+            n_l = len(pos)
+            y_all = y if u is None else torch.cat([y, u.labels[u_idx.to(u.labels.device)]])
             if track:
                 z = difficulty.clean_logits(self.model, x, self.autocast_dtype)
-                self.accumulator.update(idx, z, y)
-                tracked_correct += (z.argmax(1) == y).sum()
-            t, w = self.batch_targets(idx, y, e, ds)
-            for k, v in self._step(x, y, t, w, idx, e, z if track else None).items():
+                self.accumulator.update(idx, z[:n_l], y)
+                if u is not None:
+                    u.track(u_idx, z[n_l:])
+                tracked_correct += (z.argmax(1) == y_all).sum()
+            if u is None:
+                t, w = self.batch_targets(idx, y, e, ds)
+                index, lw = idx, None
+            else:
+                t, w = self._rst_targets(idx, y, u_idx, y_all[n_l:], e, ds)
+                index = torch.cat([idx, (self.num_examples + u_idx).to(idx.device)])
+                lw = None
+                if cfg.rst.weight != 1.0:
+                    lw = torch.ones(len(y_all), device=y_all.device)
+                    lw[n_l:] = cfg.rst.weight
+            for k, v in self._step(x, y_all, t, w, index, e, z if track else None, loss_weights=lw).items():
                 sums[k] = sums.get(k, 0) + v.detach().float()
-            n_seen += len(pos)
+            n_seen += len(y_all)
         return sums, n_seen, tracked_correct
+
+    def _rst_targets(self, idx, y, u_idx, y_u, e: int, ds: data.Dataset):
+        """RST batch targets: DPLS (``cfg.targets``) on the labelled part, the unlabelled part
+        or both (``cfg.rst.dpls``); pseudo labels are the unlabelled part's labels."""
+        part = self.cfg.rst.dpls
+        t_l, w_l = self.batch_targets(idx, y, e, ds) if part != "unlabelled" else (y, None)
+        t_u = y_u
+        if part != "labelled" and e >= self.cfg.targets_from:
+            u = self.unlabeled
+            if u.factors is None:  # frozen when first needed, as the labelled factors are
+                s = u.scores()
+                if not np.isfinite(s).any():
+                    raise RuntimeError(f"rst DPLS from epoch {e}: no unlabelled difficulty yet "
+                                       f"(tracking to T={self.cfg.track_until})")
+                u.factors = tgt.dpls_factors(s, self.cfg.targets.lam, self.num_classes)
+            f = torch.as_tensor(u.factors[u_idx.cpu().numpy()], dtype=torch.float32, device=y_u.device)
+            t_u = tgt.ls_targets(y_u, f, self.num_classes)
+        if t_l.dtype.is_floating_point or t_u.dtype.is_floating_point:
+            t_l, t_u = (t if t.dtype.is_floating_point else F.one_hot(t.long(), self.num_classes).float()
+                        for t in (t_l, t_u))
+        w = None if w_l is None else torch.cat([w_l, torch.ones(len(y_u), device=w_l.device)])
+        return torch.cat([t_l, t_u.to(t_l.device)]), w
 
     def _epoch_row(self, e, lr, ds, track, sums, n_seen, tracked_correct, t0) -> dict:
         cfg = self.cfg
@@ -604,6 +665,7 @@ class Trainer:
             "edit_sets": {k: v.copy() for k, v in self._edit_sets.items()},
             "target_state": {k: v.copy() for k, v in self._target_state.items()},
             **({"methods": {m.name: m.state_dict() for m in self.methods}} if self.methods else {}),
+            **({"rst": self.unlabeled.state_dict()} if self.unlabeled is not None else {}),
         }
 
     def exported_model_state(self) -> dict:
@@ -647,6 +709,8 @@ class Trainer:
         self._target_tensor = None
         # a method's per-run state (SAT/TE targets, the SWA average) is restored when the
         # checkpoint has it; a branch from a run without that method starts it fresh
+        if self.unlabeled is not None and "rst" in sd:
+            self.unlabeled.load_state_dict(sd["rst"])
         saved = sd.get("methods", {})
         for m in self.methods:
             if m.name in saved:
