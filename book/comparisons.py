@@ -25,7 +25,10 @@
 #
 # **Not run here.** RST (Table 6 bottom, Table 12) needs 1M DDPM-generated images with pseudo
 # labels (or the 500k 80M-TI images of Carmon et al.), which cannot be had offline; those
-# rows show the paper's numbers only. Only CIFAR-10 is available. The smoke profile trains one
+# rows show the paper's numbers only. The library has RST (`TrainConfig.rst`: the unlabelled
+# share of each batch, the unlabelled loss weight, DPLS on the labelled / unlabelled / both
+# parts, the unlabelled difficulty from right predictions per time trained, as in Section 5;
+# data passed as `Trainer(unlabeled=...)`, tested on small data made by the tests). Only CIFAR-10 is available. The smoke profile trains one
 # representative row per table (`run_rows`); the other rows show the paper's number and
 # "not run on smoke".
 
