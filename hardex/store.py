@@ -842,6 +842,9 @@ def _final_evaluation(spec: RunSpec, trainer: Any, best: dict | None) -> dict:
     if "best" in which:
         if best is None:
             out["best"] = None
+        elif "final" in out and best["epoch"] == out["final"].get("epoch"):
+            # the best epoch is the last one: the same weights, attacks and seeds as "final"
+            out["best"] = {**out["final"], "epoch": best["epoch"]}
         else:
             sd = trainer.state_dict()
             if "model" not in sd:
