@@ -137,6 +137,25 @@ class Teacher(_Frozen):
     which: Literal["best", "final"] = "final"
 
 
+class UnlabeledData(_Frozen):
+    """Pseudo-labelled images for ``train.rst`` (robust self-training): an .npz with uint8
+    ``images`` and int ``labels`` (``hardex.methods.load_unlabeled``). Its ``sha256`` is
+    filled in when the spec is made and checked before training; it, not the path, enters
+    the hash."""
+
+    file: str
+    sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _digest(self) -> UnlabeledData:
+        if self.sha256 is None:
+            p = Path(self.file)
+            if not p.is_file():
+                raise ValueError(f"unlabelled data file {self.file!r} does not exist (needed for its sha256)")
+            object.__setattr__(self, "sha256", sha256_file(p))
+        return self
+
+
 def score_sources(train: TrainConfig) -> list[tuple[str, str]]:
     """(what, source) for every rule / targets / probe of ``train`` whose source is not "self"."""
     t = train.targets
@@ -159,6 +178,20 @@ class RunSpec(_Frozen):
     scores_from: dict[str, ScoreSource] = Field(default_factory=dict)
     # Teacher runs for ``train.kd`` (by the names kd.teachers uses). Not inherited either.
     teachers: dict[str, Teacher] = Field(default_factory=dict)
+    # Pseudo-labelled data for ``train.rst``; required exactly when rst is set.
+    unlabeled: UnlabeledData | None = None
+
+    @model_validator(mode="after")
+    def _check_unlabeled(self) -> RunSpec:
+        rst = self.train.rst
+        if rst is not None and self.unlabeled is None:
+            raise ValueError("train.rst needs pseudo-labelled data: add unlabeled: {file: <images+labels .npz>}")
+        if rst is None and self.unlabeled is not None:
+            raise ValueError("unlabeled data are given but train.rst is not set (add train.rst: {fraction: 0.5})")
+        if rst is not None and rst.sha256 is not None and rst.sha256 != self.unlabeled.sha256:
+            raise ValueError(f"train.rst.sha256 {rst.sha256} differs from the unlabelled file's "
+                             f"{self.unlabeled.sha256} ({self.unlabeled.file})")
+        return self
 
     @model_validator(mode="after")
     def _check_teachers(self) -> RunSpec:
@@ -215,7 +248,9 @@ class RunSpec(_Frozen):
         """What the hash covers: the spec without defaults and without ``checkpoints``,
         the parent replaced by its hash."""
         out = self.model_dump(mode="json", exclude_defaults=True,
-                              exclude={"checkpoints", "start_from", "scores_from", "teachers"})
+                              exclude={"checkpoints", "start_from", "scores_from", "teachers", "unlabeled"})
+        if self.unlabeled is not None:
+            out["unlabeled"] = {"sha256": self.unlabeled.sha256}
         if self.teachers:
             out["teachers"] = {name: {"run": t.run.hash, "which": t.which} for name, t in self.teachers.items()}
         if self.scores_from:

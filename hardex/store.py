@@ -567,10 +567,11 @@ def load_record(d: Path, expect: RunSpec | None = None) -> RunRecord:
 # training one run
 
 
-def default_trainer(cfg: Any, scores: dict | None = None, teachers: dict | None = None) -> Any:
+def default_trainer(cfg: Any, scores: dict | None = None, teachers: dict | None = None,
+                    unlabeled: Any = None) -> Any:
     from hardex.train import Trainer
 
-    return Trainer(cfg, scores=scores, teachers=teachers)
+    return Trainer(cfg, scores=scores, teachers=teachers, unlabeled=unlabeled)
 
 
 def build_trainer(store: RunStore, spec: RunSpec, factory: TrainerFactory | None = None,
@@ -584,6 +585,14 @@ def build_trainer(store: RunStore, spec: RunSpec, factory: TrainerFactory | None
         kw["scores"] = load_scores(store, spec, factory, progress)  # before the factory seeds the RNGs
     if spec.teachers:
         kw["teachers"] = load_teachers(store, spec, factory, progress)
+    if spec.unlabeled is not None:
+        u = spec.unlabeled
+        if not Path(u.file).is_file():
+            raise FileNotFoundError(f"run {spec.short_hash}: unlabelled data {u.file} not found")
+        if sha256_file(u.file) != u.sha256:
+            raise ValueError(f"run {spec.short_hash}: unlabelled data {u.file} has changed "
+                             f"(sha256 differs from the spec's {u.sha256})")
+        kw["unlabeled"] = u.file
     return factory(spec.train, **kw)
 
 

@@ -181,3 +181,34 @@ def test_loading_and_errors(tiny_root, unl, tmp_path):
         rst_cfg(rst={"dpls": "unlabelled"})
     with pytest.raises(ValidationError, match="both must be >= 1"):
         rst_cfg(rst={"fraction": 0.01})
+
+
+def test_run_spec_carries_unlabeled_data_through_the_store(tiny_root, unl, tmp_path, monkeypatch):
+    """RunSpec.unlabeled: required exactly with train.rst; its sha256, not its path, enters
+    the hash; ensure() hands the file to the Trainer and refuses a changed file."""
+    import shutil
+
+    from hardex.spec import RunSpec
+    from hardex.store import RunStore, ensure
+
+    path = unl[0]
+    cfg = rst_cfg(epochs=1, schedule={"milestones": []})
+    with pytest.raises(ValidationError, match="train.rst needs pseudo-labelled data"):
+        RunSpec(train=cfg)
+    with pytest.raises(ValidationError, match="train.rst is not set"):
+        RunSpec(train=small_cfg(), unlabeled={"file": str(path)})
+    spec = RunSpec(train=cfg, unlabeled={"file": str(path)})
+    assert spec.unlabeled.sha256 == sha256_file(path)
+    moved = tmp_path / "elsewhere.npz"
+    shutil.copy(path, moved)
+    assert RunSpec(train=cfg, unlabeled={"file": str(moved)}).hash == spec.hash
+    monkeypatch.setenv("HARDEX_DATA", str(tiny_root))
+    [rec] = ensure([spec], RunStore(tmp_path / "runs"), progress=False)
+    assert rec.metrics[-1]["epoch"] == 1
+    direct = Trainer(cfg, data_root=tiny_root, unlabeled=path)
+    assert strip(direct.run_epoch()) == strip(rec.metrics[-1])
+    # a file changed after the spec was made is refused before training
+    other = RunSpec(train=rst_cfg(epochs=1, schedule={"milestones": []}, seed=1), unlabeled={"file": str(moved)})
+    np.savez(moved, images=unl[1][::-1].copy(), labels=unl[2])
+    with pytest.raises(ValueError, match="has changed"):
+        ensure([other], RunStore(tmp_path / "runs"), progress=False)
