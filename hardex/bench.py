@@ -168,7 +168,8 @@ def forward_equivalents(algorithm: str, attack_steps: int, tracking: bool) -> in
 
     PGD-AT-k: k x (forward + input backward) + forward + full backward = 2k + 3.
     TRADES-k: clean forward + k x 2 + two forwards + two full backwards = 2k + 7.
-    Tracking adds one clean forward.
+    Tracking adds one clean forward for PGD-AT; TRADES tracks from its attack's clean
+    forward (``Trainer._tracks_in_attack``) at no extra pass.
     """
     if algorithm == "pgd":
         n = 2 * attack_steps + 3
@@ -176,7 +177,7 @@ def forward_equivalents(algorithm: str, attack_steps: int, tracking: bool) -> in
         n = 2 * attack_steps + 7
     else:
         raise ValueError(f"unknown algorithm {algorithm!r}; allowed: {', '.join(ALGORITHMS)}")
-    return n + int(tracking)
+    return n + int(tracking and algorithm == "pgd")
 
 
 def _median(xs: list[float]) -> float:

@@ -18,8 +18,11 @@ Per epoch e (1-based), in this order:
    untouched and every algorithm measures the same thing (Algorithm 1 also measures
    before the adversarial step). Cost: one forward per step, ~1/23 of a PGD-10 step;
    it runs in the training precision (bf16 autocast when ``precision="bf16"``).
-   We do not reuse the algorithm's own clean logits: for STD and TRADES they come from a
-   train-mode forward (batch statistics, and it updates the running statistics);
+   TRADES with the eval-mode attack is the exception that costs nothing: its attack's
+   first, no-grad eval-mode clean forward is exactly this forward and is reused
+   (``_tracks_in_attack``; bit-identical, one forward per step fewer). The outer loss's
+   clean logits are never reused: for STD and TRADES they come from a train-mode forward
+   (batch statistics, and it updates the running statistics);
 4. the training attack runs with BN in ``cfg.attack.bn_mode`` ("eval": ``bn_eval``);
    PGD-AT's inner loss uses hard labels unless ``attack_sees_smoothed_labels``;
 5. the outer loss (train mode, bf16 autocast if ``precision="bf16"``; losses in fp32):
@@ -306,9 +309,13 @@ class Trainer:
             return None
         with self._attack_mode():
             if cfg.algorithm == "trades":
-                return attacks.trades_attack(m, b.x, a.eps, a.step, a.steps, start_std=a.start_std,
-                                             autocast_dtype=self.autocast_dtype,
-                                             generator=self.attack_generator)
+                out = attacks.trades_attack(m, b.x, a.eps, a.step, a.steps, start_std=a.start_std,
+                                            autocast_dtype=self.autocast_dtype,
+                                            generator=self.attack_generator,
+                                            return_clean_logits=b.clean is None and b.logs.get("track"))
+                if isinstance(out, tuple):  # its clean forward is the tracking forward
+                    out, b.clean = out
+                return out
             t = b.targets
             y_att = t if (a.attack_sees_smoothed_labels and t.dtype.is_floating_point) else b.y
             loss = a.loss
@@ -374,23 +381,42 @@ class Trainer:
             out["adv_correct"] = (logits_adv.argmax(1) == y).sum()
         return loss, out
 
+    def _tracks_in_attack(self) -> bool:
+        """TRADES with the eval-mode attack: its attack's one no-grad clean forward is
+        exactly the tracking forward (``attacks.trades_attack(return_clean_logits=True)``),
+        so tracking costs no extra pass. Only where nothing needs the clean logits before the
+        attack (method hooks, reweighting, RST) and no DPLS/DPR factors are frozen during the
+        tracked epochs (they would see this batch's update one step later)."""
+        c = self.cfg
+        return (c.algorithm == "trades" and c.attack.bn_mode == "eval" and not self.methods
+                and c.reweight is None and self.unlabeled is None
+                and (c.targets.kind not in ("dpls", "dpr") or c.targets_from > c.track_until)
+                and getattr(self, "reuse_trades_clean", True))
+
     def _step(self, x, y, t, w, index=None, epoch=None, clean=None,
-              loss_weights=None) -> dict[str, torch.Tensor]:
+              loss_weights=None, track: bool = False) -> dict[str, torch.Tensor]:
         """One optimiser step; the methods' hooks run around the attack and the update
-        (see ``hardex.methods``)."""
+        (see ``hardex.methods``). ``track`` (TRADES, see ``_tracks_in_attack``): add the
+        attack's clean logits to the difficulty accumulator."""
         e = self.epoch + 1 if epoch is None else epoch
         if index is None:
             index = torch.zeros(len(y), dtype=torch.long, device=y.device)
         b = methods.Batch(x=x, y=y, index=index, epoch=e, targets=t, weights=w, clean=clean,
-                          loss_weights=loss_weights)
+                          loss_weights=loss_weights, logs={"track": track})
         if self.cfg.reweight is not None and self.cfg.reweight.mode.startswith(("nat_", "comp_nat_")):
             methods._clean(self, b)
         for m in self.methods:
             m.prepare(self, b)
         b.x_adv = self._attack(b)
+        tracked = None
+        if track:
+            self.accumulator.update(index, b.clean, y)
+            tracked = (b.clean.argmax(1) == y).sum()
         for m in self.methods:
             m.before_update(self, b)
         loss, out = self.outer_loss(self.model, b)
+        if tracked is not None:
+            out["tracked_correct"] = tracked
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -424,6 +450,7 @@ class Trainer:
         n_seen = 0
         tracked_correct = torch.zeros((), device=self.device)
         b_u = 0 if u is None else round(cfg.batch_size * cfg.rst.fraction)
+        reuse = self._tracks_in_attack()
         for pos in data.iterate_batches(ds, cfg.batch_size - b_u, self.generator, shuffle=True):
             imgs, y, idx = ds.images[pos], ds.labels[pos], ds.index[pos]
             if u is not None:  # RST: the labelled part, then b_u pseudo-labelled images
@@ -433,7 +460,8 @@ class Trainer:
                  else data.to_float(imgs))
             n_l = len(pos)
             y_all = y if u is None else torch.cat([y, u.labels[u_idx.to(u.labels.device)]])
-            if track:
+            in_attack = track and reuse
+            if track and not reuse:
                 z = difficulty.clean_logits(self.model, x, self.autocast_dtype)
                 self.accumulator.update(idx, z[:n_l], y)
                 if u is not None:
@@ -449,7 +477,11 @@ class Trainer:
                 if cfg.rst.weight != 1.0:
                     lw = torch.ones(len(y_all), device=y_all.device)
                     lw[n_l:] = cfg.rst.weight
-            for k, v in self._step(x, y_all, t, w, index, e, z if track else None, loss_weights=lw).items():
+            out = self._step(x, y_all, t, w, index, e, z if track and not reuse else None,
+                             loss_weights=lw, track=in_attack)
+            if "tracked_correct" in out:
+                tracked_correct += out.pop("tracked_correct")
+            for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v.detach().float()
             n_seen += len(y_all)
         return sums, n_seen, tracked_correct

@@ -47,10 +47,10 @@ def record_steps(tr: Trainer) -> list[dict]:
     seen = []
     orig = tr._step
 
-    def spy(x, y, t, w, index=None, epoch=None, clean=None, loss_weights=None):
+    def spy(x, y, t, w, index=None, epoch=None, clean=None, loss_weights=None, **kw):
         seen.append({"y": y.clone(), "index": index.clone(), "t": t.clone(), "epoch": epoch,
                      "lw": None if loss_weights is None else loss_weights.clone()})
-        return orig(x, y, t, w, index, epoch, clean, loss_weights=loss_weights)
+        return orig(x, y, t, w, index, epoch, clean, loss_weights=loss_weights, **kw)
 
     tr._step = spy
     return seen

@@ -272,3 +272,27 @@ def test_channels_last_option_same_run_up_to_fp_noise(tiny_root):
     assert r1["train_loss"] == pytest.approx(r0["train_loss"], rel=1e-4)
     for (k, a), b in zip(base.model.state_dict().items(), nhwc.model.state_dict().values()):
         torch.testing.assert_close(b.contiguous(), a.contiguous(), rtol=1e-3, atol=1e-3, msg=k)
+
+
+def test_trades_tracks_difficulty_from_its_attack_without_an_extra_forward(tiny_root):
+    """TRADES (eval-mode attack): the attack's clean forward is the tracking forward, so the
+    run is bit-identical to one with the separate tracking forward and makes one forward
+    per tracked step fewer."""
+    cfg = small_cfg(algorithm="trades", epochs=2, tracking={"until_epoch": 2})
+    runs = {}
+    for reuse in (True, False):
+        tr = Trainer(cfg, data_root=tiny_root)
+        tr.reuse_trades_clean = reuse
+        assert tr._tracks_in_attack() is reuse
+        calls = []
+        tr.model.register_forward_hook(lambda *a: calls.append(1))
+        rows = [strip(tr.run_epoch()) for _ in range(2)]
+        runs[reuse] = (rows, tr.difficulty_arrays(), len(calls))
+    (r1, d1, n1), (r0, d0, n0) = runs[True], runs[False]
+    assert r1 == r0
+    for k in d0:
+        assert np.array_equal(d1[k], d0[k]), k
+    steps = 2 * (100 // 25)  # tracked steps: 2 epochs of 100 examples in batches of 25
+    assert n0 - n1 == steps
+    # nothing to reuse where a hook needs the clean logits before the attack
+    assert not Trainer(small_cfg(algorithm="trades", sat={"from_epoch": 1}), data_root=tiny_root)._tracks_in_attack()
