@@ -126,10 +126,7 @@ def own(spec: RunSpec) -> RunSpec:
 
 
 def cont(parent=base, teachers=None, scores_from=None, **changes) -> RunSpec:
-    if teachers:  # experiments.continuation does not carry teachers
-        train = parent.train.model_dump() | changes
-        return own(RunSpec(train=train, start_from={"parent": parent, "epoch": T}, teachers=teachers))
-    return own(ex.continuation(parent, T, scores_from=scores_from, **changes))
+    return own(ex.continuation(parent, T, scores_from=scores_from, teachers=teachers, **changes))
 
 
 std_teacher = ex.baseline(P, eps=0)

@@ -70,21 +70,24 @@ def baseline(params: Mapping[str, Any], **overrides: Any) -> RunSpec:
 
 
 def continuation(parent: RunSpec, epoch: int, *, edits: Iterable[Mapping] = (),
-                 scores_from: Mapping[str, Any] | None = None, **changes: Any) -> RunSpec:
+                 scores_from: Mapping[str, Any] | None = None,
+                 teachers: Mapping[str, Any] | None = None, **changes: Any) -> RunSpec:
     """``parent`` continued from its checkpoint after ``epoch`` with ``edits`` appended
-    and ``changes`` to its TrainConfig; the parent's ``scores_from`` is carried over (its
-    rules stay in the child's config), ``scores_from`` adds to it. With nothing changed this is ``parent`` itself
+    and ``changes`` to its TrainConfig; the parent's ``scores_from`` and ``teachers`` are
+    carried over (its rules and KD settings stay in the child's config), ``scores_from`` /
+    ``teachers`` add to them. With nothing changed this is ``parent`` itself
     (an un-edited continuation trains exactly the parent's remaining epochs), so a
     table's "no change" row shares the parent's run."""
     edits = list(edits)
-    if not edits and not changes and not scores_from:
+    if not edits and not changes and not scores_from and not teachers:
         return parent
     data = parent.train.model_dump()
     data["edits"] = [*data["edits"], *edits]
     data.update(changes)
     train = TrainConfig.model_validate(data)
     return RunSpec(train=train, start_from={"parent": parent, "epoch": epoch},
-                   scores_from={**parent.scores_from, **(scores_from or {})})
+                   scores_from={**parent.scores_from, **(scores_from or {})},
+                   teachers={**parent.teachers, **(teachers or {})})
 
 
 def prune_from(parent: RunSpec, epoch: int, which: str, k: int, measure: str = "zero_one") -> RunSpec:

@@ -123,3 +123,18 @@ def test_stated_gpu_hours_by_hand():
     assert ex.stated_gpu_hours([hard, hard, b], per) == pytest.approx((4 + 2 * 0.9) * 0.5 / 60)
     assert ex.stated_gpu_hours([keep], per) == pytest.approx(4 * 0.2 * 0.5 / 60)
     assert ex.stated_gpu_hours([hard], per, closure=False) == pytest.approx(2 * 0.9 * 0.5 / 60)  # the child alone
+
+
+def test_continuation_carries_and_adds_teachers():
+    from hardex.experiments import baseline, continuation
+
+    base = baseline(P)
+    std = baseline(P, eps=0)
+    teachers = {"std": {"run": std, "which": "final"}}
+    kd = {"kd": {"teachers": {"std": 0.3}, "temperature": 2.0}}
+    child = continuation(base, P["T"], teachers=teachers, **kd)
+    assert child.teachers["std"].run.hash == std.hash
+    # a continuation of the KD run keeps its teachers (its config still distils)
+    grandchild = continuation(child, P["T"] + 1, targets={"kind": "ls", "lam": 0.9})
+    assert grandchild.teachers == child.teachers
+    assert continuation(base, P["T"]) is base  # nothing changed: the parent itself
