@@ -228,45 +228,44 @@ def _clean(tr, b: Batch) -> torch.Tensor:
     return b.clean
 
 
-class SAT(Method):
+class _EMAPredictions(Method):
+    """Shared by SAT and Liu et al.'s adaptive target: from ``cfg.from_epoch`` on, each
+    example's running average of its clean predicted distribution (rows start at one-hot)."""
+
+    def __init__(self, cfg, tr):
+        self.cfg = cfg
+        self.ema = EMATargets(tr.num_examples, tr.num_classes, cfg.momentum, "onehot", tr.device)
+
+    def averaged(self, tr, b) -> torch.Tensor | None:
+        """This batch's updated averages, or None before ``from_epoch``."""
+        if b.epoch < self.cfg.from_epoch:
+            return None
+        return self.ema.update(b.index, b.y, _clean(tr, b).float().softmax(1))
+
+    def state_dict(self):
+        return self.ema.state_dict()
+
+    def load_state_dict(self, sd):
+        self.ema.load_state_dict(sd)
+
+
+class SAT(_EMAPredictions):
     name = "sat"
 
-    def __init__(self, cfg, tr):
-        self.cfg = cfg
-        self.ema = EMATargets(tr.num_examples, tr.num_classes, cfg.momentum, "onehot", tr.device)
-
     def prepare(self, tr, b):
-        if b.epoch < self.cfg.from_epoch:
-            return
-        soft = self.ema.update(b.index, b.y, _clean(tr, b).float().softmax(1))
-        b.targets, b.weights = soft, sat_weights(soft)
-
-    def state_dict(self):
-        return self.ema.state_dict()
-
-    def load_state_dict(self, sd):
-        self.ema.load_state_dict(sd)
+        soft = self.averaged(tr, b)
+        if soft is not None:
+            b.targets, b.weights = soft, sat_weights(soft)
 
 
-class AdaptiveTarget(Method):
+class AdaptiveTarget(_EMAPredictions):
     name = "adaptive_target"
 
-    def __init__(self, cfg, tr):
-        self.cfg = cfg
-        self.ema = EMATargets(tr.num_examples, tr.num_classes, cfg.momentum, "onehot", tr.device)
-
     def prepare(self, tr, b):
-        if b.epoch < self.cfg.from_epoch:
-            return
-        m = self.ema.update(b.index, b.y, _clean(tr, b).float().softmax(1))
-        hot = F.one_hot(b.y.long(), m.shape[1]).to(m.dtype)
-        b.targets = self.cfg.onehot_weight * hot + (1.0 - self.cfg.onehot_weight) * m
-
-    def state_dict(self):
-        return self.ema.state_dict()
-
-    def load_state_dict(self, sd):
-        self.ema.load_state_dict(sd)
+        m = self.averaged(tr, b)
+        if m is not None:
+            hot = F.one_hot(b.y.long(), m.shape[1]).to(m.dtype)
+            b.targets = self.cfg.onehot_weight * hot + (1.0 - self.cfg.onehot_weight) * m
 
 
 class TE(Method):
