@@ -108,7 +108,7 @@ from IPython.display import Markdown, display
 from hardex import difficulty, experiments as ex
 from hardex.data import load_dataset
 from hardex.evaluate import evaluate_run
-from hardex.ledger import Ledger, data_label
+from hardex.ledger import banner, data_label, Ledger
 from hardex.report import compare, paper_value
 from hardex.spec import Evaluation
 from hardex.store import ensure
@@ -149,14 +149,10 @@ SRC = {"pgd": (f"PGD-20 (evaluate_run, {N_TXT})" if PGD_FROM_EVAL
        "a3": f"A3 (evaluate_run, {N_TXT})" if HAVE_A3 else "not run"}
 ROB = "A3" if HAVE_A3 else PGD_NAME  # what "rob" means where the paper reports A3 only
 
-display(Markdown(
-    f"**Profile `{profile}`**, data: {DATA_LABEL}"
-    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
-    + f", model `{model}`, {epochs} epochs (lr decay after {milestones}), difficulty to T = {T}, "
-    + f"DPLS λ = {dpls_lam}. Robust columns (final model): PGD {SRC['pgd']}, CW {SRC['cw']}, A3 {SRC['a3']}. "
-    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
-       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
-))
+display(Markdown(banner(
+    profile, DATA_LABEL, train_subset,
+    f"model `{model}`, {epochs} epochs (lr decay after {milestones}), difficulty to T = {T}, "
+    f"DPLS λ = {dpls_lam}. Robust columns (final model): PGD {SRC['pgd']}, CW {SRC['cw']}, A3 {SRC['a3']}.")))
 
 # %% [markdown]
 # ## C-scores

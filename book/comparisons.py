@@ -86,7 +86,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from hardex import experiments as ex
-from hardex.ledger import Ledger, data_label
+from hardex.ledger import banner, data_label, Ledger
 from hardex.report import compare, paper_value
 from hardex.spec import Evaluation, RunSpec
 from hardex.store import ensure
@@ -97,12 +97,8 @@ SMOKE = profile == "smoke"
 DATA_LABEL = data_label(dataset)
 ROB = f"PGD-{max(final_pgd_steps)}"
 led = Ledger("comparisons", profile, DATA_LABEL)
-display(Markdown(
-    f"**Profile `{profile}`**, data: {DATA_LABEL}"
-    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
-    + f", model `{model}`, {epochs} epochs, branch point T = {T}. "
-    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
-       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")))
+display(Markdown(banner(profile, DATA_LABEL, train_subset,
+                       f"model `{model}`, {epochs} epochs, branch point T = {T}.")))
 
 # %% [markdown]
 # ## The runs

@@ -58,7 +58,7 @@ t3_final_pgd_steps = [10]
 t3_final_subset = 300
 # pruning: top share of the hardest examples, from T + 1
 t3_prune_fraction = 0.1
-# robust evaluation by hardex.evaluate.evaluate_run when it exists (eval_n test examples; 0 = all)
+# robust evaluation by hardex.evaluate.evaluate_run (eval_n test examples; 0 = all); [] = final.json PGD only
 eval_attacks = ["pgd20", "a3"]
 eval_n = 50
 # Fig. 9: the 200-epoch setup; quintile probes (probe_max examples per quintile; 0 = all)
@@ -72,7 +72,6 @@ minutes_per_trades_epoch = 0.0
 a3_passes_per_example = 0
 
 # %%
-import importlib.util
 import inspect
 import time
 from pathlib import Path
@@ -84,7 +83,8 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex, targets
-from hardex.ledger import Ledger, data_label, label_eps
+from hardex.ledger import banner, data_label, label_eps, Ledger
+from hardex.evaluate import evaluate_run
 from hardex.report import compare, paper_value
 from hardex.store import ensure
 from hardex.train import Trainer
@@ -95,17 +95,11 @@ P = dict(globals())  # the parameters, as experiments' builders read them
 SMOKE = profile == "smoke"
 SMOKE_TAG = " (smoke results)" if SMOKE else ""
 DATA_LABEL = data_label(dataset)
-HAVE_EVAL = importlib.util.find_spec("hardex.evaluate") is not None and bool(eval_attacks)
+HAVE_EVAL = bool(eval_attacks)  # [] = final.json's PGD-k only, no A3
 K = max(t3_final_pgd_steps)
 led = Ledger("dpls", profile, DATA_LABEL)
 
-display(Markdown(
-    f"**Profile `{profile}`**, data: {DATA_LABEL}"
-    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
-    + f", model `{model}`. "
-    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
-       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
-))
+display(Markdown(banner(profile, DATA_LABEL, train_subset, f"model `{model}`.")))
 
 # %% [markdown]
 # ## Algorithms 1 and 2 as the library runs them
@@ -124,14 +118,14 @@ show(difficulty.minmax, targets.dpls_factors, targets.ls_targets)
 # %% [markdown]
 # **Algorithm 1** (DPLS adversarial training): for t <= T each batch's clean difficulty is
 # accumulated by stable example index (`accumulator.update`, a separate eval-mode, no-grad
-# forward, before the step); from T + 1 on the batch's soft targets come from the factors of
+# forward, before the step; TRADES reuses its attack's identical clean forward); from T + 1 on the batch's soft targets come from the factors of
 # Algorithm 2, computed once from the scores at that moment and frozen (`_target_arrays`),
 # gathered by index (`batch_targets`); the adversarial step itself is unchanged (the inner PGD
 # uses hard labels: the paper applies DPLS "only to the labels of outer maximization loss").
 # The code of one epoch and of the target lookup, as `hardex.train.Trainer` runs them:
 
 # %%
-show(Trainer.run_epoch, Trainer._target_arrays, Trainer.batch_targets)
+show(Trainer.run_epoch, Trainer._train_batches, Trainer._target_arrays, Trainer.batch_targets)
 
 # %% [markdown]
 # ### A worked example of Algorithm 2 (float64)
@@ -225,16 +219,14 @@ print(f"runs ready in {time.perf_counter() - t0:.1f} s")
 # %% [markdown]
 # ## Robust evaluation
 #
-# The paper's columns are standard accuracy, PGD-20 and A3. When `hardex.evaluate` is present
-# (`evaluate_run`, cached per run) ours are its clean, `pgd20` and `a3` accuracy of the final
-# model on `eval_n` test examples; otherwise ours are `final.json`'s clean and PGD-k accuracy of
-# the final model (A3 then stays empty, never filled with another attack's number).
+# The paper's columns are standard accuracy, PGD-20 and A3. Ours are `evaluate_run`'s (cached
+# per run) clean, `pgd20` and `a3` accuracy of the final model on `eval_n` test examples; with
+# `eval_attacks = []` they are `final.json`'s clean and PGD-k accuracy of the final model (A3
+# then stays empty, never filled with another attack's number).
 
 # %%
 def robust(rec) -> dict:
     if HAVE_EVAL:
-        from hardex.evaluate import evaluate_run
-
         r = evaluate_run(rec, attacks=tuple(eval_attacks), n=eval_n or None, seed=0, which="final")
         return {"std": r["clean_acc"], "pgd": r["robust_acc"].get("pgd20"), "a3": r["robust_acc"].get("a3")}
     f = rec.final["final"]
@@ -437,7 +429,7 @@ if not SMOKE:
         f"({60 * h_block:.0f} min). **Whole chapter**: about **{h_all:.1f} GPU-hours**. From stated (not measured) "
         f"estimates: {minutes_per_pgd_epoch} min per PGD-{attack_steps} epoch and {minutes_per_trades_epoch} min per "
         f"TRADES epoch (`{model}`, 50k images), A3 {a3_passes_per_example} passes per example"
-        + ("" if HAVE_EVAL else " (not counted: `evaluate_run` is not available, so no A3 runs)") + "."))
+        + ("" if HAVE_EVAL else " (not counted: `eval_attacks` is empty, so no A3 runs)") + "."))
 else:
     display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
 

@@ -95,7 +95,7 @@ from IPython.display import Markdown, display
 from hardex import experiments as ex
 from hardex.a3 import default_schedule
 from hardex.evaluate import evaluate_run
-from hardex.ledger import Ledger, data_label, label_eps
+from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.report import compare, paper_value
 from hardex.store import ensure
 
@@ -110,13 +110,10 @@ ATTACKS = [PGD, CW, "a3", "md", "rays", "autoattack"]
 AA_LABEL = ("AutoAttack (standard)" if aa_version == "standard"
             else f"AutoAttack reduced to {'+'.join(aa_attacks)}" + (f", {aa_n_iter} iterations" if aa_n_iter else ""))
 
-display(Markdown(
-    f"**Profile `{profile}`**, data: {DATA_LABEL}"
-    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
-    + f", model `{model}`, evaluated on {eval_n or 'all'} test images at {label_eps(eps)}. "
-    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained for a few "
-       "epochs on a small sample, with shortened attacks, and say nothing about the paper's claims." if SMOKE else "")
-))
+display(Markdown(banner(
+    profile, DATA_LABEL, train_subset,
+    f"model `{model}`, evaluated on {eval_n or 'all'} test images at {label_eps(eps)}.",
+    smoke_caveat=", with shortened attacks,")))
 
 # %% [markdown]
 # ## The runs

@@ -90,7 +90,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
-from hardex.ledger import Ledger, data_label, label_eps
+from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.report import compare, paper_value
 from hardex.store import ensure
 
@@ -102,13 +102,7 @@ DATA_LABEL = data_label(dataset)
 ROB = f"PGD-{max(final_pgd_steps)}"
 led = Ledger("hard_examples", profile, DATA_LABEL)
 
-display(Markdown(
-    f"**Profile `{profile}`**, data: {DATA_LABEL}"
-    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
-    + f", model `{model}` (Fig. 1: `{fig1_model}`). "
-    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
-       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
-))
+display(Markdown(banner(profile, DATA_LABEL, train_subset, f"model `{model}` (Fig. 1: `{fig1_model}`).")))
 
 # %% [markdown]
 # ## The runs

@@ -74,7 +74,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex, paths
-from hardex.ledger import Ledger, data_label, label_eps
+from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.spec import FileScores
 from hardex.store import ensure
 
@@ -88,13 +88,9 @@ K = max(final_pgd_steps)
 ROB = f"PGD-{K}"
 led = Ledger("label_smoothing", profile, DATA_LABEL)
 
-display(Markdown(
-    f"**Profile `{profile}`**, data: {DATA_LABEL}"
-    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
-    + f", model `{model}`, PGD-AT {label_eps(eps)}, {epochs} epochs, branch after epoch T = {T}. "
-    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
-       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
-))
+display(Markdown(banner(
+    profile, DATA_LABEL, train_subset,
+    f"model `{model}`, PGD-AT {label_eps(eps)}, {epochs} epochs, branch after epoch T = {T}.")))
 
 # %% [markdown]
 # ## The runs

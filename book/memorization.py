@@ -87,7 +87,7 @@ from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
 from hardex.data import load_dataset
-from hardex.ledger import Ledger, data_label, label_eps
+from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.report import compare, paper_value
 from hardex.store import ensure
 
@@ -106,13 +106,7 @@ def final(rec) -> dict:
     return {"std": f["clean_acc"], "rob": f[f"pgd{K}_acc"]}
 
 
-display(Markdown(
-    f"**Profile `{profile}`**, data: {DATA_LABEL}"
-    + (f" ({train_subset} class-balanced training images)" if train_subset else "")
-    + f", model `{model}`. "
-    + ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
-       "for a few epochs on a small sample and say nothing about the paper's claims." if SMOKE else "")
-))
+display(Markdown(banner(profile, DATA_LABEL, train_subset, f"model `{model}`.")))
 
 # %% [markdown]
 # ## The runs

@@ -53,6 +53,19 @@ def data_label(dataset: str, root: str | os.PathLike | None = None) -> str:
             "stl10": "STL-10"}.get(dataset, dataset)
 
 
+def banner(profile: str, data: str, train_subset: int, details: str, smoke_caveat: str = "") -> str:
+    """The chapter's opening line (Markdown): profile, data, training sample and ``details``;
+    on the smoke profile also the warning that its numbers carry no verdict (``smoke_caveat``
+    adds what else was shortened, e.g. ", with shortened attacks,")."""
+    text = (f"**Profile `{profile}`**, data: {data}"
+            + (f" ({train_subset} class-balanced training images)" if train_subset else "")
+            + f", {details} ")
+    if profile == "smoke":
+        text += ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
+                 f"for a few epochs on a small sample{smoke_caveat} and say nothing about the paper's claims.")
+    return text
+
+
 def _num(v: Any) -> float | None:
     if v is None:
         return None

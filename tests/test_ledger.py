@@ -56,3 +56,12 @@ def test_labels(tmp_path):
     (tmp_path / "cifar10" / "train").mkdir(parents=True)
     assert ledger.data_label("cifar10", tmp_path) == "CIFAR-10 (JPEG copy)"
     assert ledger.data_label("svhn", tmp_path) == "SVHN"
+
+
+def test_banner():
+    text = ledger.banner("fast", "CIFAR-10 (JPEG copy)", 0, "model `preact_resnet18`.")
+    assert text == "**Profile `fast`**, data: CIFAR-10 (JPEG copy), model `preact_resnet18`. "
+    smoke = ledger.banner("smoke", "CIFAR-10", 1000, "model `tiny_cnn`.", smoke_caveat=", with shortened attacks,")
+    assert smoke.startswith("**Profile `smoke`**, data: CIFAR-10 (1000 class-balanced training images), model `tiny_cnn`. ")
+    assert smoke.endswith("on a small sample, with shortened attacks, and say nothing about the paper's claims.")
+    assert "no verdict" in smoke and "no verdict" not in text
