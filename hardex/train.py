@@ -146,6 +146,7 @@ class Trainer:
         self._best: dict | None = None
         self.teachers = self._teachers(teachers or {})
         self.methods = methods.build(cfg, self)
+        self.reuse_trades_clean = True  # see _tracks_in_attack; False forces the separate forward
         self.swa = next((m for m in self.methods if isinstance(m, methods.SWA)), None)
         self.unlabeled = self._unlabeled(unlabeled)
 
@@ -391,7 +392,7 @@ class Trainer:
         return (c.algorithm == "trades" and c.attack.bn_mode == "eval" and not self.methods
                 and c.reweight is None and self.unlabeled is None
                 and (c.targets.kind not in ("dpls", "dpr") or c.targets_from > c.track_until)
-                and getattr(self, "reuse_trades_clean", True))
+                and self.reuse_trades_clean)
 
     def _step(self, x, y, t, w, index=None, epoch=None, clean=None,
               loss_weights=None, track: bool = False) -> dict[str, torch.Tensor]:
