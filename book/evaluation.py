@@ -24,6 +24,8 @@
 #   {2, 3, 4, 5, 6};
 # - **Table 19's CW column**: PGD with the CW margin loss, next to PGD (cross-entropy) and A3;
 # - **A3 vs AutoAttack**: the gap in points and the cost (forward / backward passes, seconds);
+# - **training precision**: the fast and paper profiles train with bf16 autocast; the
+#   bf16 version of PGD and CW (the training-time attack) is checked against the fp32 one;
 # - **gradient-masking report**: robust accuracy must fall as eps grows and reach ~0 at
 #   eps 0.5, one-step FGSM must not beat the iterative attack, black-box RayS must not beat
 #   the white-box attacks by a wide margin;
@@ -40,6 +42,10 @@ profile = "smoke"
 seed = 0
 # device: "" = cuda if available
 device = "cpu"
+# precision / channels_last: training autocast dtype and memory format (hardex.fastpath);
+# "bf16" + True on a GPU (attacks keep fp32 perturbations; evaluation is always fp32)
+precision = "fp32"
+channels_last = False
 dataset = "cifar10"
 # baseline keys: identical to params/<profile>/hard_examples.yaml (the shared baseline run)
 train_subset = 1000
@@ -94,7 +100,7 @@ from IPython.display import Markdown, display
 
 from hardex import experiments as ex
 from hardex.a3 import default_schedule
-from hardex.evaluate import evaluate_run
+from hardex.evaluate import evaluate_run, precision_agreement
 from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.report import compare, paper_value
 from hardex.store import ensure
@@ -106,7 +112,7 @@ SMOKE = profile == "smoke"
 DATA_LABEL = data_label(dataset)
 led = Ledger("evaluation", profile, DATA_LABEL)
 PGD, CW = f"pgd{pgd_steps}", f"cw{pgd_steps}"
-ATTACKS = [PGD, CW, "a3", "md", "rays", "autoattack"]
+ATTACKS = [PGD, CW, "a3", "md", "rays", "autoattack", f"{PGD}@bf16", f"{CW}@bf16"]
 AA_LABEL = ("AutoAttack (standard)" if aa_version == "standard"
             else f"AutoAttack reduced to {'+'.join(aa_attacks)}" + (f", {aa_n_iter} iterations" if aa_n_iter else ""))
 
@@ -135,7 +141,8 @@ print(f"runs ready in {time.perf_counter() - t0:.1f} s: "
 # ## Evaluation
 #
 # Attacks (eps = the training eps, PGD step eps/4 as the paper evaluates): PGD-K with
-# cross-entropy, PGD-K with the CW margin loss, A3, MD, RayS and AutoAttack; each with the
+# cross-entropy, PGD-K with the CW margin loss, A3, MD, RayS and AutoAttack, and PGD / CW
+# again with their passes in bf16 (`@bf16`, for the training-precision check); each with the
 # settings listed under `params` in the result. The per-example worst case is the AND over
 # all of them. The gradient-masking check runs on the first `masking_n` images of the subset.
 
@@ -307,6 +314,41 @@ _ = led.claim("A3 vs AutoAttack", f"A3 uses at most {a3_cost_ratio_max:g} of Aut
               "; ".join(f"{k}: {r['forward ratio A3/AA']:.3f}" for k, r in rows.items()))
 
 # %% [markdown]
+# ## Training precision: bf16 training, fp32 evaluation
+#
+# The fast and paper profiles train with bf16 autocast and channels_last (`precision`,
+# `channels_last`; `hardex.fastpath`; `hardex bench` measures what it saves). Every number in
+# this book is still an fp32 evaluation (TF32 off). Two things must hold for that to be
+# safe: a bf16-trained model must be as robust as its fp32 evaluation says (no masking: the
+# stronger fp32 attacks above and the masking check below), and the bf16 attack that trains
+# it must not be weaker than the fp32 one. For the second, each model is attacked by PGD and
+# CW in fp32 and again with their forward and backward passes in bf16 (`pgdK@bf16`: fp32
+# perturbation, projection and scoring, the same images and random starts). On the examples
+# on which the two disagree, an exact one-sided McNemar (sign) test asks whether the fp32
+# attack breaks significantly more of them.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+prec = {}
+for k, v in results.items():
+    for a in (PGD, CW):
+        r = precision_agreement(v, a)
+        prec[(k, a)] = {"fp32 attack %": 100 * r["fp32_acc"], "bf16 attack %": 100 * r["bf16_acc"],
+                        "robust only to fp32": r["fp32_only_robust"], "robust only to bf16": r["bf16_only_robust"],
+                        "p (bf16 weaker)": r["p_bf16_weaker"], "bf16 weaker": r["weaker"]}
+prec_table = pd.DataFrame(prec).T
+print(f"models trained with precision {precision} (channels_last {channels_last}); robust accuracy (%), "
+      f"n = {results['pgd']['n']}" + (" (smoke results)" if SMOKE else ""))
+display(prec_table)
+
+# %%
+_ = led.claim("bf16 training", "the bf16 attack is not weaker than the fp32 attack (PGD and CW, each model; "
+              "exact one-sided McNemar test, alpha 0.05)",
+              bool(not prec_table["bf16 weaker"].any()),
+              "; ".join(f"{k} {a}: fp32 {r['fp32 attack %']:.2f}, bf16 {r['bf16 attack %']:.2f}, "
+                        f"p = {r['p (bf16 weaker)']:.3g}" for (k, a), r in prec.items()))
+
+# %% [markdown]
 # ## Gradient-masking report
 #
 # For each model, on the first `masking_n` images: PGD-`masking_steps` with the margin loss (step eps/4) at
@@ -335,6 +377,11 @@ _ = led.claim("masking", "neither model shows signs of gradient masking (falling
               "FGSM not below PGD, RayS not below white-box)",
               bool(not any(v["masking"]["suspicious"] for v in results.values())),
               "; ".join(f"{k}: {'suspicious' if v['masking']['suspicious'] else 'passed'}" for k, v in results.items()))
+_ = led.claim("bf16 training", "bf16-trained models are as robust as their fp32 evaluation says: "
+              "no sign of gradient masking under fp32 attacks",
+              bool(not any(v["masking"]["suspicious"] for v in results.values())) if precision == "bf16" else None,
+              "the masking check above, on models trained with bf16 autocast" if precision == "bf16"
+              else f"not run: this profile trains in {precision}")
 
 # %% [markdown]
 # ## Table 22: DiffPure (not run)

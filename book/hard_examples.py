@@ -34,6 +34,10 @@ profile = "smoke"
 seed = 0
 # device: "" = cuda if available
 device = "cpu"
+# precision / channels_last: training autocast dtype and memory format (hardex.fastpath);
+# "bf16" + True on a GPU (attacks keep fp32 perturbations; evaluation is always fp32)
+precision = "fp32"
+channels_last = False
 dataset = "cifar10"
 # train_subset: 0 = the whole training split; else a class-balanced sample
 train_subset = 1000

@@ -11,7 +11,12 @@ Attack names (``attacks=``):
 - ``autoattack``: AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square) via pyautoattack;
 - ``md``: margin-decomposition attack (:mod:`hardex.md_attack`);
 - ``rays`` / ``raysQ``: RayS, hard-label, query budget ``rays_queries`` (default 10,000,
-  the reference default) or Q.
+  the reference default) or Q;
+- ``pgdK@bf16`` / ``cwK@bf16``: the same attack with its forward and backward passes under
+  bf16 autocast, as the training-time attacks of a ``precision: bf16`` run compute them
+  (perturbation, projection and clamping stay fp32; the returned points are scored by the
+  fp32 model like every attack's). Next to ``pgdK`` it shows whether the bf16 attack is
+  weaker than the fp32 one (:func:`precision_agreement`).
 
 Conventions: fp32, eval mode, TF32 off (:func:`hardex.attacks.eval_precision`), parameter
 gradients off while attacking. An example is *robust* under an attack when it is
@@ -53,13 +58,14 @@ __all__ = [
     "parse_attack",
     "evaluate_model",
     "evaluate_run",
+    "precision_agreement",
     "load_model",
     "cache_key",
 ]
 
 EVAL_FORMAT = 1
-ATTACK_FORMS = ("pgdK", "cwK", "fgsm", "a3", "autoattack", "md", "rays", "raysQ")
-_RE = re.compile(r"^(?:(pgd|cw)(\d+)|(rays)(\d+)?|(fgsm|a3|autoattack|md))$")
+ATTACK_FORMS = ("pgdK", "cwK", "pgdK@bf16", "cwK@bf16", "fgsm", "a3", "autoattack", "md", "rays", "raysQ")
+_RE = re.compile(r"^(?:(pgd|cw)(\d+)(@bf16)?|(rays)(\d+)?|(fgsm|a3|autoattack|md))$")
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class AttackSpec:
     name: str
     kind: str  # pgd | cw | fgsm | a3 | autoattack | md | rays
     steps: int | None = None  # pgd / cw steps, rays query budget
+    precision: str = "fp32"  # the attack's own passes: fp32 (TF32 off) or bf16 autocast (pgd / cw)
 
 
 def parse_attack(name: str) -> AttackSpec:
@@ -79,13 +86,15 @@ def parse_attack(name: str) -> AttackSpec:
         k = int(m.group(2))
         if k < 1:
             raise ValueError(f"attack {name!r}: the number of steps must be >= 1")
+        if m.group(3):
+            return AttackSpec(f"{m.group(1)}{k}@bf16", m.group(1), k, precision="bf16")
         return AttackSpec(f"{m.group(1)}{k}", m.group(1), k)
-    if m.group(3):
-        q = None if m.group(4) is None else int(m.group(4))
+    if m.group(4):
+        q = None if m.group(5) is None else int(m.group(5))
         if q is not None and q < 1:
             raise ValueError(f"attack {name!r}: the query budget must be >= 1")
         return AttackSpec("rays" if q is None else f"rays{q}", "rays", q)
-    return AttackSpec(m.group(5), m.group(5))
+    return AttackSpec(m.group(6), m.group(6))
 
 
 def _parse_all(attacks: Sequence[str] | str) -> list[AttackSpec]:
@@ -195,8 +204,9 @@ def _run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Te
                 xa = atk.fgsm(model, xb, yb, eps)
             else:
                 xa = atk.pgd(model, xb, yb, eps, step_size=step_size, steps=spec.steps,
-                             loss="ce" if spec.kind == "pgd" else "margin", random_start="uniform", generator=gen)
-            out.append(xa)
+                             loss="ce" if spec.kind == "pgd" else "margin", random_start="uniform",
+                             autocast_dtype=torch.bfloat16 if spec.precision == "bf16" else None, generator=gen)
+            out.append(xa.float())
         x_adv = torch.cat(out) if out else x.clone()
         _check_feasible(spec.name, x_adv, x, eps)
         counter = model.forward_passes
@@ -370,13 +380,48 @@ def evaluate_model(
     }
 
 
+def precision_agreement(result: Mapping[str, Any], attack: str, alpha: float = 0.05) -> dict[str, Any]:
+    """Is the bf16 version of ``attack`` (``pgdK`` or ``cwK``) weaker than the fp32 one?
+
+    Reads the per-example robust bits of ``attack`` and ``attack@bf16`` from an
+    :func:`evaluate_model` / :func:`evaluate_run` result. Discordant examples: ``b`` =
+    robust to the fp32 attack but broken by the bf16 one, ``c`` = broken by the fp32 attack
+    but robust to the bf16 one. The bf16 attack is called *weaker* when the exact one-sided
+    McNemar (sign) test rejects "c and b are equally likely" in favour of more c:
+    P(X >= c) < ``alpha`` for X ~ Binomial(b + c, 1/2). Returns both accuracies, b, c,
+    that p-value, ``weaker`` and ``agreement`` (fraction of examples on which they agree).
+    """
+    from scipy.stats import binomtest
+
+    fp32 = parse_attack(attack)
+    if fp32.kind not in ("pgd", "cw") or fp32.precision != "fp32":
+        raise ValueError(f"precision_agreement compares pgdK / cwK with their @bf16 form, got {attack!r}")
+    low = f"{fp32.name}@bf16"
+    bits = result["per_example"]
+    missing = [a for a in (fp32.name, low) if a not in bits]
+    if missing:
+        raise ValueError(f"the result has no {', '.join(missing)}; evaluate with attacks including "
+                         f"{fp32.name} and {low} (it has {', '.join(result.get('attacks', []))})")
+    a = np.frombuffer(bits[fp32.name].encode(), dtype=np.uint8) == ord("1")
+    l = np.frombuffer(bits[low].encode(), dtype=np.uint8) == ord("1")
+    b, c = int((a & ~l).sum()), int((~a & l).sum())
+    p = float(binomtest(c, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
+    n = len(a)
+    return {"attack": fp32.name, "n": n, "fp32_acc": float(a.mean()) if n else None,
+            "bf16_acc": float(l.mean()) if n else None, "fp32_only_robust": b, "bf16_only_robust": c,
+            "agreement": float((a == l).mean()) if n else None, "p_bf16_weaker": p, "alpha": alpha,
+            "weaker": bool(p < alpha)}
+
+
 def _params(specs: list[AttackSpec], eps: float, step: float, seed: int, batch_size: int,
             opts: Mapping[str, Any], purified: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for s in specs:
         if s.kind in ("pgd", "cw"):
             out[s.name] = {"steps": s.steps, "step_size": step, "loss": "ce" if s.kind == "pgd" else "margin",
-                           "random_start": "uniform", "seed": seed}
+                           "random_start": "uniform", "seed": seed,
+                           **({"attack_precision": "bf16 autocast (fp32 perturbation and scoring)"}
+                              if s.precision == "bf16" else {})}
         elif s.kind == "fgsm":
             out[s.name] = {"step_size": eps, "random_start": "none"}
         elif s.kind == "a3":

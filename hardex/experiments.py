@@ -9,6 +9,10 @@ the same spec, and so the same run in the store. Keys read from ``params``:
     lr, weight_decay, batch_size, seed, device ("" = cuda if available),
     eval_subset, eval_pgd_steps, final_pgd_steps, final_subset (0 = whole test split)
 
+and, optional (TrainConfig's defaults when absent): precision ("fp32" | "bf16": training
+autocast) and channels_last (hardex.fastpath). The fast and paper profiles train in bf16
+with channels_last; the smoke profile (CPU) in fp32. Evaluation is fp32 whatever they say.
+
 Every builder takes keyword overrides for what differs from the baseline.
 """
 
@@ -54,6 +58,8 @@ def train_config(params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
                  "final_pgd_steps": list(params["final_pgd_steps"]),
                  "final_subset": _none_if_zero(params["final_subset"])},
         "device": params["device"] or None,
+        "precision": params.get("precision", "fp32"),
+        "channels_last": bool(params.get("channels_last", False)),
     }
     for key, value in o.items():
         if isinstance(value, Mapping) and isinstance(cfg.get(key), Mapping):

@@ -98,3 +98,19 @@ def test_every_shipped_params_file_validates():
     for chapter in book.toc_chapters(root):
         for profile in book.PROFILES:
             book.load_params(profile, chapter, root)
+
+
+def test_training_precision_is_one_setting_per_profile():
+    """Every chapter that trains reads `precision` and `channels_last`; within a profile they
+    agree (so a run shared between chapters has one spec), and GPU profiles use the fast path."""
+    root = repo_root()
+    for profile in book.PROFILES:
+        seen = {}
+        for chapter in book.toc_chapters(root):
+            p = book.load_params(profile, chapter, root)
+            if "device" in p:
+                seen[chapter.name] = (p["precision"], p["channels_last"])
+        assert len(seen) >= 7, seen
+        assert len(set(seen.values())) == 1, (profile, seen)
+        expected = ("fp32", False) if profile == "smoke" else ("bf16", True)
+        assert set(seen.values()) == {expected}, (profile, seen)

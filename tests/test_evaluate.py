@@ -12,7 +12,7 @@ from torch import nn
 
 from hardex.a3 import a3, default_schedule
 from hardex.evaluate import (PassCounter, _check_feasible, cache_key, evaluate_model, evaluate_run, parse_attack,
-                             table)
+                             precision_agreement, table)
 
 from tests.test_a3 import EPS, _cnn, _data
 
@@ -26,7 +26,10 @@ def test_parse_attack_names_and_errors() -> None:
     assert parse_attack("CW10").name == "cw10" and parse_attack("cw10").kind == "cw"
     assert parse_attack("rays").steps is None and parse_attack("rays500").steps == 500
     assert {parse_attack(a).kind for a in ("a3", "autoattack", "md", "fgsm")} == {"a3", "autoattack", "md", "fgsm"}
-    for bad in ("pgd", "pgd0", "apgd", "a4", ""):
+    low = parse_attack("PGD20@BF16")
+    assert (low.name, low.kind, low.steps, low.precision) == ("pgd20@bf16", "pgd", 20, "bf16")
+    assert parse_attack("cw10@bf16").precision == "bf16" and parse_attack("cw10").precision == "fp32"
+    for bad in ("pgd", "pgd0", "apgd", "a4", "", "a3@bf16", "pgd20@fp16", "pgd0@bf16"):
         with pytest.raises(ValueError, match="allowed|must be"):
             parse_attack(bad)
     with pytest.raises(ValueError, match="unknown attack 'foo'.*pgdK.*autoattack"):
@@ -233,3 +236,66 @@ def test_evaluate_run_caches_atomically(tmp_path, tiny_cifar):  # noqa: F811
         evaluate_run(rec, which="last", store=store)
     with pytest.raises(KeyError, match="no run matching 'ffff"):
         evaluate_run("ffffffff", store=store)
+
+
+class _DtypeProbe(nn.Module):
+    """Records the dtype of the logits of every forward (autocast shows in it)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        self.dtypes.append(out.dtype)
+        return out
+
+
+def test_bf16_attack_runs_in_bf16_and_is_scored_in_fp32() -> None:
+    torch.manual_seed(0)
+    probe = _DtypeProbe(_cnn())
+    x, y = _data(probe.model, 34)
+    x, y = x[2:], y[2:]
+    res = evaluate_model(probe, (x, y), ["pgd5", "pgd5@bf16"], 2 / 255, batch_size=32, masking=False)
+    # clean (1 fp32 forward), pgd5: 5 fp32 forwards + 1 fp32 check; pgd5@bf16: 5 bf16 + 1 fp32 check
+    assert probe.dtypes == [torch.float32] * 7 + [torch.bfloat16] * 5 + [torch.float32]
+    assert res["params"]["pgd5@bf16"]["attack_precision"].startswith("bf16")
+    assert "attack_precision" not in res["params"]["pgd5"]
+    assert res["cost"]["pgd5@bf16"] == {**res["cost"]["pgd5"], "seconds": res["cost"]["pgd5@bf16"]["seconds"]}
+    # the same attack up to bf16 rounding of the gradient signs: close robust accuracies
+    assert abs(res["robust_acc"]["pgd5"] - res["robust_acc"]["pgd5@bf16"]) <= 0.25
+    agree = precision_agreement(res, "pgd5")
+    assert agree["n"] == 32 and agree["fp32_acc"] == res["robust_acc"]["pgd5"]
+    assert agree["bf16_acc"] == res["robust_acc"]["pgd5@bf16"]
+
+
+def _bits_result(fp32: str, bf16: str) -> dict:
+    return {"attacks": ["pgd20", "pgd20@bf16"], "per_example": {"pgd20": fp32, "pgd20@bf16": bf16}}
+
+
+def test_precision_agreement_by_hand() -> None:
+    from math import comb
+
+    def tail(c: int, m: int) -> float:  # P(X >= c), X ~ Bin(m, 1/2), summed by hand
+        return sum(comb(m, i) for i in range(c, m + 1)) / 2**m
+
+    # 8 examples broken only by fp32 (bf16 weaker on them), none the other way
+    r = precision_agreement(_bits_result("00000000" + "1100", "11111111" + "1100"), "pgd20")
+    assert (r["fp32_only_robust"], r["bf16_only_robust"]) == (0, 8)
+    assert r["p_bf16_weaker"] == pytest.approx(tail(8, 8)) == pytest.approx(1 / 256)
+    assert r["weaker"] and r["agreement"] == pytest.approx(4 / 12)
+    assert r["fp32_acc"] == pytest.approx(2 / 12) and r["bf16_acc"] == pytest.approx(10 / 12)
+    # 3 vs 4 discordant: no evidence either way
+    r = precision_agreement(_bits_result("1110000" + "01", "0001111" + "01"), "pgd20")
+    assert (r["fp32_only_robust"], r["bf16_only_robust"]) == (3, 4)
+    assert r["p_bf16_weaker"] == pytest.approx(tail(4, 7)) and not r["weaker"]
+    # the bf16 attack stronger: never "weaker"
+    r = precision_agreement(_bits_result("1" * 10, "0" * 10), "pgd20")
+    assert r["p_bf16_weaker"] == pytest.approx(1.0) and not r["weaker"]
+    # identical: p = 1
+    assert precision_agreement(_bits_result("0101", "0101"), "pgd20")["p_bf16_weaker"] == 1.0
+    with pytest.raises(ValueError, match="no cw20, cw20@bf16"):
+        precision_agreement(_bits_result("01", "01"), "cw20")
+    with pytest.raises(ValueError, match="compares pgdK / cwK"):
+        precision_agreement(_bits_result("01", "01"), "a3")

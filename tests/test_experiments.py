@@ -25,6 +25,11 @@ def test_baseline_reads_params_and_overrides():
     assert other.train.attack.steps == 2 and other.train.epochs == 6
     assert ex.baseline(P).hash == b.hash  # same params, same run
     assert ex.baseline({**P, "train_subset": 0}).train.dataset.subset is None
+    # the training precision keys are optional; absent = TrainConfig's fp32 / NCHW defaults
+    assert (t.precision, t.channels_last) == ("fp32", False)
+    fast = ex.baseline({**P, "precision": "bf16", "channels_last": True}).train
+    assert (fast.precision, fast.channels_last) == ("bf16", True)
+    assert ex.baseline({**P, "precision": "fp32", "channels_last": False}).hash == b.hash
 
 
 def test_continuation_and_pruning():
