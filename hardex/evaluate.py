@@ -206,7 +206,7 @@ def _run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Te
                 xa = atk.pgd(model, xb, yb, eps, step_size=step_size, steps=spec.steps,
                              loss="ce" if spec.kind == "pgd" else "margin", random_start="uniform",
                              autocast_dtype=torch.bfloat16 if spec.precision == "bf16" else None, generator=gen)
-            out.append(xa.float())
+            out.append(xa)
         x_adv = torch.cat(out) if out else x.clone()
         _check_feasible(spec.name, x_adv, x, eps)
         counter = model.forward_passes
@@ -403,13 +403,13 @@ def precision_agreement(result: Mapping[str, Any], attack: str, alpha: float = 0
         raise ValueError(f"the result has no {', '.join(missing)}; evaluate with attacks including "
                          f"{fp32.name} and {low} (it has {', '.join(result.get('attacks', []))})")
     a = np.frombuffer(bits[fp32.name].encode(), dtype=np.uint8) == ord("1")
-    l = np.frombuffer(bits[low].encode(), dtype=np.uint8) == ord("1")
-    b, c = int((a & ~l).sum()), int((~a & l).sum())
+    h = np.frombuffer(bits[low].encode(), dtype=np.uint8) == ord("1")
+    b, c = int((a & ~h).sum()), int((~a & h).sum())
     p = float(binomtest(c, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
     n = len(a)
     return {"attack": fp32.name, "n": n, "fp32_acc": float(a.mean()) if n else None,
-            "bf16_acc": float(l.mean()) if n else None, "fp32_only_robust": b, "bf16_only_robust": c,
-            "agreement": float((a == l).mean()) if n else None, "p_bf16_weaker": p, "alpha": alpha,
+            "bf16_acc": float(h.mean()) if n else None, "fp32_only_robust": b, "bf16_only_robust": c,
+            "agreement": float((a == h).mean()) if n else None, "p_bf16_weaker": p, "alpha": alpha,
             "weaker": bool(p < alpha)}
 
 
