@@ -4,7 +4,7 @@ CI executes the book on the smoke profile only, and the chapters branch on the p
 (Fig. 10, the eps sweeps, every row of the comparison tables, standard AutoAttack, ...), so
 without this test the fast and paper branches would first run on a GPU, hours into a build.
 `tests/fast_structure.yaml` keeps every key and every list of `params/fast/<chapter>.yaml`
-and shrinks only sizes (tiny CNN, 600 images, a few epochs, CPU); the book is executed with
+and shrinks only sizes (tiny CNN, 400 images, a few epochs, CPU); the book is executed with
 profile "fast" into a temporary folder whose numbers nobody reads.
 """
 
