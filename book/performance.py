@@ -25,12 +25,19 @@
 # images (a fixed seed): the speed of a step does not depend on the pixels.
 #
 # This page renders the reports committed under `results/bench/`; it trains nothing. A GPU
-# report (about 5 minutes on one H100) is produced and committed with
+# report (estimated at about 5 minutes on one H100; not yet measured) is produced and
+# committed with
 #
 # ```bash
 # .venv/bin/hardex bench --device cuda --models preact_resnet18 wrn28_10 --algorithms pgd trades \
 #     --steps 30 --warmup 10 --repeats 2 --batch-size 128 --out results/bench/h100-$(date +%F).json
 # ```
+#
+# and again with `--compile` (and `--compile-mode reduce-overhead`, which adds CUDA graphs) to
+# see what compilation buys. The book's fast and paper profiles train on this path
+# (`precision: bf16`, `channels_last: true`); the evaluation chapter checks, on the trained
+# models, that the bf16 training-time attack is not weaker than the fp32 one and that the
+# bf16-trained models show no gradient masking under fp32 attacks.
 
 # %% tags=["parameters"]
 profile = "smoke"
