@@ -46,7 +46,8 @@ full budget on every point: the worst case, i.e. the cost per robust image.
 
 Data are random uint8 images with random labels from a fixed seed (timing only).
 
-The GPU report (about 5 minutes on one H100; commit the JSON)::
+The GPU report (estimated, not yet measured, at about 5 minutes on one H100; commit the JSON;
+then again with ``--compile`` and ``--compile-mode reduce-overhead``)::
 
     hardex bench --device cuda --models preact_resnet18 wrn28_10 --algorithms pgd trades \
         --steps 30 --warmup 10 --repeats 2 --batch-size 128 --out results/bench/h100-<date>.json
