@@ -31,7 +31,7 @@ every timed region, median over ``--repeats``. images/s = steps x batch / second
 s/epoch = ``epoch_images`` (50,000) / images/s; speedup = images/s (b) / images/s (a).
 
 FLOPs: **counted** with ``torch.utils.flop_counter``'s per-operator formulas (a dispatch
-mode, :func:`count_flops`) over one step of each path (hardex: a one-step epoch of a non-compiled Trainer), so a full backward
+mode, :func:`count_work`) over one step of each path (hardex: a one-step epoch of a non-compiled Trainer), so a full backward
 counts weight gradients and an input-only one does not; achieved TFLOP/s = counted
 FLOPs per image x images/s. ``model_flops`` gives the algorithmic minimum for
 comparison: ``models.forward_flops`` (conv + linear MACs x 2) x forward-equivalents
@@ -135,10 +135,10 @@ RESULT_FIELDS = (
     "model", "algorithm", "attack_steps", "batch_size",
     "reference.seconds", "reference.steps", "reference.images_per_s", "reference.s_per_epoch",
     "reference.flops_per_image", "reference.tflops", "reference.peak_fraction",
-    "reference.peak_memory_bytes", "reference.repeat_seconds",
+    "reference.peak_memory_bytes", "reference.repeat_seconds", "reference.ops_per_step",
     "hardex.tracking.seconds", "hardex.tracking.images_per_s", "hardex.tracking.s_per_epoch",
     "hardex.tracking.flops_per_image", "hardex.tracking.tflops", "hardex.tracking.peak_fraction",
-    "hardex.tracking.peak_memory_bytes",
+    "hardex.tracking.peak_memory_bytes", "hardex.tracking.ops_per_step",
     "hardex.no_tracking.seconds", "hardex.no_tracking.images_per_s", "hardex.no_tracking.s_per_epoch",
     "speedup", "speedup_no_tracking", "tracking_overhead",
     "model_flops.forward_flops_per_image", "model_flops.forward_equivalents",
@@ -232,29 +232,40 @@ def matmul_peak(device: torch.device, n: int | None = None, reps: int = 10) -> d
     return {"dtype": str(dtype).replace("torch.", ""), "n": n, "seconds": t, "tflops": 2 * n**3 / t / 1e12}
 
 
-def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs that ``fn()`` performs: matmuls and convolutions, forward and backward as
-    actually dispatched, with the formulas of ``torch.utils.flop_counter`` (its
-    ``flop_registry``). ``FlopCounterMode`` itself is not used: its module tracker
-    installs backward hooks that fail under ``torch.autograd.grad`` with respect to a
-    leaf input, which is exactly how the attacks take their gradients."""
+def count_work(fn: Callable[[], Any]) -> dict[str, int]:
+    """What ``fn()`` dispatches: ``flops``, the FLOPs of its matmuls and convolutions,
+    forward and backward as actually dispatched, with the formulas of
+    ``torch.utils.flop_counter`` (its ``flop_registry``); and ``ops``, the number of
+    non-view ATen operators it runs (views launch nothing), a device-independent proxy for
+    the kernel launches of an eager step, each of which costs a few microseconds of host
+    time on a GPU however small it is. ``FlopCounterMode`` itself is not used: its module
+    tracker installs backward hooks that fail under ``torch.autograd.grad`` with respect to
+    a leaf input, which is exactly how the attacks take their gradients."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import flop_registry
 
     class _Counter(TorchDispatchMode):
-        total = 0
+        flops = 0
+        ops = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
             packet = func._overloadpacket
             if packet in flop_registry:
-                self.total += int(flop_registry[packet](*args, **kwargs, out_val=out))
+                self.flops += int(flop_registry[packet](*args, **kwargs, out_val=out))
+            if not func.is_view:
+                self.ops += 1
             return out
 
     with _Counter() as counter:
         fn()
-    return int(counter.total)
+    return {"flops": int(counter.flops), "ops": int(counter.ops)}
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """The ``flops`` of :func:`count_work`."""
+    return count_work(fn)["flops"]
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -388,7 +399,7 @@ def time_reference(model_name: str, algorithm: str, device: torch.device, s: dic
     try:
         it = iter(loader)
         x0, y0 = next(it)
-        flops = count_flops(lambda: step(x0.to(device), y0.to(device)))
+        work = count_work(lambda: step(x0.to(device), y0.to(device)))
         for _ in range(warmup):
             x, y = next(it)
             step(x.to(device), y.to(device))
@@ -406,7 +417,7 @@ def time_reference(model_name: str, algorithm: str, device: torch.device, s: dic
         torch.backends.cudnn.benchmark = old_bench
         del loader
     out = _timing(times, steps, bs, s)
-    out.update(flops_per_image=flops / bs, peak_memory_bytes=_peak_memory(device))
+    out.update(flops_per_image=work["flops"] / bs, ops_per_step=work["ops"], peak_memory_bytes=_peak_memory(device))
     return out
 
 
@@ -452,7 +463,7 @@ def time_hardex(model_name: str, algorithm: str, device: torch.device, s: dict[s
     warm_epochs = math.ceil(s["warmup"] / steps)
     # FLOPs of one step, counted on a non-compiled one-step Trainer (same math)
     counter = _trainer(model_name, algorithm, s, 1, 1, tracking, device, fast=False)
-    flops = count_flops(counter.run_epoch)
+    work = count_work(counter.run_epoch)
     del counter
     tr = _trainer(model_name, algorithm, s, steps, warm_epochs + repeats, tracking, device)
     times = []
@@ -467,7 +478,8 @@ def time_hardex(model_name: str, algorithm: str, device: torch.device, s: dict[s
             _sync(device)
             times.append(time.perf_counter() - t0)
     out = _timing(times, steps, bs, s)
-    out.update(flops_per_image=flops / bs, peak_memory_bytes=_peak_memory(device), epochs_timed=repeats)
+    out.update(flops_per_image=work["flops"] / bs, ops_per_step=work["ops"], peak_memory_bytes=_peak_memory(device),
+               epochs_timed=repeats)
     del tr
     return out
 
@@ -618,7 +630,9 @@ def run_bench(settings: dict[str, Any], log: Callable[[str], None] = print) -> d
         "notes": [
             "speedup = images/s of hardex's Trainer (tracking on) / images/s of the reference-style loop, same process and device",
             "s_per_epoch = epoch_images / images_per_s from steady-state steps (median over repeats)",
-            "flops_per_image: counted with torch.utils.flop_counter formulas (count_flops) over one step of each path",
+            "flops_per_image: counted with torch.utils.flop_counter formulas (count_work) over one step of each path",
+            "ops_per_step: non-view ATen operators dispatched in that step (count_work), a proxy for eager-mode "
+            "kernel launches; hardex's count is of a one-step epoch (its per-epoch bookkeeping included)",
             "reference TRADES already uses input-only gradients (as trades.py); reference PGD-AT uses a full backward",
         ],
     }
@@ -659,6 +673,7 @@ def table(report: dict[str, Any]):
             "batch": r["batch_size"], "s/epoch": h["s_per_epoch"], "images/s": h["images_per_s"],
             "reference s/epoch": ref.get("s_per_epoch"), "speedup": r["speedup"], "TFLOP/s": h["tflops"],
             "% of peak": 100 * h["peak_fraction"], "memory GiB": None if mem is None else mem / 2**30,
+            "ops/step": h.get("ops_per_step"), "reference ops/step": ref.get("ops_per_step"),
             "tracking overhead %": 100 * r["tracking_overhead"],
         })
     return pd.DataFrame(rows)

@@ -53,6 +53,10 @@ def test_count_flops_by_hand():
     assert bench.count_flops(lambda: lin(x).sum().backward()) == 3 * fwd
     # input-only gradient (what hardex's attacks take): 1 x forward
     assert bench.count_flops(lambda: torch.autograd.grad(lin(x).sum(), [x])) == 2 * fwd
+    # operators, views not counted: mm; then mm, sum, ones_like (the seed gradient), mm
+    assert bench.count_work(lambda: lin(x)) == {"flops": fwd, "ops": 1}
+    assert bench.count_work(lambda: torch.autograd.grad(lin(x).sum(), [x]))["ops"] == 4
+    assert bench.count_work(lambda: x.detach().sign())["ops"] == 1
 
 
 def test_reference_pgd_takes_parameter_gradients():
