@@ -193,6 +193,61 @@ def test_prepare_model_rejects_bad_options():
 # --------------------------------------------------------------------------- host synchronisation
 
 
+def _weight_casts(model, fn) -> int:
+    """How many dtype casts of ``model``'s parameters ``fn`` dispatches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    params = {p.data_ptr() for p in model.parameters()}
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            if func._overloadpacket == torch.ops.aten._to_copy and args[0].data_ptr() in params:
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count() as c:
+        fn()
+    return c.n
+
+
+def _pgd_region_per_step(model, x, y, eps, step, steps, generator):
+    """Reference: bf16 PGD with one autocast region per step (weights re-cast every step)."""
+    x_adv = attacks._start(x, eps, "uniform", 0.001, generator)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        with torch.enable_grad():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(x_adv)
+            value = attacks.cross_entropy(logits, y, reduction="sum")
+        (grad,) = torch.autograd.grad(value, [x_adv])
+        x_adv = attacks._project(x_adv.detach() + step * grad.sign(), x, eps)
+    return x_adv.detach()
+
+
+def test_bf16_attacks_cast_weights_once_and_change_nothing():
+    """One autocast region per attack: the same points as a region per step, and each
+    weight is cast once per attack, not once per step."""
+    torch.manual_seed(0)
+    model = models.build_model("tiny_cnn").eval()
+    x, y = torch.rand(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    ref = _pgd_region_per_step(model, x, y, 8 / 255, 2 / 255, 4, torch.Generator().manual_seed(3))
+    got = attacks.pgd(model, x, y, 8 / 255, 2 / 255, 4, autocast_dtype=torch.bfloat16,
+                      generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, ref)
+    # tiny_cnn's matmul-like layers: 3 conv weights, the linear weight and bias (BN stays fp32)
+    per_forward = _weight_casts(model, lambda: _pgd_region_per_step(model, x, y, 8 / 255, 2 / 255, 1, None))
+    assert per_forward == 5
+    assert _weight_casts(model, lambda: _pgd_region_per_step(model, x, y, 8 / 255, 2 / 255, 5, None)) == 5 * per_forward
+    for steps in (1, 5):
+        assert _weight_casts(model, lambda: attacks.pgd(model, x, y, 8 / 255, 2 / 255, steps,
+                                                        autocast_dtype=torch.bfloat16)) == per_forward
+        assert _weight_casts(model, lambda: attacks.trades_attack(model, x, 8 / 255, 2 / 255, steps,
+                                                                  autocast_dtype=torch.bfloat16)) == per_forward
+    assert _weight_casts(model, lambda: attacks.pgd(model, x, y, 8 / 255, 2 / 255, 3)) == 0  # fp32: none
+
+
 def test_sync_counter_detects_host_syncs_and_restores():
     t = torch.ones(3)
     original = torch.Tensor.item
