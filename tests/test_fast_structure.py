@@ -10,6 +10,7 @@ profile "fast" into a temporary folder whose numbers nobody reads.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def test_fast_profile_chapters_run_on_tiny_data(tmp_path, monkeypatch):
     out = tmp_path / "executed"
     monkeypatch.setenv("HARDEX_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("HARDEX_LEDGER_DIR", str(out / "ledger"))  # restored afterwards (build sets it)
-    monkeypatch.setenv("PATH", __import__("os").environ["PATH"])
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored afterwards (build prepends to it)
     chapters = [c.name for c in book.toc_chapters(root) if c.name in params] + ["reproduction"]
     assert book.build("fast", chapters, html=False, out=out, root=proj, progress=False) == 0
     for name in chapters:
