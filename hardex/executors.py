@@ -82,12 +82,11 @@ class SlurmExecutor:
     def _executor(self, store: RunStore) -> submitit.AutoExecutor:
         folder = Path(self.folder) if self.folder is not None else Path(store.root) / "_submitit"
         kwargs = {"cluster": self.cluster} if self.cluster is not None else {}
-        ex = submitit.AutoExecutor(folder=folder / "%j", **kwargs)
-        params = dict(self.parameters)
-        if ex.cluster == "slurm":
-            params.setdefault("slurm_max_num_timeout", self.max_requeue)
-        if params:
-            ex.update_parameters(**params)
+        # a constructor argument of submitit's Slurm executor, not a job parameter
+        # (update_parameters rejects it); the other executors ignore it
+        ex = submitit.AutoExecutor(folder=folder / "%j", slurm_max_num_timeout=self.max_requeue, **kwargs)
+        if self.parameters:
+            ex.update_parameters(**self.parameters)
         return ex
 
     def run_jobs(self, store: RunStore, jobs: list[Job], *, trainer: TrainerFactory | None = None,

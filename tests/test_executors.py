@@ -61,3 +61,17 @@ def test_submitit_local_executor_parent_then_child(tmp_path, monkeypatch, capsys
     # everything is done now: nothing is submitted
     ensure(children, store, executor=ex, progress=False, trainer=FakeTrainer)
     assert len(ex.submitted) == 3
+
+
+def test_slurm_executor_sets_the_requeue_limit_on_submitits_slurm_executor(tmp_path, monkeypatch):
+    # submitit 1.5 takes max_num_timeout as a constructor argument of its Slurm executor and
+    # rejects it as a job parameter (NameError: Unknown argument 'max_num_timeout' ...).
+    # Building the executor submits nothing; submitit only checks that srun exists.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    ex = SlurmExecutor(cluster="slurm", max_requeue=5, timeout_min=7)._executor(store_at(tmp_path / "runs"))
+    assert ex.cluster == "slurm" and ex._executor.max_num_timeout == 5
+    assert ex._executor.parameters["time"] == 7
