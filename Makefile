@@ -1,4 +1,4 @@
-# Quick start: `make book` (smoke profile) and `make test`. Both bootstrap .venv from pyproject.toml.
+# Quick start: `make book` (smoke profile) and `make test`. Both bootstrap .venv from requirements.lock.
 PYTHON   ?= python3.11
 VENV     ?= .venv
 PROFILE  ?= smoke
@@ -6,16 +6,29 @@ CHAPTERS ?=
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.hardex-installed
 NBVAL_DIR := build/nbval
+# The lock's pins for packages whose newest release does not install everywhere (see README).
+LOCK_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: book test unit nbval env clean
+.PHONY: book test unit nbval env lock clean
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The environment is exactly requirements.lock (checked after installing), plus hardex itself.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[book,test]'
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m hardex.lockfile check
 	@touch $(STAMP)
+
+## make lock [UPGRADE=1]: requirements.lock from pyproject.toml (core + book + test extras) with pip-tools;
+## keeps existing pins that still satisfy pyproject unless UPGRADE=1 re-resolves everything to the newest
+lock:
+	@test -x build/lockenv/bin/pip-compile || { $(PYTHON) -m venv build/lockenv && build/lockenv/bin/python -m pip install -q pip-tools; }
+	@mkdir -p build && printf '%s\n' $(LOCK_PINS) > build/lock-pins.txt
+	CUSTOM_COMPILE_COMMAND="make lock" build/lockenv/bin/pip-compile -q $(if $(UPGRADE),--upgrade) --allow-unsafe --strip-extras \
+	  --extra book --extra test -c build/lock-pins.txt --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
 
 ## make book [PROFILE=smoke|fast|paper] [CHAPTERS="theory ..."]: execute chapters, build _build/html
 book: $(STAMP)
@@ -25,7 +38,7 @@ book: $(STAMP)
 test: unit nbval
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=15
 
 nbval: $(STAMP)
 	rm -rf $(NBVAL_DIR)

@@ -9,7 +9,7 @@ Layout (DESIGN.md, "The run store")::
                         ckpt/epoch-NNN.pt  {"trainer": Trainer.state_dict(), "metrics": rows, ...}
                         ckpt/epoch-NNN.pt.sha256   checksum sidecar; no sidecar = not a checkpoint
                         best.pt            Trainer.best_state() ({"epoch", "model"})
-                        provenance.json    versions, git commit, device, host, sessions, wall time
+                        provenance.json    versions, git commit, lock file sha256, device, host, sessions, wall time
                         final.json         the final evaluation; written last: its presence
                                            (validated) is what "done" means
                         .lock              flock'ed while a process trains the run
@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import functools
 import io
 import json
 import os
@@ -60,6 +61,7 @@ import torch
 from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 import hardex
+from hardex.lockfile import lock_provenance
 from hardex.paths import repo_root, runs_root
 from hardex.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, Teacher, sha256_file
 
@@ -913,10 +915,17 @@ def branch_checkpoint(store: RunStore, spec: RunSpec, epoch: int, trainer: Train
         return payload
 
 
+@functools.lru_cache(maxsize=1)
+def _lock_provenance() -> dict | None:
+    """The locked environment (hardex.lockfile); one look per process: it does not change."""
+    return lock_provenance()
+
+
 def _provenance_base(trainer: Any) -> dict:
     return {
         "hardex_version": getattr(hardex, "__version__", None),
         "git_commit": _git_commit(),
+        "lock": _lock_provenance(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),

@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hardex import lockfile
 from hardex.config import TrainConfig
 from hardex.spec import RunSpec
 from hardex.store import (
@@ -221,6 +222,8 @@ def test_same_spec_twice_is_a_cache_hit(tmp_path, capsys):
     prov = a.provenance
     for key in ("hardex_version", "git_commit", "torch", "device", "hostname", "start", "end", "wall_s"):
         assert key in prov
+    # the record names the locked environment that made it
+    assert prov["lock"]["sha256"] == lockfile.lock_sha256() and isinstance(prov["lock"]["matches"], bool)
     # only the last checkpoint is kept (every=1, last=True)
     assert sorted(p.name for p in (d / "ckpt").glob("*.pt")) == ["epoch-004.pt"]
     # a single spec (not a list) is accepted too
