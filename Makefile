@@ -8,6 +8,8 @@ STAMP    := $(VENV)/.hardex-installed
 NBVAL_DIR := build/nbval
 # The lock's pins for packages whose newest release does not install everywhere (see README).
 LOCK_PINS := torch==2.14.1 torchvision==0.29.1
+# pip itself is not in the lock (pip-tools leaves it out); this is the one that installs it
+PIP_VERSION := 26.3
 
 .PHONY: book test unit nbval env lock clean
 
@@ -16,6 +18,7 @@ env: $(STAMP)
 # The environment is exactly requirements.lock (checked after installing), plus hardex itself.
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m hardex.lockfile check
