@@ -245,7 +245,34 @@ def _decode(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
+# Image folders this process has already read, by folder: a book chapter trains dozens of
+# runs in one process, and listing 50,000 files plus reading the 150 MB cache cost about a
+# second per run. The key holds the modification times of the folder and of its class
+# folders, so adding, removing or renaming an image makes the next call read the folder
+# again. Callers get the same tensors each time; the library never changes them in place
+# (Dataset's edits return new tensors).
+_READ: dict[tuple, tuple[torch.Tensor, torch.Tensor, list[str]]] = {}
+_READ_MAX = 4  # e.g. the train and test splits of two datasets
+
+
+def _folder_key(folder: Path) -> tuple:
+    with os.scandir(folder) as it:
+        dirs = sorted((e.name, e.stat().st_mtime_ns) for e in it if e.is_dir() and not e.name.startswith("."))
+    return str(folder.resolve()), folder.stat().st_mtime_ns, tuple(dirs)
+
+
 def _load_image_folder(folder: Path, cache_path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    key = _folder_key(folder)
+    if key not in _READ:
+        for old in [k for k in _READ if k[0] == key[0]]:  # this folder as it was before a change
+            del _READ[old]
+        while len(_READ) >= _READ_MAX:  # the oldest first: they are large
+            del _READ[next(iter(_READ))]
+        _READ[key] = _read_image_folder(folder, cache_path)
+    return _READ[key]
+
+
+def _read_image_folder(folder: Path, cache_path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     classes, files, fingerprint = _list_image_folder(folder)
     if not files:
         raise DataNotFoundError(f"image folder {folder} has class folders but no image files ({', '.join(IMAGE_EXTENSIONS)})")

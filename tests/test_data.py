@@ -93,6 +93,7 @@ def test_cache_is_used_and_invalidated(tmp_path: Path, monkeypatch: pytest.Monke
         raise AssertionError(f"decoded {path} although the cache is valid")
 
     monkeypatch.setattr(data_mod, "_decode", fail)
+    monkeypatch.setattr(data_mod, "_READ", {})  # a new process: only the disk cache is there
     second = load_dataset("cifar10", "train", root=tmp_path)
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
 
@@ -103,6 +104,26 @@ def test_cache_is_used_and_invalidated(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.undo()
     third = load_dataset("cifar10", "train", root=tmp_path)
     assert len(third) == 13 and third.images[8, 0, 0, 0] == 200  # bird is class 1, after its 4 files
+
+
+def test_a_process_reads_a_folder_once_until_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hardex.data as data_mod
+
+    _make_folder(tmp_path, "train")
+    _make_folder(tmp_path, "test", per_class=2)
+    first = load_dataset("cifar10", "train", root=tmp_path)
+    test_split = load_dataset("cifar10", "test", root=tmp_path)
+    listed = []
+    real_list = data_mod._list_image_folder
+    monkeypatch.setattr(data_mod, "_list_image_folder", lambda folder: listed.append(folder) or real_list(folder))
+    again = load_dataset("cifar10", "train", root=tmp_path)
+    assert again.images is first.images and load_dataset("cifar10", "test", root=tmp_path).images is test_split.images
+    assert listed == []  # neither listed nor read from disk
+    # a new file in a class folder changes that folder's mtime: the folder is read again
+    Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(tmp_path / "cifar10" / "train" / "bird" / "0099.png")
+    changed = load_dataset("cifar10", "train", root=tmp_path)
+    assert listed == [tmp_path / "cifar10" / "train"] and len(changed) == len(first) + 1
+    assert sum(k[0] == str((tmp_path / "cifar10" / "train").resolve()) for k in data_mod._READ) == 1
 
 
 def test_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
