@@ -4,7 +4,7 @@ CI executes the book on the smoke profile only, and the chapters branch on the p
 (Fig. 10, the eps sweeps, every row of the comparison tables, standard AutoAttack, ...), so
 without this test the fast and paper branches would first run on a GPU, hours into a build.
 `tests/fast_structure.yaml` keeps every key and every list of `params/fast/<chapter>.yaml`
-and shrinks only sizes (tiny CNN, 400 images, a few epochs, CPU); the book is executed with
+and shrinks only sizes (tiny CNN, 100 images, 5 epochs, 1-3 attack steps, CPU); the book is executed with
 profile "fast" into a temporary folder whose numbers nobody reads.
 """
 
@@ -58,7 +58,7 @@ def test_overrides_keep_the_fast_structure():
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_fast_profile_chapters_run_on_tiny_data(tmp_path, monkeypatch):
+def test_fast_profile_chapters_run_on_tiny_data(tmp_path, monkeypatch, capsys, chapter_times):
     if not (data_root() / "cifar10" / "train").is_dir():
         pytest.skip("needs $HARDEX_DATA/cifar10 (offline CIFAR-10 copy)")
     root = repo_root()
@@ -76,7 +76,10 @@ def test_fast_profile_chapters_run_on_tiny_data(tmp_path, monkeypatch):
     monkeypatch.setenv("HARDEX_LEDGER_DIR", str(out / "ledger"))  # restored afterwards (build sets it)
     monkeypatch.setenv("PATH", os.environ["PATH"])  # restored afterwards (build prepends to it)
     chapters = [c.name for c in book.toc_chapters(root) if c.name in params] + ["reproduction"]
-    assert book.build("fast", chapters, html=False, out=out, root=proj, progress=False) == 0
+    status = book.build("fast", chapters, html=False, out=out, root=proj, progress=False)
+    printed = capsys.readouterr().out
+    chapter_times += [("fast-structure", line) for line in printed.splitlines() if " done in " in line]
+    assert status == 0, printed
     for name in chapters:
         assert (out / f"{name}.ipynb").exists(), name
     assert {p.stem for p in (out / "ledger").glob("*.json")} >= set(params)
