@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +218,9 @@ def plan_build(profile: str, selected: list[Chapter], params: dict[str, dict], r
     plans = buildplan.planning_pass(root, profile, names, runs / progress.PLANS_DIR, env)
     est = buildplan.Estimator.here(root, profile, gpu=gpu)
     total: float | None = 0.0
+    if not any(cp.jobs or cp.shared or cp.done or not cp.complete for cp in plans):
+        print("cost before the first epoch: these chapters train nothing", flush=True)
+        return plans, 0.0
     print(f"cost before the first epoch (training only; planning pass {time.perf_counter() - t0:.0f} s):", flush=True)
     for cp in plans:
         source = est.chapter(cp, params[cp.name])
@@ -307,8 +311,10 @@ def build(
     device: str | None = None,
     yes: bool = False,
     plan_only: bool = False,
-    plan: bool = True,
+    plan: bool = False,
 ) -> int:
+    """Execute chapters (then render the book when ``html``). ``plan`` (as `hardex book`
+    does unless --no-plan): first the planning pass, its cost lines and the hardware check."""
     root = root or repo_root()
     out = out or root / EXECUTED_DIR
     known = toc_chapters(root)
@@ -348,8 +354,22 @@ def build(
     if watcher is not None:
         watcher.start()
 
+    # A signal interrupts the chapter's kernel (its running cell raises KeyboardInterrupt, so
+    # the training loop stops; papermill then returns normally with a cell error). Should the
+    # kernel not stop (a second signal, or 20 s later), the build stops here at once.
+    got: list[int] = []
+
     def on_signal(signum, frame):
-        raise _Interrupted(signum)
+        kernels = _kernel_pids()
+        if got or not kernels:
+            raise _Interrupted(got[0] if got else signum)
+        got.append(signum)
+        for pid in kernels:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        timer = threading.Timer(20.0, lambda: os.kill(os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     i = 0
@@ -366,12 +386,16 @@ def build(
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # papermill's error names the failing cell and has its traceback
+                if got:
+                    raise _Interrupted(got[0]) from None
                 if watcher is not None:
                     watcher.stop()
                 print(f"[{i}/{len(selected)}] {chapter.name} FAILED after {time.perf_counter() - t0:.1f} s; "
                       f"executed notebook with the error: {out / (chapter.name + '.failed.ipynb')}", file=sys.stderr)
                 print(str(err), file=sys.stderr)
                 return 1
+            if got:
+                raise _Interrupted(got[0])
             if watcher is not None:
                 watcher.clear()
             print(f"[{i}/{len(selected)}] {chapter.name} done in {time.perf_counter() - t0:.1f} s", flush=True)

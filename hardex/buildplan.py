@@ -152,6 +152,9 @@ def _plan_chapter(chapter, params: dict, jobs_file: Path) -> dict:
     rows = [json.loads(line) for line in jobs_file.read_text().splitlines()] if jobs_file.exists() else []
     jobs_file.unlink(missing_ok=True)
     done = sorted({h for r in rows if "done" in r for h in r["done"]})
+    calls = sum(c.source.count("ensure(") for c in nb.cells if c.cell_type == "code")
+    if result["stopped"] == "waits for these runs" and sum("done" in r for r in rows) >= calls:
+        result = {"complete": True, "stopped": None}  # it stopped at the chapter's last ensure
     return {**result, "jobs": [r for r in rows if "hash" in r], "done": done}
 
 
@@ -191,6 +194,11 @@ class ChapterPlan:
 def planning_pass(root: Path, profile: str, chapters: list[str], work: Path, env: dict | None = None) -> list[ChapterPlan]:
     """Run the planning pass in a subprocess; jobs shared between chapters count once,
     in the first chapter that plans them."""
+    from hardex.book import toc_chapters
+
+    sources = {c.name: c.source for c in toc_chapters(root)}
+    if not any(trains(sources[c]) for c in chapters):  # nothing asks for runs: no subprocess
+        return [ChapterPlan(c) for c in chapters]
     work.mkdir(parents=True, exist_ok=True)
     out = work / f"plan-{profile}-{os.getpid()}.json"
     env = {**os.environ, **(env or {})}
@@ -309,8 +317,8 @@ class Estimator:
             if m is None:
                 return None, "no stated or measured per-epoch time"
             per_epoch = 60 * m
-            source = f"from params/{self.profile}'s stated GPU minutes per epoch, not measured"
-            if not self.gpu:
+            source = f"from params/{self.profile}'s stated minutes per epoch, not measured"
+            if not self.gpu and PROFILE_HARDWARE.get(self.profile) != "cpu":
                 per_epoch *= CPU_SLOWDOWN
                 source += f", x{CPU_SLOWDOWN:g} for a CPU (a stated guess)"
         return per_epoch * job["fraction"] * job["epochs_left"], source
