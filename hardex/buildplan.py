@@ -37,7 +37,7 @@ PROFILE_HARDWARE = {"smoke": "cpu", "quick": "gpu", "fast": "gpu", "paper": "clu
 HARDWARE_TEXT = {"cpu": "a CPU", "gpu": "one GPU", "cluster": "a cluster or a long GPU job"}
 # A stated guess, not measured: how much slower a small CPU trains than the stated H100 times.
 CPU_SLOWDOWN = 300.0
-PASS_SECONDS = 60  # at most this long per chapter in the planning pass
+PASS_SECONDS = 300  # at most this long per chapter in the planning pass (imports included)
 
 
 class PlanOnly(Exception):

@@ -210,9 +210,13 @@ class Watcher(threading.Thread):
         now = time.time()
         seen = {}
         if self.root.is_dir():
+            from hardex.store import is_locked
+
             for lock in self.root.glob("*/.lock"):
                 d = lock.parent
                 h = d.name
+                if h not in self._active and not is_locked(d):
+                    continue  # every trained run keeps its .lock file; only held ones matter
                 try:
                     r = run_state(d)
                 except Exception:  # noqa: BLE001 - half-written spec.yaml: next poll
