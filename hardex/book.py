@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +200,107 @@ def execute_chapter(chapter: Chapter, params: dict[str, Any], out: Path, root: P
     return final
 
 
+def _runs_dir(root: Path) -> Path:
+    """The run store the chapters' kernels use (they run with cwd = root)."""
+    runs = Path(os.environ.get("HARDEX_RUNS") or "runs").expanduser()
+    return runs if runs.is_absolute() else root / runs
+
+
+def plan_build(profile: str, selected: list[Chapter], params: dict[str, dict], root: Path, gpu: bool,
+               env: dict | None = None) -> tuple[list, float | None]:
+    """The planning pass (hardex.buildplan) with estimates; prints one cost line per chapter
+    and writes the plan file `hardex status --profile` reads. Returns (plans, total seconds)."""
+    from hardex import buildplan, progress
+
+    runs = _runs_dir(root)
+    t0 = time.perf_counter()
+    names = [c.name for c in selected]
+    plans = buildplan.planning_pass(root, profile, names, runs / progress.PLANS_DIR, env)
+    est = buildplan.Estimator.here(root, profile, gpu=gpu)
+    total: float | None = 0.0
+    if not any(cp.jobs or cp.shared or cp.done or not cp.complete for cp in plans):
+        print("cost before the first epoch: these chapters train nothing", flush=True)
+        return plans, 0.0
+    print(f"cost before the first epoch (training only; planning pass {time.perf_counter() - t0:.0f} s):", flush=True)
+    for cp in plans:
+        source = est.chapter(cp, params[cp.name])
+        if cp.jobs or cp.shared or not cp.complete or cp.done:
+            print("  " + buildplan.cost_line(cp, source), flush=True)
+        total = None if total is None or cp.seconds is None else total + cp.seconds
+    n_runs = sum(len(cp.jobs) for cp in plans)
+    n_epochs = sum(j["epochs_left"] for cp in plans for j in cp.jobs)
+    more = "" if all(cp.complete for cp in plans) else " (+ runs planned once these finish)"
+    print(f"  total: {n_runs} runs, {n_epochs} epochs, est. {buildplan.duration(total)} on this device{more}",
+          flush=True)
+    progress.write_plan(runs, profile, [{"name": cp.name, "jobs": cp.jobs, "complete": cp.complete}
+                                        for cp in plans])
+    return plans, total
+
+
+def check_hardware(profile: str, gpu: bool, device: str | None, yes: bool, total: float | None,
+                   chapters: list[str]) -> str | None:
+    """None when the build may go on, else the one line that refuses it."""
+    from hardex.buildplan import HARDWARE_TEXT, PROFILE_HARDWARE, duration
+
+    want = PROFILE_HARDWARE.get(profile, "cpu")
+    est = f"est. {duration(total)} of training on this machine"
+    again = f"hardex book --profile {profile} --chapters {' '.join(chapters)}"
+    if want in ("gpu", "cluster") and not gpu and not (device == "cpu" and yes):
+        return (f"profile {profile} is meant for {HARDWARE_TEXT[want]} and no GPU is visible ({est}); "
+                f"to build it here anyway: `{again} --device cpu --yes`, or build where runs train on GPUs")
+    if want == "cluster" and not yes:
+        question = f"profile {profile} is meant for {HARDWARE_TEXT[want]}; building it on one local device: {est}"
+        if sys.stdin.isatty():
+            answer = input(question + ". Continue? [y/N] ").strip().lower()
+            return None if answer in ("y", "yes") else "not confirmed; nothing trained"
+        return question + f"; not a terminal, so refusing: add --yes to build it (`{again} --yes`)"
+    return None
+
+
+class _Interrupted(KeyboardInterrupt):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _kernel_pids() -> list[int]:
+    """Our papermill kernels: child processes running ipykernel (Linux /proc)."""
+    me, out = os.getpid(), []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (d / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == me and b"ipykernel" in (d / "cmdline").read_bytes():
+                out.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _stop_kernels(timeout: float = 30.0) -> None:
+    """Interrupt the kernels (the training loop raises KeyboardInterrupt there: the current
+    epoch is abandoned, the last checkpoint stays intact, the run's lock is released), wait
+    for them to end, kill what is left."""
+    pids = _kernel_pids()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGINT)
+    deadline = time.time() + timeout
+    while any(_alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def build(
     profile: str = "smoke",
     chapters: list[str] | None = None,
@@ -204,7 +308,13 @@ def build(
     out: Path | None = None,
     root: Path | None = None,
     progress: bool = True,
+    device: str | None = None,
+    yes: bool = False,
+    plan_only: bool = False,
+    plan: bool = False,
 ) -> int:
+    """Execute chapters (then render the book when ``html``). ``plan`` (as `hardex book`
+    does unless --no-plan): first the planning pass, its cost lines and the hardware check."""
     root = root or repo_root()
     out = out or root / EXECUTED_DIR
     known = toc_chapters(root)
@@ -221,17 +331,92 @@ def build(
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     # Chapters save their paper comparisons here; the appendix reads them (hardex.ledger).
     os.environ["HARDEX_LEDGER_DIR"] = str(out.resolve() / "ledger")
-    for i, chapter in enumerate(selected, 1):
-        print(f"[{i}/{len(selected)}] {chapter.name} ({profile}) ...", flush=True)
-        t0 = time.perf_counter()
-        try:
-            execute_chapter(chapter, params[chapter.name], out, root, progress)
-        except Exception as err:  # papermill's error names the failing cell and has its traceback
-            print(f"[{i}/{len(selected)}] {chapter.name} FAILED after {time.perf_counter() - t0:.1f} s; "
-                  f"executed notebook with the error: {out / (chapter.name + '.failed.ipynb')}", file=sys.stderr)
-            print(str(err), file=sys.stderr)
-            return 1
-        print(f"[{i}/{len(selected)}] {chapter.name} done in {time.perf_counter() - t0:.1f} s", flush=True)
+    if device == "cpu":  # chapters whose device is "" (cuda if available) then train on the CPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    names = [c.name for c in selected]
+    plans: list = []
+    if plan or plan_only:
+        from hardex.buildplan import gpu_visible
+
+        gpu = device != "cpu" and gpu_visible()
+        plans, total = plan_build(profile, selected, params, root, gpu)
+        refusal = check_hardware(profile, gpu, device, yes, total, names)
+        if refusal is not None:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
+    if plan_only:
+        return 0
+    jobs = {cp.name: (cp.jobs, cp.complete) for cp in plans}
+
+    from hardex.progress import Watcher
+
+    watcher = Watcher(_runs_dir(root)) if progress else None
+    if watcher is not None:
+        watcher.start()
+
+    # A signal interrupts the chapter's kernel (its running cell raises KeyboardInterrupt, so
+    # the training loop stops; papermill then returns normally with a cell error). Should the
+    # kernel not stop (a second signal, or 20 s later), the build stops here at once.
+    got: list[int] = []
+
+    def on_signal(signum, frame):
+        kernels = _kernel_pids()
+        if got or not kernels:
+            raise _Interrupted(got[0] if got else signum)
+        got.append(signum)
+        for pid in kernels:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        timer = threading.Timer(20.0, lambda: os.kill(os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    i = 0
+    try:
+        for i, chapter in enumerate(selected, 1):
+            if watcher is not None:
+                watcher.clear()
+                watcher.set_chapter(chapter.name, *jobs.get(chapter.name, ([], True)))
+            print(f"[{i}/{len(selected)}] {chapter.name} ({profile}) ...", flush=True)
+            t0 = time.perf_counter()
+            try:
+                # the watcher's lines replace papermill's per-cell bar
+                execute_chapter(chapter, params[chapter.name], out, root, progress and watcher is None)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # papermill's error names the failing cell and has its traceback
+                if got:
+                    raise _Interrupted(got[0]) from None
+                if watcher is not None:
+                    watcher.stop()
+                print(f"[{i}/{len(selected)}] {chapter.name} FAILED after {time.perf_counter() - t0:.1f} s; "
+                      f"executed notebook with the error: {out / (chapter.name + '.failed.ipynb')}", file=sys.stderr)
+                print(str(err), file=sys.stderr)
+                return 1
+            if got:
+                raise _Interrupted(got[0])
+            if watcher is not None:
+                watcher.clear()
+            print(f"[{i}/{len(selected)}] {chapter.name} done in {time.perf_counter() - t0:.1f} s", flush=True)
+    except KeyboardInterrupt as err:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop_kernels()
+        if watcher is not None:
+            watcher.stop()
+        signum = getattr(err, "signum", signal.SIGINT)
+        rest = " ".join(names[max(i - 1, 0):])
+        flags = (" --no-html" if not html else "") + (" --device cpu" if device == "cpu" else "") + \
+            (" --yes" if yes else "")
+        print(f"\ninterrupted ({signal.Signals(signum).name}); the runs keep their last checkpoints; "
+              f"resume with: hardex book --profile {profile} --chapters {rest}{flags}", file=sys.stderr, flush=True)
+        return 128 + int(signum)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if watcher is not None:
+        watcher.stop()
 
     if not html:
         return 0
@@ -253,7 +438,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return build(args.profile, args.chapters, html=not args.no_html,
                      out=Path(args.out) if args.out else None, progress=not args.quiet,
-                     root=Path(args.root) if args.root else None)
+                     root=Path(args.root) if args.root else None, device=args.device, yes=args.yes,
+                     plan_only=args.plan_only, plan=not args.no_plan)
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -265,6 +451,12 @@ def add_cli(sub) -> None:
     p.add_argument("--chapters", nargs="+", metavar="NAME", help="only these chapters (default: all in _toc.yml)")
     p.add_argument("--no-html", action="store_true", help="execute only; do not run jupyter-book")
     p.add_argument("--out", help=f"folder for executed notebooks (default: {EXECUTED_DIR}/)")
-    p.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--device", choices=["cpu"], default=None,
+                   help="train on the CPU (hides GPUs from the chapters; with --yes, builds a GPU profile here)")
+    p.add_argument("--yes", action="store_true", help="build a profile meant for other hardware without asking")
+    p.add_argument("--plan-only", action="store_true",
+                   help="print the cost lines and write the plan (`hardex status --profile`), train nothing")
+    p.add_argument("--no-plan", action="store_true", help="skip the planning pass (and the hardware check)")
     p.add_argument("--root", help="project root holding _toc.yml, book/ and params/ (default: this checkout)")
     p.set_defaults(func=_run)

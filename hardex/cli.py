@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
+import signal
 import sys
 
 # Modules that contribute subcommands, in the order `hardex --help` lists them.
-_COMMAND_MODULES = ["hardex.book", "hardex.runs_cli", "hardex.bench"]
+_COMMAND_MODULES = ["hardex.book", "hardex.runs_cli", "hardex.progress", "hardex.bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,13 +42,29 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that training stops the way Ctrl-C stops it."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated("SIGTERM")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except _user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        # the store writes atomically: the last checkpoint is intact and training resumes from it
+        print(f"\ninterrupted; resume with: hardex {' '.join(shlex.quote(a) for a in argv)}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Layout (DESIGN.md, "The run store")::
                         final.json         the final evaluation; written last: its presence
                                            (validated) is what "done" means
                         .lock              flock'ed while a process trains the run
+                        failed.json        written when training raised (removed when it starts again)
 
 Every file is written atomically (temporary file in the same directory, fsync, rename).
 The checkpoint is the truth for a partial run: on resume the newest checkpoint whose
@@ -799,7 +800,17 @@ def train_run(store: RunStore, spec: RunSpec, keep: Iterable[int] = (), *,
             for e in sorted(keep):
                 branch_checkpoint(store, spec, e, trainer, progress, locked=True)
             return rec
-        return _train_locked(store, spec, keep, trainer, progress)
+        failed = store.run_dir(spec) / "failed.json"
+        failed.unlink(missing_ok=True)
+        try:
+            return _train_locked(store, spec, keep, trainer, progress)
+        except Exception as err:
+            # `hardex status` shows it as failed (an interrupt is not a failure: it resumes)
+            rows = read_metrics(store.run_dir(spec) / "metrics.jsonl", drop_partial_last=True) \
+                if (store.run_dir(spec) / "metrics.jsonl").exists() else []
+            atomic_write_json(failed, {"error": f"{type(err).__name__}: {err}"[:2000], "at": _now(),
+                                       "pid": os.getpid(), "host": socket.gethostname(), "epochs_recorded": len(rows)})
+            raise
 
 
 def _train_locked(store: RunStore, spec: RunSpec, keep: set[int], trainer_factory: TrainerFactory | None,
@@ -1038,6 +1049,13 @@ def ensure(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None, ex
     store = store if store is not None else RunStore()
     executor = executor if executor is not None else LocalExecutor()
     levels = plan(store, specs)
+    plan_only = os.environ.get("HARDEX_PLAN_ONLY")
+    if plan_only:  # a planning pass (hardex.buildplan): record the jobs, train nothing
+        from hardex.buildplan import PlanOnly, record_plan
+
+        record_plan(plan_only, store, levels, specs)
+        if levels:
+            raise PlanOnly(f"{sum(len(level) for level in levels)} runs to train")
     total = sum(len(level) for level in levels)
     with tqdm(total=total, desc="runs", unit="run", disable=not progress or total == 0) as bar:
         for level in levels:

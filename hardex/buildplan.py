@@ -1,0 +1,374 @@
+"""What a book build will train, and how long that takes, before anything trains.
+
+The chapters call `hardex.store.ensure` inside papermill kernels, so the book process
+cannot see their specs. The *planning pass* executes each training chapter's code in one
+plain Python subprocess with ``HARDEX_PLAN_ONLY=<file>`` set: there ``ensure`` appends the
+jobs it would train to that file (one JSON row each, `job_row`) and raises `PlanOnly`
+instead of training, which ends the chapter's pass. An ``ensure`` whose runs are all done
+returns their records, so the pass goes on to the chapter's next ``ensure``. A chapter
+that waits for records of runs not trained yet (e.g. LS runs whose score files come from
+the baseline's difficulty) therefore reports its first runs and "more once these finish".
+Spec hashes are untouched: the pass builds the same specs the chapter builds.
+
+Estimates (seconds on this device) come from the newest `hardex bench` report under
+``results/bench/`` made on this device (its hardex-path seconds per epoch for the run's
+model and algorithm, scaled by attack steps and training-set share), else from the
+profile's stated per-epoch minutes in its parameter files (``minutes_per_<alg>_epoch``,
+a stated, unmeasured GPU figure), times a stated CPU slowdown when no GPU is visible.
+Each estimate says which.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PLAN_ENV = "HARDEX_PLAN_ONLY"
+# What each profile is meant for (DESIGN.md, "Profiles"): the book refuses the wrong hardware.
+PROFILE_HARDWARE = {"smoke": "cpu", "quick": "gpu", "fast": "gpu", "paper": "cluster"}
+HARDWARE_TEXT = {"cpu": "a CPU", "gpu": "one GPU", "cluster": "a cluster or a long GPU job"}
+# A stated guess, not measured: how much slower a small CPU trains than the stated H100 times.
+CPU_SLOWDOWN = 300.0
+PASS_SECONDS = 300  # at most this long per chapter in the planning pass (imports included)
+
+
+class PlanOnly(Exception):
+    """Raised by ``ensure`` in a planning pass: the jobs are recorded, nothing trains."""
+
+
+# --------------------------------------------------------------------------------------
+# recording (called by hardex.store.ensure)
+
+
+def describe(spec) -> str:
+    """A short human description of a run from its spec, e.g.
+    ``pgd+dpls(0.5) preact_resnet18 prune <-1a2b3c4d@27``."""
+    t = spec.train
+    what = t.algorithm
+    if t.targets.kind != "onehot":
+        what += f"+{t.targets.kind}({t.targets.lam:g})"
+    for name in ("awp", "swa", "sat", "te", "kd", "adaptive_target", "reweight", "rst"):
+        if getattr(t, name, None) is not None:
+            what += f"+{name}"
+    parts = [what, t.model.name]
+    if t.algorithm != "std" and t.attack.eps != 0.031:
+        parts.append(f"eps={t.attack.eps:g}")
+    if t.edits:
+        parts.append("+".join(e.kind for e in t.edits))
+    if spec.start_from is not None:
+        parts.append(f"<-{spec.start_from.parent.short_hash[:8]}@{spec.start_from.epoch}")
+    return " ".join(parts)
+
+
+def epochs_left(store, spec, keep: tuple[int, ...] = ()) -> int:
+    """Epochs a job still trains: from its newest checkpoint, else its branch epoch, else 0.
+    A done run asked for a missing branch checkpoint regenerates up to that epoch."""
+    from hardex.store import _Run, is_done
+
+    run = _Run(store, spec, None, False)
+    have = [e for e, f in run.ckpts() if f.with_name(f.name + ".sha256").exists()]
+    n = spec.train.epochs
+    if is_done(run.dir):
+        want = max(keep, default=0)
+        return max(0, want - max((e for e in have if e <= want), default=0))
+    start = max(have, default=spec.start_from.epoch if spec.start_from else 0)
+    return max(0, n - start)
+
+
+def job_row(store, job, level: int) -> dict:
+    from hardex.experiments import training_fraction
+
+    s = job.spec
+    t = s.train
+    return {"hash": s.short_hash, "what": describe(s), "level": level, "epochs": t.epochs,
+            "epochs_left": epochs_left(store, s, job.keep), "algorithm": t.algorithm, "model": t.model.name,
+            "attack_steps": t.attack.steps, "fraction": training_fraction(s)}
+
+
+def record_plan(path: str | os.PathLike, store, levels, specs) -> None:
+    """Append the jobs of one ``ensure`` call, and which of the runs it asked for are done."""
+    rows = [job_row(store, job, i) for i, level in enumerate(levels) for job in level]
+    rows.append({"done": sorted({s.short_hash for s in specs if store.open(s) is not None})})
+    with open(path, "a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+# --------------------------------------------------------------------------------------
+# the planning pass (a subprocess: `python -m hardex.buildplan OUT ROOT PROFILE CHAPTER...`)
+
+
+def trains(source: Path) -> bool:
+    """Whether a chapter asks the run store for runs at all (theory, performance and the
+    appendix do not: the pass skips them)."""
+    return "ensure(" in source.read_text()
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _plan_chapter(chapter, params: dict, jobs_file: Path) -> dict:
+    import jupytext
+
+    nb = jupytext.read(chapter.source)
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    os.environ[PLAN_ENV] = str(jobs_file)
+    jobs_file.unlink(missing_ok=True)
+    result = {"complete": True, "stopped": None}
+
+    def alarm(signum, frame):
+        raise _Timeout
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(PASS_SECONDS)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for cell in nb.cells:
+                if cell.cell_type != "code":
+                    continue
+                code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+                exec(compile(code, f"<{chapter.name}>", "exec"), ns)
+                if "parameters" in cell.get("metadata", {}).get("tags", []):
+                    ns.update(params)  # as papermill's injected cell does
+    except PlanOnly:
+        result = {"complete": False, "stopped": "waits for these runs"}
+    except _Timeout:
+        result = {"complete": False, "stopped": f"planning pass stopped after {PASS_SECONDS} s"}
+    except Exception as err:  # noqa: BLE001 - the real execution will report it properly
+        result = {"complete": False, "stopped": f"planning pass failed: {type(err).__name__}: {err}"[:200]}
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        os.environ.pop(PLAN_ENV, None)
+    rows = [json.loads(line) for line in jobs_file.read_text().splitlines()] if jobs_file.exists() else []
+    jobs_file.unlink(missing_ok=True)
+    done = sorted({h for r in rows if "done" in r for h in r["done"]})
+    calls = sum(c.source.count("ensure(") for c in nb.cells if c.cell_type == "code")
+    if result["stopped"] == "waits for these runs" and sum("done" in r for r in rows) >= calls:
+        result = {"complete": True, "stopped": None}  # it stopped at the chapter's last ensure
+    return {**result, "jobs": [r for r in rows if "hash" in r], "done": done}
+
+
+def _main(argv: list[str]) -> int:
+    out, root, profile, *names = argv
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hardex import book
+
+    root_p = Path(root)
+    by_name = {c.name: c for c in book.toc_chapters(root_p)}
+    os.environ.setdefault("HARDEX_LEDGER_DIR", str(Path(out).parent / ".plan-ledger"))
+    result = {}
+    for name in names:
+        chapter = by_name[name]
+        if not trains(chapter.source):
+            result[name] = {"complete": True, "stopped": None, "jobs": [], "done": []}
+            continue
+        params = book.load_params(profile, chapter, root_p)
+        result[name] = _plan_chapter(chapter, params, Path(out).with_suffix(f".{name}.jobs"))
+    Path(out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+@dataclass
+class ChapterPlan:
+    name: str
+    jobs: list[dict] = field(default_factory=list)  # to train, first chapter that plans them
+    shared: int = 0  # planned here but counted in an earlier chapter
+    done: int = 0  # runs the chapter asked for that are already done
+    complete: bool = True
+    stopped: str | None = None
+    seconds: float | None = None  # estimated training time on this device (None: unknown)
+
+
+def planning_pass(root: Path, profile: str, chapters: list[str], work: Path, env: dict | None = None) -> list[ChapterPlan]:
+    """Run the planning pass in a subprocess; jobs shared between chapters count once,
+    in the first chapter that plans them."""
+    from hardex.book import toc_chapters
+
+    sources = {c.name: c.source for c in toc_chapters(root)}
+    if not any(trains(sources[c]) for c in chapters):  # nothing asks for runs: no subprocess
+        return [ChapterPlan(c) for c in chapters]
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"plan-{profile}-{os.getpid()}.json"
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "hardex.buildplan", str(out), str(root), profile, *chapters],
+                          cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return [ChapterPlan(c, complete=False, stopped=f"planning pass failed: {tail[0]}") for c in chapters]
+    raw = json.loads(out.read_text())
+    out.unlink(missing_ok=True)
+    seen: set[str] = set()
+    plans = []
+    for name in chapters:
+        r = raw[name]
+        cp = ChapterPlan(name, complete=r["complete"], stopped=r["stopped"], done=len(r["done"]))
+        for j in r["jobs"]:
+            if j["hash"] in seen:
+                cp.shared += 1
+                continue
+            seen.add(j["hash"])
+            cp.jobs.append(j)
+        plans.append(cp)
+    return plans
+
+
+# --------------------------------------------------------------------------------------
+# estimates
+
+
+def gpu_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def this_device() -> tuple[str, str]:
+    """("cuda", GPU name) or ("cpu", machine), as bench reports write them."""
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.cuda.get_device_name(0)
+    return "cpu", platform.processor() or platform.machine()
+
+
+def latest_bench(root: Path, device: tuple[str, str]) -> tuple[Path, dict] | None:
+    """The newest bench report (by its ``created``) made on a device like this one."""
+    best = None
+    for f in sorted((root / "results" / "bench").glob("*.json")):
+        try:
+            r = json.loads(f.read_text())
+            env = r["environment"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        kind, name = device
+        if env.get("device") != kind or (kind == "cuda" and env.get("device_name") != name):
+            continue
+        if best is None or str(r.get("created", "")) > str(best[1].get("created", "")):
+            best = (f, r)
+    return best
+
+
+def _bench_seconds(report: dict, job: dict) -> float | None:
+    alg = "pgd" if job["algorithm"] in ("std", "mart") else job["algorithm"]
+    for r in report.get("results", []):
+        if r.get("model") != job["model"] or r.get("algorithm") != alg:
+            continue
+        h = r.get("hardex") or {}
+        s = (h.get("tracking") or h.get("no_tracking") or {}).get("s_per_epoch")
+        if not s:
+            continue
+        steps = r.get("attack_steps", 10)
+        work = 1 if job["algorithm"] == "std" else job["attack_steps"] + 1
+        epoch_images = report.get("settings", {}).get("epoch_images", 50000)
+        return s * (50000 / epoch_images) * work / (steps + 1)
+    return None
+
+
+def _stated_minutes(params: dict, job: dict) -> float | None:
+    alg = job["algorithm"]
+    m = params.get(f"minutes_per_{alg}_epoch")
+    if m is None and alg == "std" and params.get("minutes_per_pgd_epoch"):
+        m = params["minutes_per_pgd_epoch"] / (job["attack_steps"] + 1)
+    if m is None:
+        m = params.get("minutes_per_pgd_epoch")
+    return float(m) if m else None
+
+
+@dataclass
+class Estimator:
+    """Seconds per job on this device, and the words saying where they come from."""
+
+    root: Path
+    profile: str
+    gpu: bool
+    bench: tuple[Path, dict] | None
+
+    @classmethod
+    def here(cls, root: Path, profile: str, gpu: bool | None = None) -> Estimator:
+        gpu = gpu_visible() if gpu is None else gpu
+        device = this_device() if gpu else ("cpu", this_device()[1])
+        return cls(root, profile, gpu, latest_bench(root, device))
+
+    def job_seconds(self, params: dict, job: dict) -> tuple[float | None, str]:
+        per_epoch = None
+        if self.bench is not None:
+            per_epoch = _bench_seconds(self.bench[1], job)
+            if per_epoch is not None:
+                source = f"from {self.bench[0].relative_to(self.root)}"
+                if self.bench[1].get("settings", {}).get("quick"):
+                    source += ", a --quick plumbing report"
+        if per_epoch is None:
+            m = _stated_minutes(params, job)
+            if m is None:
+                return None, "no stated or measured per-epoch time"
+            per_epoch = 60 * m
+            source = f"from params/{self.profile}'s stated minutes per epoch, not measured"
+            if not self.gpu and PROFILE_HARDWARE.get(self.profile) != "cpu":
+                per_epoch *= CPU_SLOWDOWN
+                source += f", x{CPU_SLOWDOWN:g} for a CPU (a stated guess)"
+        return per_epoch * job["fraction"] * job["epochs_left"], source
+
+    def chapter(self, cp: ChapterPlan, params: dict) -> str:
+        """Fill ``cp.seconds``; return the estimate's source words."""
+        total, sources, unknown = 0.0, [], 0
+        for j in cp.jobs:
+            s, src = self.job_seconds(params, j)
+            if s is None:
+                unknown += 1
+                continue
+            j["seconds"] = s
+            total += s
+            if src not in sources:
+                sources.append(src)
+        cp.seconds = total if cp.jobs and unknown < len(cp.jobs) else (0.0 if not cp.jobs else None)
+        words = "; ".join(sources)
+        if unknown and cp.seconds is not None:
+            words += f"; {unknown} runs without an estimate"
+        return words or ("nothing to train" if not cp.jobs else "no estimate")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def cost_line(cp: ChapterPlan, source: str) -> str:
+    done = cp.done
+    runs = len(cp.jobs)
+    epochs = sum(j["epochs_left"] for j in cp.jobs)
+    shared = f", {cp.shared} shared with an earlier chapter" if cp.shared else ""
+    more = "" if cp.complete else "; more once these finish" if cp.stopped == "waits for these runs" \
+        else f"; {cp.stopped}"
+    if not runs and cp.complete and not cp.shared:
+        return f"{cp.name}: nothing to train" + (f" ({done} runs already done)" if done else "")
+    return (f"{cp.name}: {runs} runs to train ({done} already done{shared}), {epochs} epochs, "
+            f"est. {duration(cp.seconds)} on this device ({source}){more}")
+
+
+if __name__ == "__main__":
+    # the chapters' ensure raises hardex.buildplan.PlanOnly, not this __main__ module's copy
+    from hardex.buildplan import _main as main
+
+    sys.exit(main(sys.argv[1:]))
