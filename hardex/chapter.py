@@ -132,7 +132,7 @@ def profile_box(P: Mapping[str, Any], chapter: str, data: str, details: str = ""
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em;vertical-align:top'>{k}</th><td>{v}</td></tr>"
                    for k, v in rows)
     caveat = ""
-    if profile == "smoke":
+    if profile == "smoke" and "model" in P:  # a chapter that trains (theory and performance do not)
         text = banner(profile, data, 0, "", smoke_caveat)
         caveat = f"<p style='margin:0.4em 0 0 0'>{_inline_md(text[text.index('**Smoke profile'):])}</p>"
     names = [n for n in parameter_names(chapter) if n in P]
@@ -360,3 +360,22 @@ def landing(ledgers: Mapping[str, Mapping[str, Any]], profile: str, chapters: It
             out += [f"**[{_cell(_heading_text(title))}]({link_base}{ch}.ipynb)** (data: {_cell(led.get('data', ''))})", "",
                     glance_markdown(led.get("claims", []), ch, link_prefix=f"{link_base}{ch}.ipynb", root=root), ""]
     return "\n".join(out)
+
+
+def items_markdown(items, root: Path | None = None) -> str:
+    """The appendix's "where each item is shown" (MyST Markdown): one row per paper item (a
+    :func:`hardex.report.reproduction_tables` ``items`` table), linked to the section of its
+    chapter that names it, with its status."""
+    lines = ["| paper item | shown in | status |", "|---|---|---|"]
+    cache: dict[str, list[Heading]] = {}
+    for item, row in items.iterrows():
+        ch = row.get("chapter")
+        where = "-"
+        if ch and ch != "-" and (root or repo_root()).joinpath("book", f"{ch}.py").exists():
+            hs = cache.setdefault(ch, headings(ch, root))
+            h = section_for(str(item), hs)
+            title = next((x.title for x in hs if x.level == 1), ch)
+            where = (f"[{_cell(_heading_text(title))}]({ch}.ipynb)" + (f", [{_cell(_heading_text(h.title))}]({ch}.ipynb#{h.slug})"
+                                                                      if h and not h.title.lower().startswith("verdicts") else ""))
+        lines.append(f"| {_cell(str(item))} | {where} | {_cell(str(row.get('status', '')))} |")
+    return "\n".join(lines)
