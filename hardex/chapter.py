@@ -265,22 +265,34 @@ def counts_text(claims: Iterable[Mapping[str, Any]]) -> str:
     return f"{len(claims)} claim{'s' if len(claims) != 1 else ''} of the paper: " + ", ".join(parts) + "."
 
 
-def glance_markdown(claims: Iterable[Mapping[str, Any]], chapter: str, link_prefix: str = "",
-                    root: Path | None = None, with_chapter: bool = False) -> str:
-    """The claims as a MyST Markdown table: where in the paper, the claim, the verdict, the
-    effect (or evidence) and a link to the section that shows it (``link_prefix`` + ``#slug``)."""
-    claims = list(claims)
-    hs = headings(chapter, root)
-    lines = [counts_text(claims)]
-    if not claims:
-        return lines[0]
-    lines += ["", "| paper | claim | verdict | effect / evidence | shown in |", "|---|---|---|---|---|"]
+def _claims_table(claims: list[Mapping[str, Any]], hs: list[Heading], link_prefix: str) -> list[str]:
+    lines = ["| paper | claim | verdict | effect / evidence | shown in |", "|---|---|---|---|---|"]
     for c in claims:
         h = section_for(str(c.get("item", "")), hs)
         where = f"[{_cell(_heading_text(h.title))}]({link_prefix}#{h.slug})" if h else ""
         verdict = _MARK.get(c.get("verdict"), _cell(c.get("verdict", "")))
         lines.append(f"| {_cell(c.get('item', ''))} | {_cell(c.get('claim', ''))} | {verdict} | "
                      f"{_cell(effect_text(c))} | {where} |")
+    return lines
+
+
+def glance_markdown(claims: Iterable[Mapping[str, Any]], chapter: str, link_prefix: str = "",
+                    root: Path | None = None) -> str:
+    """The claims as MyST Markdown: a count per verdict, then a table (where in the paper, the
+    claim, the verdict, the effect or evidence, a link to the section that shows it:
+    ``link_prefix`` + ``#slug``); the claims not run here are folded into a dropdown."""
+    claims = list(claims)
+    hs = headings(chapter, root)
+    lines = [counts_text(claims)]
+    if not claims:
+        return lines[0]
+    judged = [c for c in claims if c.get("verdict") != NOT_RUN]
+    not_run = [c for c in claims if c.get("verdict") == NOT_RUN]
+    if judged:
+        lines += ["", *_claims_table(judged, hs, link_prefix)]
+    if not_run:
+        lines += ["", f"::::{{dropdown}} {len(not_run)} claim{'s' if len(not_run) != 1 else ''} not run here",
+                  *_claims_table(not_run, hs, link_prefix), "::::"]
     return "\n".join(lines)
 
 

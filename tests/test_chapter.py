@@ -31,7 +31,8 @@ def test_glance_reads_claims_generically_and_links_sections():
     rows = text.splitlines()[4:]
     assert "DPLS \\| helps" in rows[0] and "A3: 1 vs 2" in rows[0] and "(#table-3-with-table-9s-factors)" in rows[0]
     assert "+0.0123 95% CI [+0.001, +0.02] (paired bootstrap) n: 300" in rows[1] and "(#fig-9-" in rows[1]
-    assert "(#verdicts)" in rows[2]  # an item no section names: the chapter's verdicts
+    assert rows[3] == "::::{dropdown} 1 claim not run here"  # folded below the judged ones
+    assert "(#verdicts)" in rows[6] and rows[7] == "::::"  # an item no section names: the chapter's verdicts
     assert chapter.glance_markdown([], "dpls") == "No claim of the paper is judged here."
 
 
@@ -64,3 +65,16 @@ def test_reader_tags():
                                          ("Tables 16 and 17: the smoothing factor λ", "tables-16-and-17-the-smoothing-factor-λ")])
 def test_slugs_are_mysts(title, slug):
     assert chapter.slugify(chapter._heading_text(title)) == slug
+
+
+def test_captioned_table_colours_differences_and_keeps_the_numbers_as_text():
+    from hardex.report import captioned, compare
+
+    t = compare({"a": {"std": 0.5, "pgd": 0.3}}, {"a": {"std": 48.0, "pgd": 33.0}, "b": {"std": 40.0, "pgd": 20.0}})
+    shown = captioned(t, "Table 3, CIFAR-10, eps 8/255: the paper and ours", "table-3-x")
+    html = shown._repr_html_()
+    assert html.startswith('<div id="table-3-x"') and "<caption>Table 3, CIFAR-10, eps 8/255" in html
+    assert "rgba(46, 160, 67" in html and "rgba(207, 34, 46" in html  # +2.0 green, -3.0 red
+    assert "not run" in html  # row b: ours missing
+    assert html == captioned(t, "Table 3, CIFAR-10, eps 8/255: the paper and ours", "table-3-x")._repr_html_()
+    assert repr(shown).splitlines()[0].startswith("Table 3") and "48.0" in repr(shown)
