@@ -3,7 +3,9 @@
     python tests/browser_check.py [_build/html] [--screenshots _build/screenshots] [--chromium /usr/bin/chromium]
 
 The pages are served over HTTP from a local thread (as a reader's server would) and each is
-loaded in Chromium. A page fails when it logs a console error or an uncaught exception, when
+loaded in Chromium. A page fails when it logs a console error or an uncaught exception (a
+third-party resource that cannot load without a network, MathJax from its CDN, is listed
+in the summary instead), when
 a request for one of the book's own files fails, when an image it shows is missing, empty or
 does not decode, or when one of its links to the book points at a missing page or a missing
 anchor. Each chapter's first screen (1400x900, not scrolled) must show the chapter's title and
@@ -91,6 +93,17 @@ def _local(url: str, base: str, html_dir: Path) -> tuple[Path, str] | None:
     return path, unquote(parts.fragment)
 
 
+def _console(msg, errors: list[str], base: str, offline: set[str]) -> None:
+    """A console error is the book's unless it is a third-party resource failing to load."""
+    if msg.type != "error":
+        return
+    url = (msg.location or {}).get("url", "")
+    if url.startswith(("http:", "https:")) and not url.startswith(base) and "Failed to load resource" in msg.text:
+        offline.add(urlsplit(url).netloc)
+    else:
+        errors.append(f"console {msg.type}: {msg.text}")
+
+
 def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/chromium",
           root: Path = ROOT) -> dict:
     from playwright.sync_api import sync_playwright
@@ -101,6 +114,7 @@ def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/ch
                    if not p.relative_to(html_dir).parts[0].startswith("_") or p.relative_to(html_dir).parts[0] == "_executed")
     chapters = chapter_pages(root)
     failures: list[str] = []
+    offline: set[str] = set()  # third-party resources (MathJax's CDN) that did not load: no network here
     n_images = n_links = n_external = 0
     targets: set[tuple[str, str]] = set()
     firsts: dict[str, dict] = {}
@@ -114,7 +128,7 @@ def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/ch
             for rel in pages:
                 page = context.new_page()
                 errors: list[str] = []
-                page.on("console", lambda m, e=errors: e.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+                page.on("console", lambda m, e=errors: _console(m, e, base, offline))
                 page.on("pageerror", lambda exc, e=errors: e.append(f"uncaught: {exc}"))
                 page.on("requestfailed", lambda r, e=errors: e.append(f"request failed: {r.url} ({r.failure})")
                         if r.url.startswith(base) else None)
@@ -186,14 +200,15 @@ def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/ch
     missing = [n for n, p in chapters.items() if p not in pages]
     failures += [f"{p}: chapter page not built" for p in (chapters[n] for n in missing)]
     return {"pages": len(pages), "images": n_images, "internal_links": n_links, "link_targets": len(targets),
-            "external_links": n_external, "chapters": len(firsts), "first_screens": firsts,
+            "external_links": n_external, "offline_hosts": sorted(offline), "chapters": len(firsts), "first_screens": firsts,
             "failures": failures, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
 def summary(report: dict) -> str:
     return (f"browser check: {report['pages']} pages, {report['images']} images, {report['internal_links']} internal "
             f"links ({report['link_targets']} distinct targets; {report['external_links']} external links not followed), "
-            f"{report['chapters']} chapter first screens; {len(report['failures'])} failures; {report['wall_s']} s")
+            f"{report['chapters']} chapter first screens; {len(report['failures'])} failures; {report['wall_s']} s"
+            + (f" (not reachable offline, not counted: {', '.join(report['offline_hosts'])})" if report["offline_hosts"] else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
