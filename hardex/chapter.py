@@ -383,11 +383,13 @@ def items_markdown(items, root: Path | None = None) -> str:
     for item, row in items.iterrows():
         ch = row.get("chapter")
         where = "-"
+        executed = "no ledger" not in str(row.get("status", ""))  # a placeholder page has no sections to link
         if ch and ch != "-" and (root or repo_root()).joinpath("book", f"{ch}.py").exists():
             hs = cache.setdefault(ch, headings(ch, root))
             h = section_for(str(item), hs)
             title = next((x.title for x in hs if x.level == 1), ch)
             where = (f"[{_cell(_heading_text(title))}]({ch}.ipynb)" + (f", [{_cell(_heading_text(h.title))}]({ch}.ipynb#{h.slug})"
-                                                                      if h and not h.title.lower().startswith("verdicts") else ""))
+                                                                      if h and executed and not h.title.lower().startswith("verdicts")
+                                                                      else ""))
         lines.append(f"| {_cell(str(item))} | {where} | {_cell(str(row.get('status', '')))} |")
     return "\n".join(lines)
