@@ -20,6 +20,16 @@
 # smoothing against loss reweighting with the same difficulty (DPR, Table 18), and pruning the
 # top 10% hard examples with or without balancing the classes (Table 19). Every number comes
 # from a run record (`hardex.store.ensure`) or from the paper's own tables (`hardex.report`).
+
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
+# %% [markdown]
+# ## How this chapter is built
 #
 # **Shared prefix.** As in the paper ("We trained the baseline model until epoch 90 and
 # continued this training with the application of each method"), every DPLS, DPR and pruning
@@ -110,6 +120,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
+from hardex.chapter import finish, note, setup, show_profile
 from hardex.data import load_dataset
 from hardex.evaluate import evaluate_run
 from hardex.ledger import banner, data_label, Ledger
@@ -119,12 +130,8 @@ from hardex.store import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 3)
-P = dict(globals())  # the parameters, as experiments' builders read them
-SMOKE = profile == "smoke"
-SMOKE_TAG = " (smoke results)" if SMOKE else ""
-DATA_LABEL = data_label(dataset)
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "ablations", show=False)  # P: as experiments' builders read it
 K = max(final_pgd_steps)
-led = Ledger("ablations", profile, DATA_LABEL)
 
 for name, a, b in (("t14_T", t14_T, t14_paper_T), ("t15_restart", t15_restart, t15_paper_restart)):
     if len(a) != len(b):
@@ -153,10 +160,8 @@ SRC = {"pgd": (f"PGD-20 (evaluate_run, {N_TXT})" if PGD_FROM_EVAL
        "a3": f"A3 (evaluate_run, {N_TXT})" if HAVE_A3 else "not run"}
 ROB = "A3" if HAVE_A3 else PGD_NAME  # what "rob" means where the paper reports A3 only
 
-display(Markdown(banner(
-    profile, DATA_LABEL, train_subset,
-    f"model `{model}`, {epochs} epochs (lr decay after {milestones}), difficulty to T = {T}, "
-    f"DPLS λ = {dpls_lam}. Robust columns (final model): PGD {SRC['pgd']}, CW {SRC['cw']}, A3 {SRC['a3']}.")))
+show_profile(P, led, f"DPLS λ = {dpls_lam}. Robust columns (final model): PGD {SRC['pgd']}, CW {SRC['cw']}, "
+                    f"A3 {SRC['a3']}.")
 
 # %% [markdown]
 # ## C-scores
@@ -283,7 +288,7 @@ recs_flat = ensure([s for _, _, s in flat], progress=False)
 R = {g: {} for g in groups}
 for (g, key, _), rec in zip(flat, recs_flat):
     R[g][key] = rec
-print(f"runs ready in {time.perf_counter() - t0:.1f} s")
+note(f"runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %% [markdown]
 # ## Reading a run
@@ -631,3 +636,7 @@ else:
 with pd.option_context("display.max_colwidth", None):
     display(led.verdicts())
 print("ledger saved to", led.save().name)
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

@@ -22,6 +22,16 @@
 # which are different algorithms trained from the start. The paper trained Table 4 with each
 # method's own code for 200 epochs; here every method uses the profile's schedule, so that one
 # baseline prefix is shared (a deviation, stated again under the table).
+
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
+# %% [markdown]
+# ## How this chapter is built
 #
 # **Not run here.** RST (Table 6 bottom, Table 12) needs 1M DDPM-generated images with pseudo
 # labels (or the 500k 80M-TI images of Carmon et al.), which cannot be had offline; those
@@ -90,19 +100,16 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from hardex import experiments as ex
+from hardex.chapter import finish, note, setup, show_profile
 from hardex.ledger import banner, data_label, Ledger
 from hardex.report import compare, paper_value
 from hardex.spec import Evaluation, RunSpec
 from hardex.store import ensure
 
 pd.set_option("display.precision", 2)
-P = dict(globals())  # the parameters, as experiments' builders read them
-SMOKE = profile == "smoke"
-DATA_LABEL = data_label(dataset)
+P, SMOKE, _, DATA_LABEL, led = setup(globals(), "comparisons", show=False)  # P: as experiments' builders read it
 ROB = f"PGD-{max(final_pgd_steps)}"
-led = Ledger("comparisons", profile, DATA_LABEL)
-display(Markdown(banner(profile, DATA_LABEL, train_subset,
-                       f"model `{model}`, {epochs} epochs, branch point T = {T}.")))
+show_profile(P, led, f"every method branches from the baseline after epoch T = {T}.")
 
 # %% [markdown]
 # ## The runs
@@ -180,8 +187,8 @@ needed = [*cells.values(), *(teacher.run for s in cells.values() for teacher in 
 distinct = ex.distinct_runs(needed)
 t0 = time.perf_counter()
 recs = dict(zip(cells, ensure(list(cells.values()), progress=False)))
-print(f"{len(cells)} table cells, {len(distinct)} distinct runs (teachers and sources included); "
-      f"ready in {time.perf_counter() - t0:.0f} s")
+print(f"{len(cells)} table cells, {len(distinct)} distinct runs (teachers and sources included)")
+note(f"runs ready in {time.perf_counter() - t0:.0f} s")
 if not SMOKE:
     gpu_h = ex.stated_gpu_hours(
         needed, lambda s: minutes_per_std_epoch if s.train.algorithm == "std" else minutes_per_pgd_epoch)
@@ -311,3 +318,7 @@ _ = led.claim("Table 13", "DPLS is more robust than Liu et al.'s reweighting",
 # %%
 display(led.verdicts())
 _ = led.save()
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

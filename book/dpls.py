@@ -23,6 +23,13 @@
 # number here comes from a run record (`hardex.store.ensure`) or from the paper's text
 # (`hardex.report`).
 
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
 # %% tags=["parameters"]
 profile = "smoke"
 seed = 0
@@ -87,23 +94,18 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex, targets
+from hardex.chapter import finish, glue_figure, note, setup
 from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.evaluate import evaluate_run
-from hardex.report import compare, paper_value
+from hardex.report import captioned, compare, paper_value
 from hardex.store import ensure
 from hardex.train import Trainer
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 3)
-P = dict(globals())  # the parameters, as experiments' builders read them
-SMOKE = profile == "smoke"
-SMOKE_TAG = " (smoke results)" if SMOKE else ""
-DATA_LABEL = data_label(dataset)
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "dpls")  # P: the parameters, as experiments' builders read them
 HAVE_EVAL = bool(eval_attacks)  # [] = final.json's PGD-k only, no A3
 K = max(t3_final_pgd_steps)
-led = Ledger("dpls", profile, DATA_LABEL)
-
-display(Markdown(banner(profile, DATA_LABEL, train_subset, f"model `{model}`.")))
 
 # %% [markdown]
 # ## Algorithms 1 and 2 as the library runs them
@@ -112,7 +114,7 @@ display(Markdown(banner(profile, DATA_LABEL, train_subset, f"model `{model}`."))
 # i the label `LS(y_i, 1 - (1 - lam) S[i], C)`, where `LS(y, l, C)` puts `l` on the true class and
 # `(1 - l) / (C - 1)` on every other class. In `hardex` these are three functions:
 
-# %%
+# %% tags=["remove-input", "hide-output"]
 def show(*objs) -> None:
     display(Markdown("\n\n".join(f"```python\n{inspect.getsource(o)}```" for o in objs)))
 
@@ -128,7 +130,7 @@ show(difficulty.minmax, targets.dpls_factors, targets.ls_targets)
 # uses hard labels: the paper applies DPLS "only to the labels of outer maximization loss").
 # The code of one epoch and of the target lookup, as `hardex.train.Trainer` runs them:
 
-# %%
+# %% tags=["remove-input", "hide-output"]
 show(Trainer.run_epoch, Trainer._train_batches, Trainer._target_arrays, Trainer.batch_targets)
 
 # %% [markdown]
@@ -218,7 +220,7 @@ for (alg, e), a in avg.items():
                                          targets={"kind": "ls", "lam": round(a, 3), "from_epoch": t3_T + 1})
 ls_keys = [("t3", alg, e, "ls") for alg in t3_algorithms for e in t3_eps]
 R.update(zip(ls_keys, ensure([t3[k[1:]] for k in ls_keys], progress=False)))
-print(f"runs ready in {time.perf_counter() - t0:.1f} s")
+note(f"runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %% [markdown]
 # ## Robust evaluation
@@ -267,8 +269,9 @@ for e in t3_eps:
     tab = compare(rows_o, rows_p, metrics=["std", "pgd", "a3"])
     blocks[key] = tab
     led.table(f"Table 3 ({key})", tab, note=f"ours: {profile} profile, {DATA_LABEL}; pgd: {PGD_LABEL}")
-    print(f"Table 3, {DATA_LABEL}, {label_eps(e)} (profile {profile}{SMOKE_TAG})")
-    display(tab.rename(columns=RENAME, level=0))
+    display(captioned(tab.rename(columns=RENAME, level=0),
+                      f"Table 3, {DATA_LABEL}, {label_eps(e)}: the paper and ours (profile {profile}{SMOKE_TAG}); "
+                      "accuracy in %, diff = ours - paper in points", f"table-3-{key}"))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -279,8 +282,8 @@ t9_p = {alg: {"dpls lam": paper_value(f"table9.{dataset}.{alg}.dpls"),
               "ls": paper_value(f"table9.{dataset}.{alg}.ls")} for alg in t3_algorithms}
 t9 = compare(t9_o, t9_p, metrics=["dpls lam", "dpls avg", "ls"], scale=1.0)
 led.table("Table 9", t9, note=f"{label_eps(eps)}; ours: factor of the hardest example, average over the training set")
-print(f"Table 9 ({DATA_LABEL}, {label_eps(eps)}): DPLS factor, average DPLS factor, LS factor{SMOKE_TAG}")
-display(t9)
+display(captioned(t9, f"Table 9, {DATA_LABEL}, {label_eps(eps)}: the DPLS factor, the average DPLS factor and the LS "
+                     f"factor, the paper and ours{SMOKE_TAG}; diff = ours - paper", "table-9", precision=3, scale=0.1))
 
 # %% [markdown]
 # The paper tuned `lam` so that the average DPLS factor lands between 0.8 and 0.9 on 10-class
@@ -365,7 +368,17 @@ for ax in axes:
     ax.axvline(fig9_T + 0.5, color="grey", lw=0.8)
 fig.suptitle(f"Fig. 9 ({DATA_LABEL}, {profile}{SMOKE_TAG}; {fig9_epochs} epochs, DPLS from epoch {fig9_T + 1})")
 plt.tight_layout()
-plt.show()
+glue_figure("fig9", fig)
+
+# %% [markdown]
+# ```{glue:figure} fig9
+# :name: dpls-fig-9
+#
+# Fig. 9 of the paper, ours: robust accuracy (left: training, on the training attack's
+# adversarial examples; test, PGD on the per-epoch test sample) of PGD-AT and PGD-AT + DPLS,
+# and (right) robust training accuracy per difficulty quintile after the branch at epoch T.
+# The profile, data and schedule are in the figure's title.
+# ```
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -450,3 +463,7 @@ if SMOKE:
 with pd.option_context("display.max_colwidth", 200):
     display(led.verdicts())
 print("ledger:", Path(led.save()).name)
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

@@ -30,6 +30,16 @@
 #   eps 0.5, one-step FGSM must not beat the iterative attack, black-box RayS must not beat
 #   the white-box attacks by a wide margin;
 # - **Table 22** (DiffPure) is not run here (see its section).
+
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
+# %% [markdown]
+# ## How this chapter is built
 #
 # Every evaluation goes through `hardex.evaluate.evaluate_run`: fp32, eval mode, TF32 off,
 # a seeded test subset (or all 10,000 images), an example counted robust only if it is
@@ -99,27 +109,23 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import experiments as ex
+from hardex.chapter import finish, note, setup, show_profile
 from hardex.a3 import default_schedule
 from hardex.evaluate import evaluate_run, precision_agreement
 from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.report import compare, paper_value
+from hardex.report import captioned, compare, paper_value
 from hardex.store import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P = dict(globals())  # the parameters, as experiments' builders read them
-SMOKE = profile == "smoke"
-DATA_LABEL = data_label(dataset)
-led = Ledger("evaluation", profile, DATA_LABEL)
+P, SMOKE, _, DATA_LABEL, led = setup(globals(), "evaluation", show=False)  # P: as experiments' builders read it
 PGD, CW = f"pgd{pgd_steps}", f"cw{pgd_steps}"
 ATTACKS = [PGD, CW, "a3", "md", "rays", "autoattack", f"{PGD}@bf16", f"{CW}@bf16"]
 AA_LABEL = ("AutoAttack (standard)" if aa_version == "standard"
             else f"AutoAttack reduced to {'+'.join(aa_attacks)}" + (f", {aa_n_iter} iterations" if aa_n_iter else ""))
 
-display(Markdown(banner(
-    profile, DATA_LABEL, train_subset,
-    f"model `{model}`, evaluated on {eval_n or 'all'} test images at {label_eps(eps)}.",
-    smoke_caveat=", with shortened attacks,")))
+show_profile(P, led, f"evaluated on {eval_n or 'all'} test images at {label_eps(eps)}.",
+             smoke_caveat=", with shortened attacks,")
 
 # %% [markdown]
 # ## The runs
@@ -134,8 +140,8 @@ base = ex.baseline(P)
 models = {"pgd": base, "pgd_dpls": ex.continuation(base, T, targets={"kind": "dpls", "lam": dpls_lam})}
 t0 = time.perf_counter()
 recs = dict(zip(models, ensure(list(models.values()), progress=False)))
-print(f"runs ready in {time.perf_counter() - t0:.1f} s: "
-      + ", ".join(f"{k} = {r.spec.short_hash}" for k, r in recs.items()))
+note(f"runs ready in {time.perf_counter() - t0:.1f} s: "
+     + ", ".join(f"{k} = `{r.spec.short_hash}`" for k, r in recs.items()))
 
 # %% [markdown]
 # ## Evaluation
@@ -167,8 +173,8 @@ t0 = time.perf_counter()
 results = {k: evaluate_run(r, ATTACKS, n=eval_n or None, seed=eval_seed, which=eval_which,
                            batch_size=eval_batch_size, device=device or None, **options)
            for k, r in recs.items()}
-print(f"evaluations ready in {time.perf_counter() - t0:.1f} s ("
-      + ", ".join(f"{k}: {'cached' if v['cached'] else 'computed'}" for k, v in results.items()) + ")")
+note(f"evaluations ready in {time.perf_counter() - t0:.1f} s ("
+     + ", ".join(f"{k}: {'cached' if v['cached'] else 'computed'}" for k, v in results.items()) + ")")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -191,9 +197,10 @@ ours21 = {k: {"std": v["clean_acc"], "md": v["robust_acc"]["md"], "rays": v["rob
               "a3": v["robust_acc"]["a3"]} for k, v in results.items()}
 paper21 = {k: paper_value(f"table21.{k}") for k in results}
 t21 = compare(ours21, paper21, metrics=["std", "md", "rays", "a3"])
-print(f"Table 21 on {DATA_LABEL}, profile {profile}" + (" (smoke results)" if SMOKE else "")
-      + f"; RayS query budget {rays_queries}")
-display(led.table("Table 21", t21, note=f"n = {results['pgd']['n']}, RayS {rays_queries} queries"))
+caption = (f"Table 21, {DATA_LABEL}: the paper and ours, profile {profile}" + (" (smoke results)" if SMOKE else "")
+           + f"; RayS query budget {rays_queries}; robust accuracy in %, diff = ours - paper in points")
+display(captioned(led.table("Table 21", t21, note=f"n = {results['pgd']['n']}, RayS {rays_queries} queries"), caption,
+                  "table-21"))
 
 # %%
 one = 1 / results["pgd"]["n"]
@@ -226,9 +233,9 @@ def groups(v: dict, attack: str, key: str) -> dict:
 ours20 = {k: {**groups(v, PGD, "pgd"), **groups(v, "a3", "a3")} for k, v in results.items()}
 paper20 = {k: paper_value(f"table20.{k}") for k in results}
 t20 = compare(ours20, paper20, metrics=["pgd", "pgd_easy", "pgd_hard", "a3", "a3_easy", "a3_hard"])
-print(f"Table 20 on {DATA_LABEL}, profile {profile}" + (" (smoke results)" if SMOKE else "")
-      + f"; pgd = PGD-{pgd_steps}")
-display(led.table("Table 20", t20, note=f"pgd = PGD-{pgd_steps} (CE, step eps/4)"))
+caption = (f"Table 20, {DATA_LABEL}: the paper and ours, profile {profile}" + (" (smoke results)" if SMOKE else "")
+           + f"; pgd = PGD-{pgd_steps}; robust accuracy in %, diff = ours - paper in points")
+display(captioned(led.table("Table 20", t20, note=f"pgd = PGD-{pgd_steps} (CE, step eps/4)"), caption, "table-20"))
 
 # %%
 g = {k: v for k, v in ours20.items()}
@@ -427,3 +434,7 @@ else:
 print(f"profile {profile}, data {DATA_LABEL}" + (": plumbing only, no verdict" if SMOKE else ""))
 display(led.verdicts())
 _ = led.save()
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

@@ -20,6 +20,16 @@
 # fitting them while test robustness falls (Fig. 4). This chapter rebuilds those items from
 # runs in the run store (`hardex.store.ensure`); every number comes from a run record or from
 # the paper's own table (`hardex.report`).
+
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
+# %% [markdown]
+# ## How this chapter is built
 #
 # **Difficulty.** As in the paper, an example's difficulty is its clean 0-1 loss accumulated
 # over epochs 1..T of the run. **Probe sets (Figs. 3, 4).** The top-k hard and top-k easy
@@ -94,19 +104,16 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
+from hardex.chapter import finish, note, setup, show_profile
 from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.report import compare, paper_value
+from hardex.report import captioned, compare, paper_value
 from hardex.store import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P = dict(globals())  # the parameters, as experiments' builders read them
-SMOKE = profile == "smoke"
-DATA_LABEL = data_label(dataset)
+P, SMOKE, _, DATA_LABEL, led = setup(globals(), "hard_examples", show=False)  # P: as experiments' builders read it
 ROB = f"PGD-{max(final_pgd_steps)}"
-led = Ledger("hard_examples", profile, DATA_LABEL)
-
-display(Markdown(banner(profile, DATA_LABEL, train_subset, f"model `{model}` (Fig. 1: `{fig1_model}`).")))
+show_profile(P, led, f"Fig. 1 trains `{fig1_model}`.")
 
 # %% [markdown]
 # ## The runs
@@ -134,7 +141,7 @@ table1 = {"none": ex.continuation(base, T),
 t0 = time.perf_counter()
 fig_recs = dict(zip(fig_runs, ensure(list(fig_runs.values()), progress=False)))
 t1_recs = dict(zip(table1, ensure(list(table1.values()), progress=False)))
-print(f"Figs. 3/4 and Table 1 runs ready in {time.perf_counter() - t0:.1f} s")
+note(f"Figs. 3/4 and Table 1 runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %% [markdown]
 # ## Table 1: pruning the top-k easy or hard examples from epoch T + 1 (PGD)
@@ -154,9 +161,9 @@ ours = {row: {"std": r.final["final"]["clean_acc"], "rob": r.final["final"][f"pg
 paper = {row: paper_value(f"table1.{row}") for row in table1}
 t1 = compare(ours, paper, metrics=["std", "rob"])
 t1 = t1.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
-print(f"Table 1 on {DATA_LABEL}, profile {profile}" + (" (smoke results)" if SMOKE else "")
-      + f"; k = {k}, T = {T}, {epochs} epochs")
-display(led.table("Table 1", t1, note=f"robust column: paper A3, ours {ROB} (final model)"))
+caption = (f"Table 1, {DATA_LABEL}: the paper and ours, profile {profile}" + (" (smoke results)" if SMOKE else "")
+           + f"; k = {k}, T = {T}, {epochs} epochs; accuracy in %, diff = ours - paper in points")
+display(captioned(led.table("Table 1", t1, note=f"robust column: paper A3, ours {ROB} (final model)"), caption, "table-1"))
 
 # %%
 r = {row: v["rob"] for row, v in ours.items()}
@@ -332,8 +339,9 @@ for item, (n_hard, n_random) in variants.items():
             fig1[(item, alg, "hard only")] = ex.continuation(
                 sub, decay1, edits=[{"kind": "keep", "from_epoch": decay1 + 1, "indices": hard_idx.tolist()}])
 fig1_recs = dict(zip(fig1, ensure(list(fig1.values()), progress=False)))
-print(f"Fig. 1 / 10 runs ready in {time.perf_counter() - t0:.1f} s"
-      + ("" if "Fig. 10" in variants else " (Fig. 10 not built on this profile: fig10_n_hard = 0)"))
+note(f"Fig. 1 / 10 runs ready in {time.perf_counter() - t0:.1f} s")
+if "Fig. 10" not in variants:
+    print("Fig. 10 is not built on this profile (fig10_n_hard = 0)")
 
 # %%
 f1 = pd.DataFrame([{"figure": item, "algorithm": alg, "branch": br, "epoch": m["epoch"],
@@ -410,3 +418,7 @@ else:
 print(f"profile {profile}, data {DATA_LABEL}" + (": plumbing only, no verdict" if SMOKE else ""))
 display(led.verdicts())
 _ = led.save()
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

@@ -21,6 +21,16 @@
 # on hard examples raises robust accuracy about as much as pruning them, with a smaller loss of
 # standard accuracy, while LS on normal examples lowers it. Every number here comes from a run
 # record (`hardex.store.ensure`) or from the paper's text (`hardex.report`).
+
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
+# %% [markdown]
+# ## How this chapter is built
 #
 # **How LS on a subset is run.** `targets.kind = "dpls"` gives example i the factor
 # `1 - (1 - lam) * minmax(S)[i]` (Algorithm 2). With `S` the indicator of the chosen set
@@ -78,23 +88,17 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex, paths
+from hardex.chapter import finish, note, setup, show_profile
 from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.spec import FileScores
 from hardex.store import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P = dict(globals())  # the parameters, as experiments' builders read them
-SMOKE = profile == "smoke"
-SMOKE_TAG = " (smoke results)" if SMOKE else ""
-DATA_LABEL = data_label(dataset)
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "label_smoothing", show=False)  # P: as experiments' builders read it
 K = max(final_pgd_steps)
 ROB = f"PGD-{K}"
-led = Ledger("label_smoothing", profile, DATA_LABEL)
-
-display(Markdown(banner(
-    profile, DATA_LABEL, train_subset,
-    f"model `{model}`, PGD-AT {label_eps(eps)}, {epochs} epochs, branch after epoch T = {T}.")))
+show_profile(P, led, f"PGD-AT {label_eps(eps)}; every run branches from the baseline after epoch T = {T}.")
 
 # %% [markdown]
 # ## The runs
@@ -137,7 +141,7 @@ base_rec, *prune_recs = ensure([base, *prune.values()], progress=False)
 ls = {(w, r): ls_subset(base, base_rec, w, r, fig8_lam) for w in ("hard", "easy") for r in fig8_ratios}
 ls_recs = dict(zip(ls, ensure(list(ls.values()), progress=False)))
 prune_recs = dict(zip(prune, prune_recs))
-print(f"Fig. 8 runs ready in {time.perf_counter() - t0:.1f} s")
+note(f"Fig. 8 runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -268,3 +272,7 @@ if SMOKE:
     print("smoke profile: plumbing only, no verdict (claims are recorded as 'no verdict (smoke)')")
 display(led.verdicts())
 print("ledger:", Path(led.save()).name)
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

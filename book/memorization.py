@@ -22,6 +22,16 @@
 # accuracy while pruning easy ones lowers it (Fig. 7). Appendix B.6 describes the hard and easy
 # sets (Figs. 14-16). Every number here comes from a run record (`hardex.store.ensure`) or from
 # the paper's own tables (`hardex.report`).
+
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
+# %% [markdown]
+# ## How this chapter is built
 #
 # **Difficulty.** An example's difficulty is its clean 0-1 loss accumulated over epochs 1..T
 # of a *difficulty source* run (the profile's baseline). Runs that change the training set
@@ -90,27 +100,22 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
+from hardex.chapter import finish, note, setup
 from hardex.data import load_dataset
 from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.report import compare, paper_value
+from hardex.report import captioned, compare, paper_value
 from hardex.store import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P = dict(globals())  # the parameters, as experiments' builders read them
-SMOKE = profile == "smoke"
-DATA_LABEL = data_label(dataset)
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "memorization")  # P: as experiments' builders read it
 K = max(final_pgd_steps)
 ROB = f"PGD-{K}"
-SMOKE_TAG = " (smoke results)" if SMOKE else ""
-led = Ledger("memorization", profile, DATA_LABEL)
 
 def final(rec) -> dict:
     f = rec.final["final"]
     return {"std": f["clean_acc"], "rob": f[f"pgd{K}_acc"]}
 
-
-display(Markdown(banner(profile, DATA_LABEL, train_subset, f"model `{model}`.")))
 
 # %% [markdown]
 # ## The runs
@@ -186,7 +191,7 @@ recs_flat = ensure([s for _, _, s in flat], progress=False)
 R = {g: {} for g in groups}
 for (g, key, _), rec in zip(flat, recs_flat):
     R[g][key] = rec
-print(f"runs ready in {time.perf_counter() - t0:.1f} s")
+note(f"runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %% [markdown]
 # ## Fig. 5 (and Fig. 13): accuracy on the hard / easy sets with and without them
@@ -258,8 +263,10 @@ ours = {f"{w} / {t2_key(e)}": {"std": final(rec)["std"], "rob": None if e == 0 e
 paper = {f"{w} / {t2_key(e)}": paper_value(f"table2_table7.{w}.{t2_key(e)}") for (w, e) in table2}
 t2 = compare(ours, paper, metrics=["std", "rob"])
 t2 = t2.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
-print(f"Table 2 / 7 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; k = {table2_k}, {epochs} epochs")
-display(led.table("Table 2 / Table 7", t2, note=f"robust column: paper A3, ours {ROB} (final model)"))
+caption = (f"Tables 2 and 7, {DATA_LABEL}: the paper and ours, profile {profile}{SMOKE_TAG}; k = {table2_k}, "
+           f"{epochs} epochs; accuracy in %, diff = ours - paper in points")
+display(captioned(led.table("Table 2 / Table 7", t2, note=f"robust column: paper A3, ours {ROB} (final model)"), caption,
+                  "table-2-7"))
 t2_claim = ("standard training on the hard set is about as accurate as on the easy set, adversarial training on "
             "the hard set is far worse and its robust accuracy is near or below random (10%)")
 if eps in table2_eps and 0.0 in table2_eps:
@@ -480,3 +487,7 @@ else:
 print(f"profile {profile}, data {DATA_LABEL}" + (": plumbing only, no verdict" if SMOKE else ""))
 display(led.verdicts())
 _ = led.save()
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

@@ -23,6 +23,16 @@
 # counted FLOPs and its fraction of a bf16 matmul peak measured in the same run, peak GPU memory,
 # the overhead of difficulty tracking and evaluation throughput. Timing data are random uint8
 # images (a fixed seed): the speed of a step does not depend on the pixels.
+
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
+# %% [markdown]
+# ## How this chapter is built
 #
 # This page renders the reports committed under `results/bench/`; it trains nothing. A GPU
 # report (estimated at about 5 minutes on one H100; not yet measured) is produced and
@@ -52,12 +62,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from hardex import bench
+from hardex.chapter import finish, setup
 from hardex.ledger import Ledger
 from hardex.paths import repo_root
 
 pd.set_option("display.precision", 2)
-P = dict(globals())
-led = Ledger("performance", profile, "synthetic uint8 images (timing only)")
+P, _, _, _, led = setup(globals(), "performance", data="synthetic uint8 images (timing only)")
 
 reports = bench.latest_reports(repo_root() / reports_dir)
 gpu = [r for r in reports if r["environment"]["device"].startswith("cuda")]
@@ -162,3 +172,7 @@ display(led.table("App. (training time)", timing, note=paper["source"]))
 # %%
 display(led.verdicts())
 _ = led.save()
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

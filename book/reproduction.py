@@ -25,28 +25,40 @@
 # (`hardex.ledger.load_ledgers`). Each row says on which profile and which copy of the data it
 # was measured.
 
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
 # %% tags=["parameters"]
 profile = "smoke"
 # ledger_dir: where the chapters' ledgers are; "" = $HARDEX_LEDGER_DIR (set by `hardex book`), else _executed/ledger
 ledger_dir = ""
 
 # %%
+from pathlib import Path
+
 import pandas as pd
 from IPython.display import Markdown, display
 
 from hardex import ledger, report
+from hardex.chapter import GLANCE_KEY, glue_markdown, items_markdown
 from hardex.paths import repo_root
 
 pd.set_option("display.max_rows", None)
 pd.set_option("display.max_colwidth", None)
 pd.set_option("display.precision", 2)
-where = ledger_dir or ledger.ledger_dir()
+where = Path(ledger_dir or ledger.ledger_dir())
 ledgers = ledger.load_ledgers(where)
 existing = sorted(p.stem for p in (repo_root() / "book").glob("*.py"))
 T = report.reproduction_tables(ledgers, existing)
 profiles = sorted({led["profile"] for led in ledgers.values()})
+here = where.resolve()
+shown_where = here.relative_to(repo_root()) if here.is_relative_to(repo_root()) else here.name  # no machine paths
 display(Markdown(
-    f"This build (profile **{profile}**) found {len(ledgers)} chapter ledger(s) in `{where}`"
+    f"This build (profile **{profile}**) found {len(ledgers)} chapter ledger(s) in `{shown_where}`"
     + (f", measured on profile(s) {', '.join(profiles)}" if profiles else "") + "."
     + (" **The ledgers come from different profiles: compare each row with its own profile.**"
        if len(profiles) > 1 else "")
@@ -87,6 +99,13 @@ T["summary"]
 T["items"].reset_index()
 
 # %% [markdown]
+# ### Where each item is shown
+#
+# ```{glue:md} items-shown-in
+# :format: myst
+# ```
+
+# %% [markdown]
 # ## The numbers: paper, ours, difference
 #
 # Every cell the chapters compared, in percent (ours minus the paper's in `diff`). An empty
@@ -121,7 +140,16 @@ items, summary = T["items"], T["summary"]
 n_run = int((~items["status"].str.startswith("not run")).sum())
 counts = {v: int(summary[v].sum()) for v in ledger.VERDICTS}
 reasons = items.loc[items["status"].str.startswith("not run"), "status"].str.removeprefix("not run: ").value_counts()
-display(Markdown(
+SHORT = (
     f"Of the paper's {len(items)} items, **{n_run}** were built in this build and **{len(items) - n_run}** were not. "
     f"Claims: " + ", ".join(f"**{n}** {v}" for v, n in counts.items()) + ". "
-    + ("Why items were not run: " + "; ".join(f"{r} ({n})" for r, n in reasons.items()) + "." if len(reasons) else "")))
+    + ("Why items were not run: " + "; ".join(f"{r} ({n})" for r, n in reasons.items()) + "." if len(reasons) else ""))
+display(Markdown(SHORT))
+
+
+# %% tags=["remove-input"]
+# the verdicts at a glance (pasted under the title): the short answer, per profile when ledgers of several exist
+per_profile = [f"Profile `{p}`: " + ", ".join(f"{int((claims['profile'] == p).mul(claims['verdict'] == v).sum())} {v}"
+                                           for v in ledger.VERDICTS) for p in profiles] if not claims.empty else []
+glue_markdown(GLANCE_KEY, SHORT + ("\n\n" + "\n".join(f"- {line}" for line in per_profile) if len(profiles) > 1 else ""))
+glue_markdown("items-shown-in", items_markdown(T["items"]))

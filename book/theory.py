@@ -21,6 +21,13 @@
 # its closed form and the simulation part ways, the chapter says so and why. Every number
 # below is computed when the chapter runs (seeded, CPU only).
 
+# %% [markdown]
+# ## Verdicts at a glance
+#
+# ```{glue:md} verdicts-at-a-glance
+# :format: myst
+# ```
+
 # %% tags=["parameters"]
 profile = "smoke"
 seed = 0
@@ -58,6 +65,7 @@ from IPython.display import Markdown, display
 from scipy.stats import pearsonr, spearmanr
 
 from hardex import theory as th
+from hardex.chapter import finish, setup
 from hardex.ledger import Ledger
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -66,7 +74,7 @@ rng = np.random.default_rng(seed)
 # The theory needs no data; the ledger records the paper's statements with computed verdicts
 # (none on the smoke profile). This chapter's own sharpenings are checked too, but are not
 # the paper's claims, so they stay out of the ledger.
-led = Ledger("theory", profile, "no data (closed forms and simulations)")
+_, _, _, _, led = setup(globals(), "theory", data="no data (closed forms and simulations)")
 checks = []  # every statement checked here, for the summary at the end
 
 
@@ -488,3 +496,7 @@ pd.DataFrame(checks)
 # NBVAL_CHECK_OUTPUT
 display(led.verdicts())
 _ = led.save()
+
+
+# %% tags=["remove-input"]
+finish(led)  # the verdicts at a glance (pasted under the title) and the build details

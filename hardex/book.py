@@ -165,6 +165,26 @@ def _placeholder(chapter: Chapter, out: Path) -> None:
     nbformat.write(nb, out / f"{chapter.name}.ipynb")
 
 
+# Cell tags MyST-NB reads (https://myst-nb.readthedocs.io, "hide or remove content").
+VISIBILITY_TAGS = {"hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell",
+                   "show-input"}
+
+
+def tag_for_reader(nb) -> None:
+    """Tag an executed notebook for reading: the parameters cells (the chapter's defaults and
+    papermill's ``injected-parameters``) are removed, the profile box shows them once; every
+    other code cell without a visibility tag of its own folds its source (``hide-input``), so
+    a page shows prose, tables and figures, and code only where a chapter tags it
+    ``show-input`` (nothing MyST-NB knows: the source stays visible)."""
+    for cell in nb.cells:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags):
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+        elif cell.get("cell_type") == "code" and not VISIBILITY_TAGS & set(tags):
+            tags.append("hide-input")
+
+
 def execute_chapter(chapter: Chapter, params: dict[str, Any], out: Path, root: Path, progress: bool = True) -> Path:
     """Run one chapter with papermill; the executed notebook replaces the old one only on success."""
     import nbformat
@@ -195,6 +215,9 @@ def execute_chapter(chapter: Chapter, params: dict[str, Any], out: Path, root: P
     finally:
         source_ipynb.unlink(missing_ok=True)
     final = out / f"{chapter.name}.ipynb"
+    executed = nbformat.read(tmp, as_version=4)
+    tag_for_reader(executed)
+    nbformat.write(executed, tmp)
     os.replace(tmp, final)
     failed.unlink(missing_ok=True)
     return final
@@ -301,6 +324,22 @@ def _stop_kernels(timeout: float = 30.0) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+LANDING = "landing.md"  # written into _executed/ for book/intro.md's {include}
+
+
+def write_landing(root: Path, profile: str, ledger_dir: Path) -> Path:
+    """The landing page's "does the paper hold?" section from every saved ledger (one block
+    per profile; :func:`hardex.chapter.landing`), as ``_executed/landing.md``."""
+    from hardex.chapter import landing
+    from hardex.ledger import load_ledgers
+
+    target = root / EXECUTED_DIR / LANDING
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = landing(load_ledgers(ledger_dir), profile, [c.name for c in toc_chapters(root)], root=root)
+    target.write_text(text + "\n")
+    return target
+
+
 def build(
     profile: str = "smoke",
     chapters: list[str] | None = None,
@@ -312,6 +351,7 @@ def build(
     yes: bool = False,
     plan_only: bool = False,
     plan: bool = False,
+    strict: bool = False,
 ) -> int:
     """Execute chapters (then render the book when ``html``). ``plan`` (as `hardex book`
     does unless --no-plan): first the planning pass, its cost lines and the hardware check."""
@@ -423,8 +463,11 @@ def build(
     for chapter in known:
         if not (out / f"{chapter.name}.ipynb").exists():
             _placeholder(chapter, out)
+    write_landing(root, profile, out / "ledger")
     t0 = time.perf_counter()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", "html"]
+    if strict:  # Sphinx's -W (warnings are errors), -n (nitpicky references); report them all
+        cmd += ["-W", "-n", "--keep-going"]
     result = subprocess.run(cmd, cwd=root)
     if result.returncode != 0:
         print("jupyter-book build failed", file=sys.stderr)
@@ -439,7 +482,7 @@ def _run(args: argparse.Namespace) -> int:
         return build(args.profile, args.chapters, html=not args.no_html,
                      out=Path(args.out) if args.out else None, progress=not args.quiet,
                      root=Path(args.root) if args.root else None, device=args.device, yes=args.yes,
-                     plan_only=args.plan_only, plan=not args.no_plan)
+                     plan_only=args.plan_only, plan=not args.no_plan, strict=args.strict)
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -458,5 +501,7 @@ def add_cli(sub) -> None:
     p.add_argument("--plan-only", action="store_true",
                    help="print the cost lines and write the plan (`hardex status --profile`), train nothing")
     p.add_argument("--no-plan", action="store_true", help="skip the planning pass (and the hardware check)")
+    p.add_argument("--strict", action="store_true",
+                   help="Sphinx warnings are errors (jupyter-book build -W -n --keep-going), as CI builds the book")
     p.add_argument("--root", help="project root holding _toc.yml, book/ and params/ (default: this checkout)")
     p.set_defaults(func=_run)

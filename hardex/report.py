@@ -244,3 +244,56 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
                                                              columns=["ours"])["ours"].notna().sum()),
                         **{verdict: int((v["verdict"] == verdict).sum()) for verdict in VERDICTS}})
     return {"items": items, "cells": cells, "claims": claims, "summary": pd.DataFrame(summary).set_index("chapter")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables as a reader sees them
+
+
+def _diff_colour(v: Any, scale: float) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return ""
+    if f != f:  # NaN: not run
+        return "color: #777"
+    alpha = min(abs(f) / scale, 1.0) * 0.45
+    rgb = "46, 160, 67" if f > 0 else "207, 34, 46"
+    return f"background-color: rgba({rgb}, {alpha:.2f})" if f else ""
+
+
+class ShownTable:
+    """A :func:`compare` table for the page: an HTML table (a pandas Styler) under a caption
+    that names the paper's item, with the paper's number and ours side by side and the
+    ``diff`` columns (ours - paper) coloured by sign and size (full colour at ``scale``); a
+    cell not run shows ``not run``. Its text form is the caption and the plain table, so
+    nbval compares the same numbers as before. ``anchor`` is the HTML id other pages link to."""
+
+    def __init__(self, table: pd.DataFrame, caption: str, anchor: str = "", precision: int = 2,
+                 scale: float = 10.0):
+        self.table, self.caption, self.anchor = table, caption, anchor
+        self.precision, self.scale = precision, scale
+
+    def styler(self):
+        t = self.table
+        diff = [c for c in t.columns if isinstance(c, tuple) and c[-1] == "diff"]
+        uuid = re.sub(r"[^A-Za-z0-9_]", "_", self.anchor or "table")
+        st = (t.style.set_uuid(uuid).format(precision=self.precision, na_rep="not run")
+              .set_caption(self.caption)
+              .set_table_styles([{"selector": "caption",
+                                  "props": "caption-side: top; text-align: left; font-weight: bold; padding-bottom: 0.3em"}]))
+        if diff:
+            st = st.map(lambda v: _diff_colour(v, self.scale), subset=diff)
+        return st
+
+    def _repr_html_(self) -> str:
+        body = self.styler().to_html()
+        return f'<div id="{self.anchor}" class="hardex-table">{body}</div>' if self.anchor else body
+
+    def __repr__(self) -> str:
+        return f"{self.caption}\n{self.table.to_string()}"
+
+
+def captioned(table: pd.DataFrame, caption: str, anchor: str = "", precision: int = 2, scale: float = 10.0) -> ShownTable:
+    """``display(captioned(tab, "Table 3, CIFAR-10, eps 8/255: ...", "table-3-cifar10-eps8"))``."""
+    return ShownTable(table, caption, anchor, precision, scale)

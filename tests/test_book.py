@@ -114,3 +114,18 @@ def test_training_precision_is_one_setting_per_profile():
         assert len(set(seen.values())) == 1, (profile, seen)
         expected = ("fp32", False) if profile == "smoke" else ("bf16", True)
         assert set(seen.values()) == {expected}, (profile, seen)
+
+
+def test_executed_notebook_is_tagged_for_reading(tmp_path):
+    """The parameters cells (the chapter's and papermill's injected one) are removed from the
+    page; other code cells fold their source unless the chapter tagged them."""
+    import nbformat
+
+    root = make_project(tmp_path, {"a": "print(n)"}, {"a": GOOD})
+    assert run_cli(root).returncode == 0
+    nb = nbformat.read(root / "_executed" / "a.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    by_role = {("injected" if "injected-parameters" in c.metadata.tags else
+                "parameters" if "parameters" in c.metadata.tags else "body"): c.metadata.tags for c in code}
+    assert "remove-cell" in by_role["parameters"] and "remove-cell" in by_role["injected"]
+    assert by_role["body"] == ["hide-input"]

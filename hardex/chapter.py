@@ -1,0 +1,395 @@
+"""What every chapter of the book does first and last, so the notebooks hold only their science.
+
+``setup(globals(), "dpls", details=...)`` at the top of a chapter takes the parameters
+(``P``, as the experiment builders read them), opens the chapter's :class:`~hardex.ledger.Ledger`
+and shows the profile box (profile, data, model, schedule, seeds; every parameter folded
+below it). ``note(...)`` keeps what belongs to one build only (wall times, run hashes) out of
+the prose: ``finish(led)`` at the end shows the notes in a collapsed "Build details" box and
+glues the chapter's verdicts at a glance (MyST-NB ``glue``, key :data:`GLANCE_KEY`), which the
+chapter pastes under its title with
+
+    ```{glue:md} verdicts-at-a-glance
+    :format: myst
+    ```
+
+MyST-NB collects a notebook's glued outputs before it renders any cell, so the paste may
+come before the glue. :func:`landing` writes the landing page's "does the paper hold?"
+section from every saved ledger, one block per profile.
+
+The summaries read a claim's fields generically: ``item``, ``claim``, ``verdict``,
+``evidence`` and whatever else a claim carries (``effect``, ``interval``/``ci``,
+``method``, ...), so they do not depend on how the ledger computes its verdicts.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, NamedTuple
+
+from hardex.ledger import FAILS, HOLDS, NO_VERDICT, NOT_RUN, VERDICTS, Ledger, banner, data_label, label_eps
+from hardex.paths import repo_root
+
+GLANCE_KEY = "verdicts-at-a-glance"
+# MyST-NB's glue: an output whose mime types carry this prefix is not shown where it is made.
+_GLUE_PREFIX = "application/papermill.record/"
+_MARK = {HOLDS: "✅ holds", FAILS: "❌ does not hold", NOT_RUN: "➖ not run", NO_VERDICT: "⚪ no verdict (smoke)"}
+_CORE = ("item", "claim", "verdict", "evidence")
+_NOTES: list[str] = []  # this kernel's build notes (one chapter per kernel)
+
+
+class Setup(NamedTuple):
+    P: dict[str, Any]
+    SMOKE: bool
+    SMOKE_TAG: str
+    DATA_LABEL: str
+    led: Ledger
+
+
+# ------------------------------------------------------------------------------------------
+# the top of a chapter
+
+def setup(g: Mapping[str, Any], chapter: str, details: str = "", data: str | None = None,
+          smoke_caveat: str = "", show: bool = True) -> Setup:
+    """The chapter's shared opening: ``P, SMOKE, SMOKE_TAG, DATA_LABEL, led``.
+
+    ``g`` is the notebook's ``globals()`` (parameters and imports, as the experiment builders
+    read them); ``data`` names the data where the chapter has no ``dataset`` parameter;
+    ``details`` (Markdown) says what else the reader needs to know about the setting."""
+    P = dict(g)
+    profile = g["profile"]
+    smoke = profile == "smoke"
+    label = data if data is not None else data_label(g["dataset"])
+    led = Ledger(chapter, profile, label)
+    _NOTES.clear()
+    if show:
+        show_profile(P, led, details, smoke_caveat)
+    return Setup(P, smoke, " (smoke results)" if smoke else "", label, led)
+
+
+def show_profile(P: Mapping[str, Any], led: Ledger, details: str = "", smoke_caveat: str = "") -> None:
+    """Display the profile box (for chapters whose details are known only after ``setup``)."""
+    from IPython.display import HTML, display
+
+    display(HTML(profile_box(P, led.chapter, led.data, details, smoke_caveat)))
+
+
+def _inline_md(text: str) -> str:
+    """The little Markdown the chapters' details use (`code`, **bold**), as HTML."""
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return str(v)
+
+
+def parameter_names(chapter: str, root: Path | None = None) -> list[str]:
+    """The names in the chapter's ``parameters`` cell, in order (``[]`` when unreadable)."""
+    try:
+        from hardex.book import notebook_parameters
+
+        return list(notebook_parameters((root or repo_root()) / "book" / f"{chapter}.py"))
+    except Exception:  # the box is a convenience; a chapter never fails for it
+        return []
+
+
+def profile_box(P: Mapping[str, Any], chapter: str, data: str, details: str = "", smoke_caveat: str = "") -> str:
+    """The compact profile box (HTML): profile, data, model, schedule, seeds, then every
+    parameter of the chapter in a folded list."""
+    profile = P["profile"]
+    rows: list[tuple[str, str]] = [("profile", f"<code>{html.escape(profile)}</code>")]
+    sample = P.get("train_subset")
+    rows.append(("data", html.escape(data) + (f", a class-balanced sample of {sample:,} training images" if sample else "")))
+    if "model" in P:
+        rows.append(("model", f"<code>{html.escape(str(P['model']))}</code>"))
+    sched = []
+    if "epochs" in P:
+        sched.append(f"{P['epochs']} epochs")
+    if P.get("milestones"):
+        sched.append(f"lr decay after {_value(P['milestones'])}")
+    if "T" in P:
+        sched.append(f"difficulty to T = {P['T']}")
+    if isinstance(P.get("eps"), (int, float)):
+        sched.append(label_eps(float(P["eps"])))
+    if sched:
+        rows.append(("schedule", ", ".join(sched)))
+    seeds = [f"{k} = {_value(P[k])}" for k in ("seed", "seeds") if k in P]
+    if seeds:
+        rows.append(("seeds", ", ".join(seeds)))
+    if "device" in P or "precision" in P:
+        rows.append(("device", ", ".join(f"{k} {html.escape(_value(P[k]) or 'auto')}"
+                                          for k in ("device", "precision") if k in P)))
+    if details:
+        rows.append(("setting", _inline_md(details)))
+    body = "".join(f"<tr><th style='text-align:left;padding-right:1em;vertical-align:top'>{k}</th><td>{v}</td></tr>"
+                   for k, v in rows)
+    caveat = ""
+    if profile == "smoke" and "model" in P:  # a chapter that trains (theory and performance do not)
+        text = banner(profile, data, 0, "", smoke_caveat)
+        caveat = f"<p style='margin:0.4em 0 0 0'>{_inline_md(text[text.index('**Smoke profile'):])}</p>"
+    names = [n for n in parameter_names(chapter) if n in P]
+    params = ""
+    if names:
+        items = "".join(f"<tr><td><code>{html.escape(n)}</code></td><td><code>{html.escape(_value(P[n]))}</code></td></tr>"
+                        for n in names)
+        params = (f"<details><summary>All {len(names)} parameters (<code>params/{html.escape(profile)}/"
+                  f"{html.escape(chapter)}.yaml</code>)</summary><table>{items}</table></details>")
+    return ("<div class='hardex-profile' style='border:1px solid #ccc;border-left:4px solid #4a7ab5;"
+            "padding:0.5em 0.8em;margin:0.5em 0;font-size:0.9em'>"
+            f"<table style='margin:0'>{body}</table>{caveat}{params}</div>")
+
+
+def note(text: str) -> None:
+    """Keep a line that belongs to this build only (a wall time, run hashes) for the
+    collapsed "Build details" box that :func:`finish` shows."""
+    _NOTES.append(str(text))
+
+
+# ------------------------------------------------------------------------------------------
+# headings and links
+
+def _heading_text(title: str) -> str:
+    """A heading's text as MyST slugs it: text and inline code, without math or markup."""
+    title = re.sub(r"\$[^$]*\$", "", title)
+    title = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)
+    return title.replace("`", "").replace("**", "").replace("*", "")
+
+
+def slugify(text: str) -> str:
+    try:
+        from myst_parser.mdit_to_docutils.base import default_slugify
+    except ImportError:  # the same rule as MyST's (GitHub's)
+        return re.sub(r"[^\w\- ]", "", text.lower().replace(" ", "-"))
+    return default_slugify(text)
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    title: str
+    slug: str
+
+
+def headings(chapter: str, root: Path | None = None, max_level: int = 3) -> list[Heading]:
+    """The headings of ``book/<chapter>.py``'s Markdown cells with their MyST anchors."""
+    path = (root or repo_root()) / "book" / f"{chapter}.py"
+    out: list[Heading] = []
+    seen: set[str] = set()
+    in_md = False
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if line.startswith("# %%"):
+            in_md = "[markdown]" in line
+            continue
+        m = re.match(r"^# (#{1,6}) (.+?)\s*$", line) if in_md else None
+        if not m or len(m.group(1)) > max_level:
+            continue
+        base = slug = slugify(_heading_text(m.group(2)))
+        i = 1
+        while slug in seen:
+            slug, i = f"{base}-{i}", i + 1
+        seen.add(slug)
+        out.append(Heading(len(m.group(1)), m.group(2), slug))
+    return out
+
+
+def section_for(item: str, hs: list[Heading]) -> Heading | None:
+    """The first section (level 2 or 3) whose heading names one of the paper items ``item``
+    names; else the chapter's "Verdicts" section."""
+    from hardex.report import refs
+
+    wanted = refs(item)
+    for ref in wanted:
+        for h in hs:
+            if h.level >= 2 and ref in refs(h.title):
+                return h
+    return next((h for h in hs if h.title.lower().startswith("verdicts") and h.slug != GLANCE_KEY), None)
+
+
+# ------------------------------------------------------------------------------------------
+# verdicts at a glance
+
+def _cell(text: Any) -> str:
+    s = _value(text) if not isinstance(text, str) else text
+    s = " ".join(s.split())
+    return s.replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*").replace("$", "\\$")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:+.3g}" if abs(v) < 1000 else f"{v:.4g}"
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        return f"[{_fmt(float(v[0]))}, {_fmt(float(v[1]))}]"
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    return _value(v)
+
+
+def effect_text(claim: Mapping[str, Any]) -> str:
+    """What a claim measured: its effect, interval and method when it has them (any other
+    extra field too), else its evidence."""
+    extra = {k: v for k, v in claim.items() if k not in _CORE and v not in (None, "", [], {})}
+    if not extra:
+        return str(claim.get("evidence") or "")
+    parts = []
+    if "effect" in extra:
+        parts.append(_fmt(extra.pop("effect")))
+    for key in ("interval", "ci"):
+        if key in extra:
+            parts.append(f"95% CI {_fmt(extra.pop(key))}")
+    if "method" in extra:
+        parts.append(f"({_fmt(extra.pop('method'))})")
+    parts += [f"{k}: {_fmt(v)}" for k, v in extra.items()]
+    return " ".join(p for p in parts if p)
+
+
+def counts_text(claims: Iterable[Mapping[str, Any]]) -> str:
+    claims = list(claims)
+    if not claims:
+        return "No claim of the paper is judged here."
+    n = {v: sum(c.get("verdict") == v for c in claims) for v in VERDICTS}
+    other = len(claims) - sum(n.values())
+    parts = [f"**{n[HOLDS]} hold{'s' if n[HOLDS] == 1 else ''}**", f"**{n[FAILS]} do{'es' if n[FAILS] == 1 else ''} not hold**",
+             f"{n[NOT_RUN]} not run"]
+    if n[NO_VERDICT]:
+        parts.append(f"{n[NO_VERDICT]} without a verdict (smoke profile)")
+    if other:
+        parts.append(f"{other} other")
+    return f"{len(claims)} claim{'s' if len(claims) != 1 else ''} of the paper: " + ", ".join(parts) + "."
+
+
+def _claims_table(claims: list[Mapping[str, Any]], hs: list[Heading], link_prefix: str) -> list[str]:
+    lines = ["| paper | claim | verdict | effect / evidence | shown in |", "|---|---|---|---|---|"]
+    for c in claims:
+        h = section_for(str(c.get("item", "")), hs)
+        where = f"[{_cell(_heading_text(h.title))}]({link_prefix}#{h.slug})" if h else ""
+        verdict = _MARK.get(c.get("verdict"), _cell(c.get("verdict", "")))
+        lines.append(f"| {_cell(c.get('item', ''))} | {_cell(c.get('claim', ''))} | {verdict} | "
+                     f"{_cell(effect_text(c))} | {where} |")
+    return lines
+
+
+def glance_markdown(claims: Iterable[Mapping[str, Any]], chapter: str, link_prefix: str = "",
+                    root: Path | None = None) -> str:
+    """The claims as MyST Markdown: a count per verdict, then a table (where in the paper, the
+    claim, the verdict, the effect or evidence, a link to the section that shows it:
+    ``link_prefix`` + ``#slug``); the claims not run here are folded into a dropdown."""
+    claims = list(claims)
+    hs = headings(chapter, root)
+    lines = [counts_text(claims)]
+    if not claims:
+        return lines[0]
+    judged = [c for c in claims if c.get("verdict") != NOT_RUN]
+    not_run = [c for c in claims if c.get("verdict") == NOT_RUN]
+    if judged:
+        lines += ["", *_claims_table(judged, hs, link_prefix)]
+    if not_run:
+        lines += ["", f"::::{{dropdown}} {len(not_run)} claim{'s' if len(not_run) != 1 else ''} not run here",
+                  *_claims_table(not_run, hs, link_prefix), "::::"]
+    return "\n".join(lines)
+
+
+def glue_markdown(key: str, text: str) -> None:
+    """MyST-NB's ``glue(key, Markdown(text), display=False)``, without importing myst_nb."""
+    from IPython.display import display
+
+    display({_GLUE_PREFIX + "text/markdown": text, _GLUE_PREFIX + "text/plain": text}, raw=True,
+            metadata={"scrapbook": {"name": key, "mime_prefix": _GLUE_PREFIX}})
+
+
+def glue_figure(key: str, fig) -> None:
+    """MyST-NB's ``glue(key, fig, display=False)`` for a matplotlib figure (then closed), for a
+    numbered, captioned ``{glue:figure}`` in the Markdown cell that follows."""
+    import matplotlib.pyplot as plt
+    from IPython import get_ipython
+    from IPython.display import display
+
+    data, meta = get_ipython().display_formatter.format(fig)
+    plt.close(fig)
+    display({_GLUE_PREFIX + k: v for k, v in data.items()}, raw=True,
+            metadata={**{_GLUE_PREFIX + k: v for k, v in meta.items()},
+                      "scrapbook": {"name": key, "mime_prefix": _GLUE_PREFIX}})
+
+
+def build_details_html(notes: Iterable[str]) -> str:
+    items = "".join(f"<li>{_inline_md(n)}</li>" for n in notes)
+    return ("<details class='hardex-build-details'><summary>Build details (this build only: wall times, "
+            f"run hashes)</summary><ul>{items}</ul></details>")
+
+
+def finish(led: Ledger) -> None:
+    """The chapter's last cell: glue its verdicts at a glance and show the build notes."""
+    from IPython.display import HTML, display
+
+    glue_markdown(GLANCE_KEY, glance_markdown(led.claims, led.chapter))
+    if _NOTES:
+        display(HTML(build_details_html(_NOTES)))
+
+
+# ------------------------------------------------------------------------------------------
+# the landing page
+
+PROFILE_NOTE = {
+    "smoke": "plumbing only: a tiny CNN for a few epochs on a small sample, so no claim gets a verdict",
+    "fast": "one GPU, PreActResNet-18, compressed schedules with the paper's shape",
+    "paper": "the paper's settings (WRN-28-10, 110/200 epochs)",
+}
+
+
+def landing(ledgers: Mapping[str, Mapping[str, Any]], profile: str, chapters: Iterable[str],
+            link_base: str = "../_executed/", root: Path | None = None) -> str:
+    """The landing page's answer to "does the paper hold?" (MyST Markdown): for the profile
+    that built the book, every chapter's claims with verdict, effect and a link to the section
+    that shows it; ledgers of other profiles follow, each under its own label, never mixed."""
+    order = list(chapters)
+    by_profile: dict[str, list[str]] = {}
+    for ch in sorted(ledgers, key=lambda c: order.index(c) if c in order else len(order)):
+        by_profile.setdefault(str(ledgers[ch].get("profile")), []).append(ch)
+    if not by_profile:
+        return "No chapter has been executed in this build, so no claim has a verdict yet."
+    out = []
+    for prof in [profile, *sorted(p for p in by_profile if p != profile)]:
+        chs = by_profile.get(prof)
+        if not chs:
+            continue
+        claims = [c for ch in chs for c in ledgers[ch].get("claims", [])]
+        label = ("This build" if prof == profile else "Earlier records") + f", profile `{prof}`"
+        out += [f"### {label}", "",
+                f"Profile `{prof}`: {PROFILE_NOTE.get(prof, '')}. " + counts_text(claims), ""]
+        if prof != profile:
+            out += [f"These chapters' records were left by an earlier build on profile `{prof}`; "
+                    f"they are not part of the `{profile}` results above.", ""]
+        for ch in chs:
+            led = ledgers[ch]
+            title = next((h.title for h in headings(ch, root) if h.level == 1), ch)
+            out += [f"**[{_cell(_heading_text(title))}]({link_base}{ch}.ipynb)** (data: {_cell(led.get('data', ''))})", "",
+                    glance_markdown(led.get("claims", []), ch, link_prefix=f"{link_base}{ch}.ipynb", root=root), ""]
+    return "\n".join(out)
+
+
+def items_markdown(items, root: Path | None = None) -> str:
+    """The appendix's "where each item is shown" (MyST Markdown): one row per paper item (a
+    :func:`hardex.report.reproduction_tables` ``items`` table), linked to the section of its
+    chapter that names it, with its status."""
+    lines = ["| paper item | shown in | status |", "|---|---|---|"]
+    cache: dict[str, list[Heading]] = {}
+    for item, row in items.iterrows():
+        ch = row.get("chapter")
+        where = "-"
+        executed = "no ledger" not in str(row.get("status", ""))  # a placeholder page has no sections to link
+        if ch and ch != "-" and (root or repo_root()).joinpath("book", f"{ch}.py").exists():
+            hs = cache.setdefault(ch, headings(ch, root))
+            h = section_for(str(item), hs)
+            title = next((x.title for x in hs if x.level == 1), ch)
+            where = (f"[{_cell(_heading_text(title))}]({ch}.ipynb)" + (f", [{_cell(_heading_text(h.title))}]({ch}.ipynb#{h.slug})"
+                                                                      if h and executed and not h.title.lower().startswith("verdicts")
+                                                                      else ""))
+        lines.append(f"| {_cell(str(item))} | {where} | {_cell(str(row.get('status', '')))} |")
+    return "\n".join(lines)
