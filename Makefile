@@ -11,7 +11,7 @@ LOCK_PINS := torch==2.14.1 torchvision==0.29.1
 # pip itself is not in the lock (pip-tools leaves it out); this is the one that installs it
 PIP_VERSION := 26.3
 
-.PHONY: book test unit nbval env lock clean
+.PHONY: book test unit nbval browser env lock clean
 
 env: $(STAMP)
 
@@ -33,15 +33,20 @@ lock:
 	  --extra book --extra test -c build/lock-pins.txt --no-emit-index-url --no-emit-find-links \
 	  --output-file requirements.lock pyproject.toml
 
-## make book [PROFILE=smoke|fast|paper] [CHAPTERS="theory ..."]: execute chapters, build _build/html
+## make book [PROFILE=smoke|fast|paper] [CHAPTERS="theory ..."] [STRICT=1]: execute chapters, build _build/html
+## (STRICT=1: Sphinx warnings are errors, as in CI)
 book: $(STAMP)
-	$(BIN)/hardex book --profile $(PROFILE) $(if $(CHAPTERS),--chapters $(CHAPTERS))
+	$(BIN)/hardex book --profile $(PROFILE) $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(if $(STRICT),--strict)
+
+## make browser: headless Chromium (Debian's chromium) over the built book; screenshots in _build/screenshots/
+browser: $(STAMP)
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m browser tests/test_browser.py
 
 ## make test: unit tests, then nbval over freshly executed smoke notebooks
 test: unit nbval
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q --durations=15
+	$(BIN)/python -m pytest tests -q --durations=15 -m "not browser"
 
 nbval: $(STAMP)
 	rm -rf $(NBVAL_DIR)
