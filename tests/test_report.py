@@ -105,12 +105,12 @@ def _ledgers():
     he = Ledger("hard_examples", "fast", "CIFAR-10 (JPEG copy)")
     he.table("Table 1", report.compare({"none": {"rob": 0.5}, "hard_pruning": {"rob": None}},
                                        {"none": {"rob": 51.8}, "hard_pruning": {"rob": 53.36}}))
-    he.claim("Table 1", "pruning hard helps", True)
-    he.claim("Fig. 3 (right)", "adv gap > clean gap", False)
+    he.compare("Table 1", "pruning hard helps", "1" * 60 + "0" * 40, "1" * 40 + "0" * 60)
+    he.fact("Fig. 3 (right)", "adv gap > clean gap", False)
     he.claim("Fig. 1", "x", None)
     mem = Ledger("memorization", "smoke", "CIFAR-10 (JPEG copy)")
-    mem.claim("Table 2 / Table 7", "hard only fails", True)
-    mem.claim("budget", "not an item", True)
+    mem.fact("Table 2 / Table 7", "hard only fails", True)
+    mem.fact("budget", "not an item", True)
     return {"hard_examples": he.to_dict(), "memorization": mem.to_dict()}
 
 
