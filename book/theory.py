@@ -72,7 +72,8 @@ checks = []  # every statement checked here, for the summary at the end
 
 def verdict(item: str, statement: str, holds: bool, evidence: str, paper: bool = True) -> None:
     holds = bool(holds)
-    v = led.claim(item, statement, holds, evidence) if paper else "(not a claim of the paper)"
+    v = (led.fact(item, statement, holds, "exact (deterministic: closed form or seeded simulation)", evidence)
+         if paper else "(not a claim of the paper)")
     checks.append({"item": item, "statement": statement, "computed here": "yes" if holds else "no",
                    "verdict": v, "evidence": evidence})
 

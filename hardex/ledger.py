@@ -42,6 +42,10 @@ HOLDS, FAILS, NOT_RUN, NO_VERDICT = "holds", "does not hold", "not run", "no ver
 INCONCLUSIVE = "inconclusive"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN, NO_VERDICT)
 assert (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE) == (HOLDS, FAILS, INCONCLUSIVE)
+# stated assumptions of the power calculations (not measured): two adversarially trained
+# models disagree on ~15% of test examples under a strong attack; one seed's effect has an sd
+# of ~0.5 points (seed-to-seed spread of robust accuracy differences on CIFAR-10)
+DISCORDANCE, SEED_SD = 0.15, 0.5
 STAT_FIELDS = ("effect", "lo", "hi", "level", "method", "n", "seeds", "margin", "p", "direction")
 
 
@@ -78,6 +82,24 @@ def banner(profile: str, data: str, train_subset: int, details: str, smoke_cavea
         text += ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
                  f"for a few epochs on a small sample{smoke_caveat} and say nothing about the paper's claims.")
     return text
+
+
+def _outcomes(x: Any) -> bool:
+    """Per-example outcomes (a bit string, a bool / int array, or a per-seed list of them)?"""
+    import numpy as np
+
+    if isinstance(x, str):
+        return True
+    if isinstance(x, (list, tuple)):
+        return len(x) > 0 and all(_outcomes(v) for v in x)
+    return isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "bi"
+
+
+def _agg(x: Any) -> Any:
+    """An aggregate accuracy (fraction), or per-seed list of them, from what a chapter holds."""
+    if isinstance(x, (list, tuple)):
+        return [float(v) for v in x]
+    return float(x)
 
 
 def _num(v: Any) -> float | None:
@@ -140,6 +162,19 @@ class Ledger:
                             **({"per_seed": d["extra"]["per_seed"]} if "per_seed" in d["extra"] else {})})
         return verdict
 
+    def test(self, a, b, direction: str = ">", n: int | None = None, margin: float | None = None,
+             n_b: int | None = None) -> stats.Comparison:
+        """The statistic for "model a beats model b" (or, with ``margin``, "a and b are
+        equivalent") without recording it: paired (:func:`hardex.stats.paired` /
+        :func:`hardex.stats.equivalence`) when both are per-example outcomes (bit strings,
+        arrays, or per-seed lists of them), else unpaired on aggregate accuracies (fractions,
+        or per-seed lists of them) on ``n`` (and ``n_b``) examples."""
+        if _outcomes(a) and _outcomes(b):
+            return stats.paired(a, b, direction) if margin is None else stats.equivalence(a, b, margin)
+        if n is None:
+            raise ValueError("aggregate accuracies need the number of examples n")
+        return stats.unpaired(_agg(a), n, _agg(b), n if n_b is None else n_b, direction, margin)
+
     def compare(self, item: str, claim: str, a, b, direction: str = ">", evidence: str = "", **kw) -> str:
         """Paired comparison of models ``a`` and ``b`` on the same test examples (per-example
         outcomes: bit strings / arrays, or per-seed lists of them); the claim says
@@ -164,17 +199,25 @@ class Ledger:
         return self.record(item, claim, stats.deterministic(holds, method, effect, n), evidence)
 
     def power(self, item: str, comparison: str, n: int | None, seeds: int = 1, paper_effect: float | None = None,
-              discordance: float = 0.15, seed_sd: float = 0.5, note: str = "") -> dict[str, Any]:
+              discordance: float = DISCORDANCE, seed_sd: float = SEED_SD, note: str = "",
+              equivalence: bool = False) -> dict[str, Any]:
         """Record (and return) the minimum detectable effect (points; 95% interval, 80% power,
         :func:`hardex.stats.mde`) of a planned comparison on ``n`` test examples and ``seeds``
         seeds, next to the paper's effect (points). ``discordance`` and ``seed_sd`` are stated
         assumptions (fraction of examples on which the two models disagree; sd of one seed's
-        effect, points). ``n=None``: the comparison is not run on this profile."""
-        m = None if not n else stats.mde(int(n), int(seeds), discordance, seed_sd)
+        effect, points). ``n=None``: the comparison is not run on this profile.
+        ``equivalence=True``: a "no difference" claim; the MDE column is then the smallest
+        equivalence margin TOST confirms with 80% power at a true difference of 0
+        (:func:`hardex.stats.min_equivalence_margin`), to set next to the claim's margin."""
+        f = stats.min_equivalence_margin if equivalence else stats.mde
+        m = None if not n else f(int(n), int(seeds), discordance, seed_sd)
         pe = _num(paper_effect)
         row = {"item": item, "comparison": comparison, "examples": int(n) if n else None, "seeds": int(seeds),
                "paper effect": pe, "MDE": m, "discordance": discordance, "seed sd": seed_sd,
-               "can confirm": None if m is None or pe is None else bool(abs(pe) >= m), "note": note}
+               "can confirm": None if m is None or pe is None else bool(abs(pe) >= m),
+               "note": note}
+        if equivalence:  # paper_effect is then the claim's margin
+            row["can confirm"] = None if m is None or pe is None else bool(pe >= m)
         self.powers.append(row)
         return row
 

@@ -46,7 +46,7 @@ N_BOOT = 4000
 __all__ = [
     "Comparison", "as_outcomes", "mcnemar_exact", "paired_bootstrap", "hierarchical_bootstrap",
     "t_interval", "paired", "across_seeds", "unpaired", "equivalence", "bootstrap_mean_diff",
-    "deterministic", "verdict", "mde", "combine",
+    "deterministic", "two_sample", "contrast", "verdict", "mde", "min_equivalence_margin", "combine", "accuracy",
 ]
 
 
@@ -203,14 +203,20 @@ def bootstrap_mean_diff(x: Any, y: Any, n_boot: int = N_BOOT, seed: int = 0, lev
 # --------------------------------------------------------------------------- verdicts
 
 
-def verdict(lo: float | None, hi: float | None, direction: str = ">") -> str:
-    """holds / does not hold / inconclusive for an interval and the claimed sign of the effect."""
+def verdict(lo: float | None, hi: float | None, direction: str = ">", tol: float = 0.0) -> str:
+    """holds / does not hold / inconclusive for an interval and the claimed sign of the effect.
+
+    ``">"`` / ``"<"``: the interval must exclude 0 on the claimed side. ``">="`` / ``"<="``
+    (non-inferiority, "a is not below b" within ``tol`` points): holds when the interval lies
+    at or above -tol, does not hold when it lies entirely below -tol."""
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return INCONCLUSIVE
-    if direction == "<":
+    if direction in ("<", "<="):
         lo, hi = -hi, -lo
-    elif direction != ">":
-        raise ValueError(f"direction must be '>' or '<', got {direction!r}")
+    elif direction not in (">", ">="):
+        raise ValueError(f"direction must be '>', '<', '>=' or '<=', got {direction!r}")
+    if direction in (">=", "<="):
+        return HOLDS if lo >= -tol else FAILS if hi < -tol else INCONCLUSIVE
     return HOLDS if lo > 0 else FAILS if hi < 0 else INCONCLUSIVE
 
 
@@ -243,12 +249,12 @@ def _samples(a: Any, b: Any, n_boot: int, seed: int) -> tuple[np.ndarray, int, i
 
 
 def paired(a: Any, b: Any, direction: str = ">", n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,
-           mcnemar: bool = True) -> Comparison:
+           mcnemar: bool = True, tol: float = 0.0) -> Comparison:
     """acc(a) - acc(b) on the same test examples: effect, bootstrap interval, exact McNemar p
     and the verdict for the claim ``effect <direction> 0``. ``a`` and ``b`` are one seed's
     outcomes or per-seed lists of them (same test examples): then the hierarchical
     bootstrap and no McNemar p (see :func:`across_seeds`). ``mcnemar=False`` skips the
-    p-value (simulations)."""
+    p-value (simulations). ``tol``: the tolerance of a ">=" / "<=" claim (:func:`verdict`)."""
     s, n, k, per_seed = _samples(a, b, n_boot, seed)
     lo, hi = _percentile(s, level)
     eff = float(per_seed.mean())
@@ -256,14 +262,26 @@ def paired(a: Any, b: Any, direction: str = ">", n_boot: int = N_BOOT, seed: int
         a_s, b_s = _seed_lists(a, b)
         mc = mcnemar_exact(a_s[0], b_s[0])
         return Comparison(eff, lo, hi, f"paired bootstrap over test examples ({n_boot} resamples); exact McNemar p",
-                          n, 1, verdict(lo, hi, direction), level, direction, p=mc["p"],
+                          n, 1, verdict(lo, hi, direction, tol), level, direction, p=mc["p"],
                           extra={"n10": mc["n10"], "n01": mc["n01"]})
     if k == 1:
         return Comparison(eff, lo, hi, f"paired bootstrap over test examples ({n_boot} resamples)", n, 1,
-                          verdict(lo, hi, direction), level, direction)
+                          verdict(lo, hi, direction, tol), level, direction)
     return Comparison(eff, lo, hi, f"hierarchical bootstrap: test examples, then {k} seeds ({n_boot} resamples)",
-                      n, k, verdict(lo, hi, direction), level, direction,
+                      n, k, verdict(lo, hi, direction, tol), level, direction,
                       extra={"per_seed": [float(x) for x in per_seed]})
+
+
+def accuracy(a: Any, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> Comparison:
+    """One model's accuracy (points) with its interval: one seed's outcomes (bootstrap over
+    test examples) or per-seed lists (hierarchical: examples, then seeds), as a comparison
+    with an all-wrong model."""
+    a_s, _ = _seed_lists(a, a)
+    zeros = [np.zeros(as_outcomes(x).size, dtype=bool) for x in a_s]
+    c = paired(a_s if len(a_s) > 1 else a_s[0], zeros if len(a_s) > 1 else zeros[0], ">", n_boot, seed, level,
+               mcnemar=False)
+    c.method = c.method.replace("paired bootstrap", "bootstrap")
+    return c
 
 
 def across_seeds(a_seeds: Sequence[Any], b_seeds: Sequence[Any], direction: str = ">", **kw: Any) -> Comparison:
@@ -284,7 +302,7 @@ def equivalence(a: Any, b: Any, margin: float, alpha: float = 0.05, n_boot: int 
 
 def unpaired(acc_a: float | Sequence[float], n_a: int, acc_b: float | Sequence[float], n_b: int,
              direction: str = ">", margin: float | None = None, n_boot: int = N_BOOT, seed: int = 0,
-             level: float = 0.95) -> Comparison:
+             level: float = 0.95, tol: float = 0.0) -> Comparison:
     """Aggregate accuracies only (fractions in [0, 1], no per-example outcomes), on ``n_a``
     and ``n_b`` examples. One seed: a parametric bootstrap of two independent binomials
     (conservative for models scored on the same examples: it ignores their positive
@@ -314,7 +332,35 @@ def unpaired(acc_a: float | Sequence[float], n_a: int, acc_b: float | Sequence[f
         return Comparison(eff, lo, hi, f"equivalence within +-{margin:g} points: TOST on the " + method,
                           int(n_a), 1, v, 1 - 2 * (1 - level), "=", float(margin))
     lo, hi = _percentile(s, level)
-    return Comparison(eff, lo, hi, method, int(n_a), 1, verdict(lo, hi, direction), level, direction)
+    return Comparison(eff, lo, hi, method, int(n_a), 1, verdict(lo, hi, direction, tol), level, direction)
+
+
+def two_sample(x: Any, y: Any, direction: str = ">", n_boot: int = N_BOOT, seed: int = 0,
+               level: float = 0.95, scale: float = 100.0, what: str = "") -> Comparison:
+    """mean(x) - mean(y) of two independent samples of per-example values (0/1 outcomes of
+    different examples, e.g. easy and hard classes, or scores such as EL2N), times ``scale``
+    (100: fractions to points): :func:`bootstrap_mean_diff` and its verdict."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    eff, lo, hi = bootstrap_mean_diff(x, y, n_boot, seed, level, scale)
+    return Comparison(eff, lo, hi, f"two-sample bootstrap over examples ({n_boot} resamples{'; ' + what if what else ''})",
+                      int(x.size + y.size), 1, verdict(lo, hi, direction), level, direction)
+
+
+def contrast(accs: Sequence[float], ns: Sequence[int], weights: Sequence[float], direction: str = ">",
+             n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95, what: str = "",
+             offset: float = 0.0) -> Comparison:
+    """A linear contrast sum_i w_i acc_i + ``offset`` (points) of independent aggregate
+    accuracies (fractions on ns[i] examples), e.g. a difference of differences (w = 1, -1, -1,
+    1), or "a exceeds b by more than 50 points" (w = 1, -1, offset -50): a parametric bootstrap
+    of independent binomials (unpaired; no per-example outcomes)."""
+    p, n, w = (np.asarray(v, dtype=np.float64) for v in (accs, ns, weights))
+    rng = np.random.default_rng(seed)
+    draws = rng.binomial(n.astype(np.int64)[None, :], p[None, :], size=(n_boot, p.size)) / n
+    s = 100.0 * draws @ w + offset
+    lo, hi = _percentile(s, level)
+    return Comparison(100.0 * float(p @ w) + offset, lo, hi, f"unpaired binomial bootstrap of a contrast of {p.size} aggregate "
+                      f"accuracies ({n_boot} resamples{'; ' + what if what else ''})", int(n.min()), 1,
+                      verdict(lo, hi, direction), level, direction)
 
 
 def deterministic(holds: bool, method: str = "exact (deterministic)", effect: float | None = None,
@@ -373,3 +419,16 @@ def mde(n: int, seeds: int = 1, discordance: float = 0.2, seed_sd: float = 0.0, 
     var_true = var_e + seed_sd**2 / seeds
     var_int = var_true if seeds > 1 else var_e
     return float(z_a * math.sqrt(var_int) + z_b * math.sqrt(var_true))
+
+
+def min_equivalence_margin(n: int, seeds: int = 1, discordance: float = 0.2, seed_sd: float = 0.0,
+                           alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest equivalence margin (points) that TOST (:func:`equivalence`) confirms with
+    probability ``power`` when the true difference is 0 (the noise model of :func:`mde`):
+    z_{1-alpha} * se_interval + z_{(1+power)/2} * se_estimate."""
+    if n < 1 or seeds < 1:
+        raise ValueError("n and seeds must be >= 1")
+    var_e = 1e4 * discordance / n
+    var_true = var_e + seed_sd**2 / seeds
+    var_int = var_true if seeds > 1 else var_e
+    return float(sps.norm.ppf(1 - alpha) * math.sqrt(var_int) + sps.norm.ppf(0.5 + power / 2) * math.sqrt(var_true))

@@ -188,3 +188,31 @@ def test_unpaired_and_equivalence_shapes():
     e = st.unpaired(0.50, 10000, 0.50, 10000, margin=2.0)
     assert e.verdict == st.HOLDS and e.direction == "="
     assert st.Comparison(1.0, 0.5, 1.5, "m").interval_text() == "+1.00 [+0.50, +1.50]"
+
+
+def test_non_inferiority_contrast_two_sample_and_accuracy():
+    assert st.verdict(-0.5, 1.0, ">=", tol=1.0) == st.HOLDS and st.verdict(-3.0, -1.5, ">=", tol=1.0) == st.FAILS
+    assert st.verdict(-1.5, 1.0, ">=", tol=1.0) == st.INCONCLUSIVE and st.verdict(-1.0, 0.5, "<=", tol=1.0) == st.HOLDS
+    same = st.paired("1" * 50 + "0" * 50, "1" * 50 + "0" * 50, ">=")
+    assert (same.lo, same.hi, same.verdict) == (0.0, 0.0, st.HOLDS)
+    # contrast: a difference of differences of independent binomials, with an offset
+    c = st.contrast([0.6, 0.5, 0.55, 0.5], [10000] * 4, [1, -1, -1, 1], offset=1.0)
+    assert c.effect == pytest.approx(6.0) and c.lo < 6.0 < c.hi and c.verdict == st.HOLDS
+    g = np.random.default_rng(0)
+    ref = 100 * (g.binomial(np.array([10000] * 4)[None, :], np.array([0.6, 0.5, 0.55, 0.5])[None, :], size=(4000, 4))
+                 / 10000) @ np.array([1, -1, -1, 1.0]) + 1.0
+    assert (c.lo, c.hi) == pytest.approx(tuple(np.quantile(ref, [0.025, 0.975])), abs=1e-9)
+    t = st.two_sample(np.ones(50), np.zeros(50))
+    assert t.effect == 100.0 and t.verdict == st.HOLDS and t.n == 100
+    a = st.accuracy("1" * 30 + "0" * 70)
+    assert a.effect == pytest.approx(30.0) and a.lo < 30 < a.hi
+    assert st.accuracy(["1" * 30 + "0" * 70] * 2).seeds == 2
+
+
+def test_min_equivalence_margin_against_simulation():
+    n, disc = 2000, 0.2
+    m = st.min_equivalence_margin(n, 1, disc)
+    sims = _sims(20, n, 0.5, 0.5, disc, k=500)
+    rate = _rate(lambda a, b: st.equivalence(a, b, m, n_boot=600, seed=1).verdict == st.HOLDS, sims)
+    print(f"\nsmallest equivalence margin {m:.2f} points (n {n}): simulated power {100 * rate:.0f}%")
+    assert abs(rate - 0.8) < 0.07
