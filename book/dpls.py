@@ -409,7 +409,7 @@ for e in t3_eps:
         t3_claim(where, f"{A}+DPLS has higher robust accuracy than {A}+pruning the top 10% hard", alg, e, "dpls",
                  "pruning", ev)
         t3_claim(where, f"{A}+LS (uniform, DPLS's average factor) shows no robustness improvement over {A} "
-                 f"(here: equivalent within ±{LS_MARGIN:g} points)", alg, e, "ls", "", ev, margin=LS_MARGIN)
+                 f"(here: equivalent within ±{LS_MARGIN:g} point(s), TOST)", alg, e, "ls", "", ev, margin=LS_MARGIN)
         _ = t3_claim(where, f"{A}+pruning the top 10% hard raises robust accuracy over {A}", alg, e, "pruning", "", ev)
 
 # %% [markdown]

@@ -411,6 +411,10 @@ def mde(n: int, seeds: int = 1, discordance: float = 0.2, seed_sd: float = 0.0, 
     example part, while the estimate still carries a seed's deviation:
 
         MDE = z_{1-alpha/2} * se_interval + z_power * se_estimate.
+
+    Because the test-set part does not shrink with k, more seeds do not lower the MDE here;
+    they make the interval honest: with one seed and ``seed_sd`` > 0 the interval misses the
+    seed spread, so "holds" comes more often than 2.5% of the time when the true effect is 0.
     """
     if n < 1 or seeds < 1:
         raise ValueError("n and seeds must be >= 1")
