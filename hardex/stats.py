@@ -385,7 +385,7 @@ def combine(parts: Sequence[Comparison], how: str = "all") -> Comparison:
     ns = {p.n for p in parts if p.n is not None}
     ks = {p.seeds for p in parts if p.seeds is not None}
     methods = list(dict.fromkeys(p.method for p in parts))
-    worst = min(parts, key=lambda p: -math.inf if p.lo is None else (p.lo if p.direction != "<" else -p.hi)) \
+    worst = min(parts, key=lambda p: -math.inf if p.lo is None else (-p.hi if p.direction in ("<", "<=") else p.lo)) \
         if parts else None
     return Comparison(None if worst is None else worst.effect, None if worst is None else worst.lo,
                       None if worst is None else worst.hi,
