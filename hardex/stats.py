@@ -375,6 +375,10 @@ def combine(parts: Sequence[Comparison], how: str = "all") -> Comparison:
     """A compound claim: ``how="all"`` (every part must hold): holds when all hold, does not
     hold when any does not, else inconclusive. ``how="any"``: holds when one holds, does not
     hold when all do not."""
+    if how not in ("all", "any"):
+        raise ValueError("how must be 'all' or 'any'")
+    if len(parts) == 1:
+        return parts[0]
     vs = [p.verdict for p in parts]
     if how == "all":
         v = HOLDS if all(x == HOLDS for x in vs) else FAILS if FAILS in vs else INCONCLUSIVE
