@@ -130,8 +130,8 @@ CAL = {}
 def test_calibration_of_the_directional_verdict():
     null = _sims(0, 10_000, 0.5, 0.5)
     alt = _sims(1, 10_000, 0.53, 0.5)
-    CAL["null holds"] = _rate(lambda a, b: st.paired(a, b, n_boot=1000, seed=1, mcnemar=False).verdict == st.HOLDS, null)
-    CAL["3-point holds"] = _rate(lambda a, b: st.paired(a, b, n_boot=1000, seed=1, mcnemar=False).verdict == st.HOLDS, alt)
+    CAL["null holds"] = _rate(lambda a, b: st.paired(a, b, n_boot=500, seed=1, mcnemar=False).verdict == st.HOLDS, null)
+    CAL["3-point holds"] = _rate(lambda a, b: st.paired(a, b, n_boot=500, seed=1, mcnemar=False).verdict == st.HOLDS, alt)
     print(f"\ncalibration (1,000 comparisons, 10,000 examples, discordance 20%): same accuracy -> holds "
           f"{100 * CAL['null holds']:.1f}%; true +3 points -> holds {100 * CAL['3-point holds']:.1f}%")
     assert CAL["null holds"] <= 0.05 and CAL["3-point holds"] >= 0.95
@@ -141,8 +141,8 @@ def test_calibration_of_the_equivalence_test():
     margin = 2.0
     same = _sims(2, 10_000, 0.5, 0.5)
     edge = _sims(3, 10_000, 0.5 + margin / 100, 0.5)
-    eq_same = _rate(lambda a, b: st.equivalence(a, b, margin, n_boot=1000, seed=1).verdict == st.HOLDS, same)
-    eq_edge = _rate(lambda a, b: st.equivalence(a, b, margin, n_boot=1000, seed=1).verdict == st.HOLDS, edge)
+    eq_same = _rate(lambda a, b: st.equivalence(a, b, margin, n_boot=500, seed=1).verdict == st.HOLDS, same)
+    eq_edge = _rate(lambda a, b: st.equivalence(a, b, margin, n_boot=500, seed=1).verdict == st.HOLDS, edge)
     print(f"\nequivalence (margin {margin} points): true 0 -> holds {100 * eq_same:.1f}%; true difference at the "
           f"margin -> holds {100 * eq_edge:.1f}%")
     assert eq_same >= 0.95 and eq_edge <= 0.07  # ~5%: bootstrap endpoints add a little noise
@@ -169,10 +169,10 @@ def test_mde_with_seed_spread_against_simulation():
     assert m > st.mde(n, k, disc) and st.mde(n, 1, disc, sd) > st.mde(n, 1, disc)
     rng = np.random.default_rng(5)
     hits = []
-    for _ in range(300):
+    for _ in range(200):
         eff = m + sd * rng.standard_normal(k)
         pairs = [_models(rng, n, 0.5 + e / 200, 0.5 - e / 200, disc) for e in eff]
-        c = st.paired([p[0] for p in pairs], [p[1] for p in pairs], n_boot=600, seed=1)
+        c = st.paired([p[0] for p in pairs], [p[1] for p in pairs], n_boot=400, seed=1)
         hits.append(c.verdict == st.HOLDS)
     rate = float(np.mean(hits))
     print(f"\nMDE {m:.2f} points (n {n}, {k} seeds, seed sd {sd}): simulated power {100 * rate:.0f}%")
