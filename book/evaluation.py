@@ -128,6 +128,32 @@ show_profile(P, led, f"evaluated on {eval_n or 'all'} test images at {label_eps(
              smoke_caveat=", with shortened attacks,")
 
 # %% [markdown]
+# ## What this profile can detect
+#
+# Before anything is evaluated: the minimum detectable effect (MDE, points; 95% interval
+# excluding zero with 80% power, `hardex.stats.mde`) of the chapter's paired comparisons on
+# `eval_n` test images (every attack scores the same images, so every comparison is paired;
+# one training seed), next to the paper's effect. Stated assumptions: two models disagree on 15%
+# of the images; two attacks on one model on 5%. For "agree within" claims the MDE column is
+# the smallest margin TOST can confirm.
+
+# %%
+N_EVAL = eval_n or 10000
+for item, what, eff, disc, eq in (
+        ("Table 21", "DPLS - baseline under MD", paper_value("table21.pgd_dpls.md") - paper_value("table21.pgd.md"), 0.15, False),
+        ("Table 21", "DPLS - baseline under RayS", paper_value("table21.pgd_dpls.rays") - paper_value("table21.pgd.rays"),
+         0.15, False),
+        ("Table 21", "RayS - A3 (baseline)", paper_value("table21.pgd.rays") - paper_value("table21.pgd.a3"), 0.05, False),
+        ("Table 21", "MD = A3 within 1 point (margin)", 1.0, 0.05, True),
+        ("Table 20", "DPLS - baseline, A3, hard classes (half the images)",
+         paper_value("table20.pgd_dpls.a3_hard") - paper_value("table20.pgd.a3_hard"), 0.3, False),
+        ("A3 vs AutoAttack", f"A3 = AutoAttack within {a3_gap_tol_points} points (margin)", a3_gap_tol_points, 0.05, True)):
+    led.power(item, what, N_EVAL // 2 if "half" in what else N_EVAL, 1, eff, discordance=disc, equivalence=eq)
+print(f"comparisons on {N_EVAL} test images, 1 training seed (profile {profile}):")
+with pd.option_context("display.precision", 2):
+    display(led.power_table())
+
+# %% [markdown]
 # ## The runs
 #
 # The baseline is the profile's shared PGD-AT run (the same spec, so the same stored run, as
@@ -205,14 +231,16 @@ display(captioned(led.table("Table 21", t21, note=f"n = {results['pgd']['n']}, R
 # %%
 one = 1 / results["pgd"]["n"]
 r21 = {k: v["robust_acc"] for k, v in results.items()}
-_ = led.claim("Table 21", "DPLS has higher robust accuracy than the baseline under MD and under RayS",
-              bool(r21["pgd_dpls"]["md"] > r21["pgd"]["md"] and r21["pgd_dpls"]["rays"] > r21["pgd"]["rays"]),
+bits = {k: v["per_example"] for k, v in results.items()}  # per-example outcomes, the same images for every attack
+st = led.stats
+_ = led.record("Table 21", "DPLS has higher robust accuracy than the baseline under MD and under RayS",
+               st.combine([st.paired(bits["pgd_dpls"][a], bits["pgd"][a]) for a in ("md", "rays")]),
               "; ".join(f"{k}: MD {100 * v['md']:.2f}, RayS {100 * v['rays']:.2f}" for k, v in r21.items()))
-_ = led.claim("Table 21", "MD and A3 agree within 1 point on each model",
-              bool(all(abs(v["md"] - v["a3"]) <= 0.01 + one for v in r21.values())),
+_ = led.record("Table 21", "MD and A3 agree within 1 point on each model (equivalence, TOST)",
+               st.combine([st.equivalence(b["md"], b["a3"], 1.0 + 100 * one) for b in bits.values()]),
               "; ".join(f"{k}: MD - A3 = {100 * (v['md'] - v['a3']):+.2f}" for k, v in r21.items()))
-_ = led.claim("Table 21", "black-box RayS gives higher robust accuracy than white-box A3",
-              bool(all(v["rays"] > v["a3"] for v in r21.values())),
+_ = led.record("Table 21", "black-box RayS gives higher robust accuracy than white-box A3",
+               st.combine([st.paired(b["rays"], b["a3"]) for b in bits.values()]),
               "; ".join(f"{k}: RayS - A3 = {100 * (v['rays'] - v['a3']):+.2f}" for k, v in r21.items()))
 
 # %% [markdown]
@@ -239,11 +267,22 @@ display(captioned(led.table("Table 20", t20, note=f"pgd = PGD-{pgd_steps} (CE, s
 
 # %%
 g = {k: v for k, v in ours20.items()}
-_ = led.claim("Table 20", "DPLS raises A3 robust accuracy on both the easy and the hard classes",
-              bool(g["pgd_dpls"]["a3_easy"] > g["pgd"]["a3_easy"] and g["pgd_dpls"]["a3_hard"] > g["pgd"]["a3_hard"]),
+st = led.stats
+
+
+def a3_group(k: str, classes) -> np.ndarray:
+    """Model k's per-example A3 outcomes on the test images of ``classes``."""
+    pe = results[k]["per_example"]
+    return st.as_outcomes(pe["a3"])[np.isin(np.asarray(pe["labels"]), list(classes))]
+
+
+EASY, HARD = (0, 1, 7, 8, 9), (2, 3, 4, 5, 6)  # hardex.robustness.DEFAULT_GROUPS
+_ = led.record("Table 20", "DPLS raises A3 robust accuracy on both the easy and the hard classes",
+               st.combine([st.paired(a3_group("pgd_dpls", c), a3_group("pgd", c)) for c in (EASY, HARD)]),
               "; ".join(f"{k}: easy {100 * v['a3_easy']:.2f}, hard {100 * v['a3_hard']:.2f}" for k, v in g.items()))
-_ = led.claim("Table 20", "robust accuracy of the easy classes exceeds that of the hard classes",
-              bool(all(v["a3_easy"] > v["a3_hard"] for v in g.values())),
+_ = led.record("Table 20", "robust accuracy of the easy classes exceeds that of the hard classes",
+               st.combine([st.two_sample(a3_group(k, EASY), a3_group(k, HARD), what="easy vs hard test images")
+                           for k in results]),
               "; ".join(f"{k}: {100 * (v['a3_easy'] - v['a3_hard']):+.2f} points" for k, v in g.items()))
 
 # %%
@@ -276,9 +315,11 @@ print("robust accuracy (%)" + (" (smoke results)" if SMOKE else ""))
 display(t19)
 
 # %%
-_ = led.claim("Table 19", "robust accuracy orders PGD >= CW >= A3 (within one example) on every model",
-              bool(all(v["robust_acc"][PGD] + one >= v["robust_acc"][CW] and v["robust_acc"][CW] + one >= v["robust_acc"]["a3"]
-                       for v in results.values())),
+st = led.stats
+_ = led.record("Table 19", "robust accuracy orders PGD >= CW >= A3 (within one example) on every model "
+               "(non-inferiority: each interval at or above minus one example)",
+               st.combine([st.paired(v["per_example"][hi], v["per_example"][lo], ">=", tol=100 * one)
+                           for v in results.values() for hi, lo in ((PGD, CW), (CW, "a3"))]),
               "; ".join(f"{k}: {100 * v['robust_acc'][PGD]:.2f} / {100 * v['robust_acc'][CW]:.2f} / "
                         f"{100 * v['robust_acc']['a3']:.2f}" for k, v in results.items()))
 
@@ -311,13 +352,16 @@ display(seconds)
 
 # %%
 aa_std = aa_version == "standard" and not aa_n_iter
-_ = led.claim("A3 vs AutoAttack", f"A3 is within {a3_gap_tol_points} points of AutoAttack on each model",
-              bool(all(abs(r["gap (A3 - AA, points)"]) <= a3_gap_tol_points + 100 * one for r in rows.values()))
+st = led.stats
+_ = led.claim("A3 vs AutoAttack", f"A3 is within {a3_gap_tol_points} points of AutoAttack on each model (equivalence, TOST)",
+              st.combine([st.equivalence(v["per_example"]["a3"], v["per_example"]["autoattack"],
+                                         a3_gap_tol_points + 100 * one) for v in results.values()])
               if aa_std else None,
               "; ".join(f"{k}: {r['gap (A3 - AA, points)']:+.2f}" for k, r in rows.items())
               + ("" if aa_std else f" (not standard AutoAttack: {AA_LABEL})"))
 _ = led.claim("A3 vs AutoAttack", f"A3 uses at most {a3_cost_ratio_max:g} of AutoAttack's forward passes",
-              bool(all(r["forward ratio A3/AA"] <= a3_cost_ratio_max for r in rows.values())) if aa_std else None,
+              st.deterministic(all(r["forward ratio A3/AA"] <= a3_cost_ratio_max for r in rows.values()),
+                               "exact (counted forward passes)") if aa_std else None,
               "; ".join(f"{k}: {r['forward ratio A3/AA']:.3f}" for k, r in rows.items()))
 
 # %% [markdown]
@@ -349,9 +393,11 @@ print(f"models trained with precision {precision} (channels_last {channels_last}
 display(prec_table)
 
 # %%
-_ = led.claim("bf16 training", "the bf16 attack is not weaker than the fp32 attack (PGD and CW, each model; "
-              "exact one-sided McNemar test, alpha 0.05)",
-              bool(not prec_table["bf16 weaker"].any()),
+_ = led.fact("bf16 training", "the bf16 attack is not weaker than the fp32 attack (PGD and CW, each model; "
+             "exact one-sided McNemar test, alpha 0.05)",
+             bool(not prec_table["bf16 weaker"].any()),
+             "exact one-sided McNemar (sign) test per model and attack, alpha 0.05: holds when none rejects "
+             "(no evidence of a weaker bf16 attack; not an equivalence test)",
               "; ".join(f"{k} {a}: fp32 {r['fp32 attack %']:.2f}, bf16 {r['bf16 attack %']:.2f}, "
                         f"p = {r['p (bf16 weaker)']:.3g}" for (k, a), r in prec.items()))
 
@@ -380,13 +426,16 @@ for k, v in results.items():
         print(f"{k}: {reason}")
 
 # %%
-_ = led.claim("masking", "neither model shows signs of gradient masking (falling curve reaching ~0 at eps 0.5, "
-              "FGSM not below PGD, RayS not below white-box)",
-              bool(not any(v["masking"]["suspicious"] for v in results.values())),
+_ = led.fact("masking", "neither model shows signs of gradient masking (falling curve reaching ~0 at eps 0.5, "
+             "FGSM not below PGD, RayS not below white-box)",
+             bool(not any(v["masking"]["suspicious"] for v in results.values())),
+             "the masking check's own decision rule (hardex.robustness.masking_check), per model",
               "; ".join(f"{k}: {'suspicious' if v['masking']['suspicious'] else 'passed'}" for k, v in results.items()))
 _ = led.claim("bf16 training", "bf16-trained models are as robust as their fp32 evaluation says: "
               "no sign of gradient masking under fp32 attacks",
-              bool(not any(v["masking"]["suspicious"] for v in results.values())) if precision == "bf16" else None,
+              led.stats.deterministic(not any(v["masking"]["suspicious"] for v in results.values()),
+                                      "the masking check's own decision rule (hardex.robustness.masking_check)")
+              if precision == "bf16" else None,
               "the masking check above, on models trained with bf16 autocast" if precision == "bf16"
               else f"not run: this profile trains in {precision}")
 

@@ -116,6 +116,25 @@ ROB = f"PGD-{max(final_pgd_steps)}"
 show_profile(P, led, f"Fig. 1 trains `{fig1_model}`.")
 
 # %% [markdown]
+# ## What this profile can detect
+#
+# Before anything trains: the minimum detectable effect (MDE, points; 95% interval excluding
+# zero with 80% power, `hardex.stats.mde`) of Table 1's comparison, next to the paper's effect.
+# Our robust numbers are `final.json`'s aggregate PGD-k accuracies on `final_subset` test
+# images, compared unpaired (as if the two models disagreed on 50% of them), one training
+# seed. The figures' claims compare probe-set and per-epoch test-sample aggregates (sizes
+# `probe_max`, `eval_subset`); the paper prints no numbers for them. Stated assumptions.
+
+# %%
+for what, row in (("hard pruning - none", "hard_pruning"), ("easy pruning - none", "easy_pruning")):
+    led.power("Table 1", f"{what} (paper A3, ours {ROB})", final_subset or 10000, 1,
+              paper_value(f"table1.{row}.rob") - paper_value("table1.none.rob"), discordance=0.5,
+              note="unpaired (final.json aggregates)")
+print(f"Table 1 on {final_subset or 10000} test images, 1 training seed (profile {profile}):")
+with pd.option_context("display.precision", 2):
+    display(led.power_table())
+
+# %% [markdown]
 # ## The runs
 #
 # One run per eps for Figs. 3/4, each logging three probe sets every epoch (top-k hard,
@@ -167,9 +186,11 @@ display(captioned(led.table("Table 1", t1, note=f"robust column: paper A3, ours 
 
 # %%
 r = {row: v["rob"] for row, v in ours.items()}
-_ = led.claim("Table 1", "pruning the top-k hard examples from T+1 raises robust accuracy over no pruning, "
-              "pruning the top-k easy ones does not",
-              r["hard_pruning"] > r["none"] and r["easy_pruning"] <= r["none"],
+st, N_FINAL = led.stats, final_subset or 10000  # final.json's aggregate accuracies: unpaired intervals
+_ = led.record("Table 1", "pruning the top-k hard examples from T+1 raises robust accuracy over no pruning, "
+               "pruning the top-k easy ones does not (here: raises it by less than 1 point)",
+               st.combine([st.unpaired(r["hard_pruning"], N_FINAL, r["none"], N_FINAL),
+                           st.unpaired(r["easy_pruning"], N_FINAL, r["none"], N_FINAL, "<=", tol=1.0)]),
               f"{ROB}: none {100 * r['none']:.2f}, easy pruning {100 * r['easy_pruning']:.2f}, "
               f"hard pruning {100 * r['hard_pruning']:.2f}")
 
@@ -223,13 +244,15 @@ display(fig3)
 
 # %%
 gaps = fig3[("gap", "clean")].to_numpy()
-_ = led.claim("Fig. 3", "hard examples keep a higher EL2N than easy ones at every eps",
-              bool((gaps > 0).all()), "last-epoch clean gaps: " + ", ".join(f"{g:.3f}" for g in gaps))
-_ = led.claim("Fig. 3", "the hard-easy EL2N gap grows with eps", bool(np.all(np.diff(gaps) > 0)),
-              "gaps by increasing eps: " + ", ".join(f"{g:.3f}" for g in gaps))
+# the probes record each set's mean EL2N per epoch, not per-example values: no interval
+NO_CI = "exact comparison of recorded probe-set means (no per-example values stored, so no interval)"
+_ = led.fact("Fig. 3", "hard examples keep a higher EL2N than easy ones at every eps",
+             bool((gaps > 0).all()), NO_CI, "last-epoch clean gaps: " + ", ".join(f"{g:.3f}" for g in gaps))
+_ = led.fact("Fig. 3", "the hard-easy EL2N gap grows with eps", bool(np.all(np.diff(gaps) > 0)), NO_CI,
+             "gaps by increasing eps: " + ", ".join(f"{g:.3f}" for g in gaps))
 top = fig3.iloc[-1]
-_ = led.claim("Fig. 3", f"(right) at {label_eps(e_max)} the adversarial gap exceeds the clean gap",
-              bool(top[("gap", "adv")] > top[("gap", "clean")]),
+_ = led.fact("Fig. 3", f"(right) at {label_eps(e_max)} the adversarial gap exceeds the clean gap",
+             bool(top[("gap", "adv")] > top[("gap", "clean")]), NO_CI,
               f"adv gap {top[('gap', 'adv')]:.3f} vs clean gap {top[('gap', 'clean')]:.3f}")
 
 # %% [markdown]
@@ -283,11 +306,16 @@ display(fig4)
 
 # %%
 r = fig4.loc[label_eps(e_max)]
-_ = led.claim("Fig. 4", f"at {label_eps(e_max)}, after the lr decay the hard set's robust train accuracy rises "
-              "while test robust accuracy falls from its best (robust overfitting)",
-              bool(r["hard train acc last"] > r["hard train acc at decay"] and r["test acc last"] < r["best test acc"]),
+n_hard, n_test = min(fig_k, probe_max or fig_k), eval_subset or 10000
+st = led.stats
+_ = led.record("Fig. 4", f"at {label_eps(e_max)}, after the lr decay the hard set's robust train accuracy rises "
+               "while test robust accuracy falls from its best (robust overfitting)",
+               st.combine([st.unpaired(r["hard train acc last"], n_hard, r["hard train acc at decay"], n_hard),
+                           st.unpaired(r["test acc last"], n_test, r["best test acc"], n_test, "<")]),
               f"hard train {100 * r['hard train acc at decay']:.1f} -> {100 * r['hard train acc last']:.1f}; "
-              f"test best {100 * r['best test acc']:.1f}, last {100 * r['test acc last']:.1f}")
+              f"test best {100 * r['best test acc']:.1f}, last {100 * r['test acc last']:.1f} (unpaired binomial "
+              f"intervals on {n_hard} probe / {n_test} test examples; the best epoch is selected, which the "
+              "interval ignores)")
 
 # %% [markdown]
 # ## Fig. 1: training on k hard + k random examples, keeping or pruning the hard part
@@ -366,15 +394,21 @@ fin = (f1[f1.epoch == f1.epoch.max()]
 fin["prune - continue"] = fin["prune hard"] - fin["continue"]
 print(f"Fig. 1 / 10, last-epoch test accuracy (STD: clean, PGD: PGD-{eval_pgd_steps})" + (" (smoke results)" if SMOKE else ""))
 display(fin)
+st, n_test = led.stats, eval_subset or 10000  # per-epoch test sample: aggregate accuracies, unpaired
 for item in variants:
     g = fin.loc[item, "prune - continue"]
-    _ = led.claim(item, "pruning the hard part at the lr decay helps, and more for PGD than for STD",
-                  bool(g["PGD"] > 0 and g["PGD"] > g["STD"]),
+    a = fin.loc[item]
+    _ = led.record(item, "pruning the hard part at the lr decay helps, and more for PGD than for STD",
+                   st.combine([st.unpaired(a.loc["PGD", "prune hard"], n_test, a.loc["PGD", "continue"], n_test),
+                               st.contrast([a.loc["PGD", "prune hard"], a.loc["PGD", "continue"],
+                                            a.loc["STD", "prune hard"], a.loc["STD", "continue"]], [n_test] * 4,
+                                           [1, -1, -1, 1], what="(PGD prune - continue) - (STD prune - continue)")]),
                   f"prune - continue: STD {100 * g['STD']:+.2f}, PGD {100 * g['PGD']:+.2f} points")
 if "Fig. 10" in variants:
     h = fin.loc["Fig. 10"]
-    _ = led.claim("Fig. 10", "training on the hard part only after the decay is worse than keeping all or pruning it",
-                  bool((h["hard only"] < h["continue"]).all() and (h["hard only"] < h["prune hard"]).all()),
+    _ = led.record("Fig. 10", "training on the hard part only after the decay is worse than keeping all or pruning it",
+                   st.combine([st.unpaired(h.loc[alg, "hard only"], n_test, h.loc[alg, other], n_test, "<")
+                               for alg in h.index for other in ("continue", "prune hard")]),
                   "hard only - continue: " + ", ".join(f"{a} {100 * v:+.2f}" for a, v in (h["hard only"] - h["continue"]).items()))
 else:
     _ = led.claim("Fig. 10", "pruning the hard part helps more for PGD than for STD (10k + 10k)", None,

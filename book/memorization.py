@@ -118,6 +118,28 @@ def final(rec) -> dict:
 
 
 # %% [markdown]
+# ## What this profile can detect
+#
+# Before anything trains: the minimum detectable effect (MDE, points; 95% interval excluding
+# zero with 80% power, `hardex.stats.mde`) of this chapter's comparisons of `final.json`'s
+# aggregate accuracies (unpaired, as if the two models disagreed on 50% of the test images; one
+# training seed), next to the paper's effect; Table 8's "change by less than 1.5 points" is an
+# equivalence within ±1.5 points (its MDE column: the smallest margin TOST can confirm). The
+# figures' claims compare probe-set and per-epoch test-sample aggregates. Stated assumptions.
+
+# %%
+N_FINAL = final_subset or 10000
+led.power("Table 8", f"PGD pruned - normal ({ROB})", N_FINAL, 1,
+          paper_value("table8.pgd.pruned.pgd") - paper_value("table8.pgd.normal.pgd"), discordance=0.5, note="unpaired")
+led.power("Table 8", "PGD corrupted = normal within ±1.5 points (margin)", N_FINAL, 1, 1.5, discordance=0.5,
+          equivalence=True, note=f"paper's difference {paper_value('table8.pgd.corrupted.pgd') - paper_value('table8.pgd.normal.pgd'):+.2f}")
+led.power("Table 2", "STD: hard = easy within ±5 points (margin)", N_FINAL, 1, 5.0, discordance=0.5, equivalence=True,
+          note=f"paper's difference {paper_value('table2_table7.hard.std_training.std') - paper_value('table2_table7.easy.std_training.std'):+.2f}")
+print(f"comparisons on {N_FINAL} test images, 1 training seed (profile {profile}):")
+with pd.option_context("display.precision", 2):
+    display(led.power_table())
+
+# %% [markdown]
 # ## The runs
 #
 # * **Difficulty sources.** For the 200-epoch setup, one run per eps of Fig. 5 (and the PGD eps
@@ -238,10 +260,13 @@ for e in fig5_eps:
     r = f5_last.loc[label_eps(e)]
     w_h, wo_h = r["hard acc. (with hard)"], r["hard acc. (without hard)"]
     w_e, wo_e = r["easy acc. (with easy)"], r["easy acc. (without easy)"]
-    _ = led.claim("Fig. 5" if e == eps else "Fig. 13",
-                  f"at {label_eps(e)} the hard set is fitted only when trained on (with >> without), "
-                  "while the easy set keeps most of its accuracy without being trained on",
-                  bool(w_h - wo_h > 0.5 and wo_e > 0.5 * w_e),
+    n_p = min(mem_k, probe_max or mem_k)  # probe-set aggregates: unpaired binomial intervals
+    st = led.stats
+    _ = led.record("Fig. 5" if e == eps else "Fig. 13",
+                   f"at {label_eps(e)} the hard set is fitted only when trained on (with >> without: by over 50 "
+                   "points), while the easy set keeps most of its accuracy without being trained on (over half)",
+                   st.combine([st.contrast([w_h, wo_h], [n_p, n_p], [1, -1], offset=-50.0, what="with - without - 50"),
+                               st.contrast([wo_e, w_e], [n_p, n_p], [1, -0.5], what="without - half of with")]),
                   f"hard: with {100 * w_h:.1f}, without {100 * wo_h:.1f}; easy: with {100 * w_e:.1f}, without {100 * wo_e:.1f}")
 
 # %% [markdown]
@@ -272,9 +297,14 @@ t2_claim = ("standard training on the hard set is about as accurate as on the ea
 if eps in table2_eps and 0.0 in table2_eps:
     o = {key: v for key, v in ours.items()}
     pe = f"pgd_eps{round(eps * 255)}"
-    _ = led.claim("Table 2", t2_claim,
-                  bool(abs(o["hard / std_training"]["std"] - o["easy / std_training"]["std"]) < 0.05
-                       and o[f"hard / {pe}"]["std"] < o[f"easy / {pe}"]["std"] - 0.2 and o[f"hard / {pe}"]["rob"] < 0.15),
+    st, N_FINAL = led.stats, final_subset or 10000
+    _ = led.record("Table 2", t2_claim + " (here: STD within ±5 points, TOST; PGD over 20 points worse; robust below 15%)",
+                   st.combine([st.unpaired(o["hard / std_training"]["std"], N_FINAL, o["easy / std_training"]["std"],
+                                           N_FINAL, margin=5.0),
+                               st.contrast([o[f"hard / {pe}"]["std"], o[f"easy / {pe}"]["std"]], [N_FINAL] * 2, [1, -1],
+                                           "<", offset=20.0, what="hard - easy + 20"),
+                               st.contrast([o[f"hard / {pe}"]["rob"]], [N_FINAL], [1], "<", offset=-15.0,
+                                           what="hard robust - 15")]),
                   f"STD: easy {100 * o['easy / std_training']['std']:.1f}, hard {100 * o['hard / std_training']['std']:.1f}; "
                   f"PGD std: easy {100 * o[f'easy / {pe}']['std']:.1f}, hard {100 * o[f'hard / {pe}']['std']:.1f}; "
                   f"PGD {ROB} hard {100 * o[f'hard / {pe}']['rob']:.1f}")
@@ -314,16 +344,19 @@ print(f"Fig. 6 at the last epoch ({f6.epoch.max()}){SMOKE_TAG}")
 display(f6_last)
 o = {k: v for k, v in t8_ours.items()}
 for alg in table8_algorithms:
-    _ = led.claim("Table 8", f"({alg.upper()}) random labels on the hard examples change robust accuracy by less "
-                  "than 1.5 points, pruning them raises it",
-                  bool(abs(o[f"{alg} / corrupted"]["pgd"] - o[f"{alg} / normal"]["pgd"]) < 0.015
-                       and o[f"{alg} / pruned"]["pgd"] > o[f"{alg} / normal"]["pgd"]),
+    st, N_FINAL = led.stats, final_subset or 10000
+    _ = led.record("Table 8", f"({alg.upper()}) random labels on the hard examples change robust accuracy by less "
+                   "than 1.5 points (equivalence, TOST), pruning them raises it",
+                   st.combine([st.unpaired(o[f"{alg} / corrupted"]["pgd"], N_FINAL, o[f"{alg} / normal"]["pgd"], N_FINAL,
+                                           margin=1.5),
+                               st.unpaired(o[f"{alg} / pruned"]["pgd"], N_FINAL, o[f"{alg} / normal"]["pgd"], N_FINAL)]),
                   f"{ROB}: normal {100 * o[f'{alg} / normal']['pgd']:.2f}, "
                   f"corrupted {100 * o[f'{alg} / corrupted']['pgd']:.2f}, pruned {100 * o[f'{alg} / pruned']['pgd']:.2f}")
 h, e_ = f6_last.loc[f"{mem_k} hard corruption"], f6_last.loc[f"{mem_k} easy corruption"]
-_ = led.claim("Fig. 6", "corrupting the hard examples leaves higher robust accuracy than corrupting the easy ones",
-              bool(h["robust accuracy"] > e_["robust accuracy"]),
-              f"robust: hard corruption {100 * h['robust accuracy']:.1f}, easy corruption {100 * e_['robust accuracy']:.1f}")
+_ = led.unpaired("Fig. 6", "corrupting the hard examples leaves higher robust accuracy than corrupting the easy ones",
+                 h["robust accuracy"], eval_subset or 10000, e_["robust accuracy"], eval_subset or 10000, evidence=
+                 f"robust (per-epoch test sample): hard corruption {100 * h['robust accuracy']:.1f}, "
+                 f"easy corruption {100 * e_['robust accuracy']:.1f}")
 
 # %% [markdown]
 # ## Fig. 7: pruning the top n% easy or hard examples at epoch T
@@ -368,14 +401,29 @@ if "pgd" in fig7_algorithms:
     none = float(p[p.ratio == 0]["rob"].iloc[0])
     hard_best = float(p[(p.which == "hard") & (p.ratio > 0)]["rob"].max())
     easy_worst = float(p[(p.which == "easy") & (p.ratio > 0)]["rob"].min())
-    _ = led.claim("Fig. 7", f7_claim, bool(hard_best > none and easy_worst < none),
+    st, N_FINAL = led.stats, final_subset or 10000
+    hard_r = p[(p.which == "hard") & (p.ratio > 0)]["rob"]
+    easy_r = p[(p.which == "easy") & (p.ratio > 0)]["rob"]
+    _ = led.record("Fig. 7", f7_claim,
+                   st.combine([st.combine([st.unpaired(v, N_FINAL, none, N_FINAL) for v in hard_r], "any"),
+                               st.combine([st.unpaired(v, N_FINAL, none, N_FINAL, "<") for v in easy_r], "any")]),
                   f"{ROB}: none {100 * none:.2f}, best hard-pruned {100 * hard_best:.2f}, worst easy-pruned {100 * easy_worst:.2f}")
 else:
     _ = led.claim("Fig. 7", f7_claim, None, "fig7_algorithms has no PGD")
 f7c_claim = "(c) the robust gain from pruning hard examples shrinks as eps decreases"
 if fig7c_eps:
     best = gains.groupby("eps_value")["robust gain"].max().sort_index()
-    _ = led.claim("Fig. 7", f7c_claim, bool(np.all(np.diff(best.to_numpy()) > 0)),
+    arg = gains.loc[gains.groupby("eps_value")["robust gain"].idxmax()].set_index("eps_value")["ratio"].sort_index()
+    st, N_FINAL = led.stats, final_subset or 10000
+
+    def f7c(e: float, r: float) -> float:
+        return final(R["fig7c"][(e, r)])["rob"]
+
+    es = list(best.index)
+    _ = led.record("Fig. 7", f7c_claim + " (each eps's best ratio; the selection is not in the interval)",
+                   st.combine([st.contrast([f7c(hi, arg[hi]), f7c(hi, 0.0), f7c(lo, arg[lo]), f7c(lo, 0.0)], [N_FINAL] * 4,
+                                           [1, -1, -1, 1], what="gain at the larger eps - gain at the smaller")
+                               for lo, hi in zip(es, es[1:])]),
                   "best gain by increasing eps: " + ", ".join(f"{label_eps(e)} {100 * g:+.2f}" for e, g in best.items()))
 else:
     _ = led.claim("Fig. 7", f7c_claim, None, "fig7c_eps is empty on this profile")
@@ -435,8 +483,9 @@ plt.show()
 
 # %%
 hard_share = b6[f"{b6_k} hard"].to_numpy() / b6_k
-_ = led.claim("Fig. 14", "hard examples are unevenly spread over the classes (some classes far over 10%)",
-              bool(hard_share.max() > 0.15), f"largest class share among the hard: {100 * hard_share.max():.1f}%")
+_ = led.fact("Fig. 14", "hard examples are unevenly spread over the classes (some classes far over 10%; here: over 15%)",
+             bool(hard_share.max() > 0.15), "exact (deterministic: class counts of the selected hard set)",
+             f"largest class share among the hard: {100 * hard_share.max():.1f}%")
 
 # %% [markdown]
 # ## Runs and cost

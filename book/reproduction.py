@@ -15,10 +15,15 @@
 #
 # Every table, figure and formal statement of the paper, the chapter of this book that
 # rebuilds it, and what that chapter found: the paper's number, ours and the difference for
-# each compared cell, and a verdict for each of the paper's qualitative claims: **holds**,
-# **does not hold**, **not run** (the runs it needs were not made on this profile, or its
-# chapter did not run) or **no verdict (smoke)** (the smoke profile's tiny models say nothing
-# about the paper). Nothing here is typed by hand: the list of items is the registry
+# each compared cell, and a verdict for each of the paper's qualitative claims, computed from
+# the 95% interval of its effect (`hardex.stats`): **holds** (the interval lies on the claimed
+# side of zero), **does not hold** (entirely on the other side), **inconclusive** (it contains
+# zero), **not run** (the runs it needs were not made on this profile, or its chapter did not
+# run) or **no verdict (smoke)** (the smoke profile's tiny models say nothing about the paper;
+# its intervals are still computed and shown). Each claim names its method: a paired
+# bootstrap over test examples (with an exact McNemar test), a hierarchical bootstrap over
+# seeds and test examples, an equivalence test (TOST) within a stated margin, an unpaired
+# interval where only aggregate accuracies exist, or "exact" for deterministic facts. Nothing here is typed by hand: the list of items is the registry
 # `hardex.report.PAPER_ITEMS` (checked against the paper's list of experiments by the test
 # suite), the paper's numbers come from `hardex/paper/paper_results.yaml`, and everything
 # else from the ledgers the chapters saved when they ran in this build
@@ -122,7 +127,28 @@ else:
     display(once.drop(columns=["item"]).rename(columns={"label": "item"}).set_index(["item", "row", "metric"]))
 
 # %% [markdown]
+# ## What each profile can detect
+#
+# Stated by each chapter before anything trains: for its main comparisons, the minimum
+# detectable effect (MDE, points: the true effect a 95% interval excludes zero for with 80%
+# power, `hardex.stats.mde`) on the profile's test examples and training seeds, next to the
+# paper's effect; `can confirm` says whether the paper's effect is at least the MDE, i.e.
+# whether this profile can confirm the paper at all. For equivalence claims the MDE column is
+# the smallest margin the profile can confirm, next to the claim's margin. `discordance` and
+# `seed sd` are the stated assumptions behind it.
+
+# %%
+power = T["power"]
+if power.empty:
+    display(Markdown("No chapter recorded a power calculation in this build."))
+else:
+    display(power.set_index(["chapter", "item"]))
+
+# %% [markdown]
 # ## The claims and their verdicts
+#
+# `effect [95% CI], points`: the effect with its interval (a "(90%)" tag marks an equivalence
+# test's interval); `method`, `examples` and `seeds` say how it was computed.
 
 # %%
 claims = T["claims"]

@@ -6,10 +6,19 @@ qualitative claim of the paper with a computed verdict, then saves itself as JSO
 appendix "Paper vs reproduction" reads every chapter's ledger (:func:`load_ledgers`), so
 it shows only what chapters actually computed in this build.
 
-A verdict is computed, never typed: ``claim(..., holds=<a bool computed from records>)``.
-On the smoke profile no verdict is drawn (tiny models, a few epochs): the claim is stored
-as ``"no verdict (smoke)"`` whatever ``holds`` says. ``holds=None`` means the claim's runs
-were not made on this profile ("not run").
+A verdict is computed from a statistic, never typed and never a bare ``a > b``
+(:mod:`hardex.stats`, issue 15): :meth:`Ledger.compare` (paired per-example outcomes of two
+models, one seed or per-seed lists: bootstrap interval, exact McNemar), :meth:`Ledger.equivalent`
+(a "no difference" claim: TOST within a stated margin), :meth:`Ledger.unpaired` (aggregate
+accuracies only), :meth:`Ledger.fact` (a deterministic fact or seeded simulation, under a
+named method), :meth:`Ledger.record` (any :class:`hardex.stats.Comparison`, e.g. a
+:func:`hardex.stats.combine` of several). Each claim stores effect and interval (accuracy
+points), method, examples, seeds and verdict: holds / does not hold / inconclusive.
+``claim(item, claim, None, evidence)`` records a claim whose runs were not made ("not run");
+a bool there is refused. On the smoke profile no verdict is drawn (tiny models, a few
+epochs): the statistics are computed and stored, the verdict is ``"no verdict (smoke)"``.
+:meth:`Ledger.power` records, before anything trains, the minimum detectable effect of a
+planned comparison next to the paper's effect.
 
 Where ledgers go: ``$HARDEX_LEDGER_DIR`` (``hardex book`` sets it to ``<out>/ledger``), else
 ``<repo>/_executed/ledger``.
@@ -27,8 +36,17 @@ import pandas as pd
 
 from hardex.paths import repo_root
 
+from hardex import stats
+
 HOLDS, FAILS, NOT_RUN, NO_VERDICT = "holds", "does not hold", "not run", "no verdict (smoke)"
-VERDICTS = (HOLDS, FAILS, NOT_RUN, NO_VERDICT)
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN, NO_VERDICT)
+assert (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE) == (HOLDS, FAILS, INCONCLUSIVE)
+# stated assumptions of the power calculations (not measured): two adversarially trained
+# models disagree on ~15% of test examples under a strong attack; one seed's effect has an sd
+# of ~0.5 points (seed-to-seed spread of robust accuracy differences on CIFAR-10)
+DISCORDANCE, SEED_SD = 0.15, 0.5
+STAT_FIELDS = ("effect", "lo", "hi", "level", "method", "n", "seeds", "margin", "p", "direction")
 
 
 def ledger_dir() -> Path:
@@ -66,6 +84,24 @@ def banner(profile: str, data: str, train_subset: int, details: str, smoke_cavea
     return text
 
 
+def _outcomes(x: Any) -> bool:
+    """Per-example outcomes (a bit string, a bool / int array, or a per-seed list of them)?"""
+    import numpy as np
+
+    if isinstance(x, str):
+        return True
+    if isinstance(x, (list, tuple)):
+        return len(x) > 0 and all(_outcomes(v) for v in x)
+    return isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "bi"
+
+
+def _agg(x: Any) -> Any:
+    """An aggregate accuracy (fraction), or per-seed list of them, from what a chapter holds."""
+    if isinstance(x, (list, tuple)):
+        return [float(v) for v in x]
+    return float(x)
+
+
 def _num(v: Any) -> float | None:
     if v is None:
         return None
@@ -80,6 +116,7 @@ class Ledger:
         self.chapter, self.profile, self.data = chapter, profile, data
         self.cells: list[dict[str, Any]] = []
         self.claims: list[dict[str, Any]] = []
+        self.powers: list[dict[str, Any]] = []
 
     @property
     def smoke(self) -> bool:
@@ -100,25 +137,103 @@ class Ledger:
                 })
         return table
 
-    def claim(self, item: str, claim: str, holds: bool | None, evidence: str = "") -> str:
-        """Record the paper's ``claim`` (made in ``item``) and this run's verdict; returns it."""
+    stats = stats  # the statistics module, reachable from a chapter as led.stats
+
+    def claim(self, item: str, claim: str, holds: stats.Comparison | None, evidence: str = "") -> str:
+        """Record the paper's ``claim`` (made in ``item``). ``holds=None``: its runs were not
+        made on this profile ("not run"); else a :class:`hardex.stats.Comparison` (see
+        :meth:`record`). A bool is refused: a verdict needs a statistic."""
         if holds is None:
-            verdict = NOT_RUN
-        elif self.smoke:
-            verdict = NO_VERDICT
-        else:
-            verdict = HOLDS if bool(holds) else FAILS
-        self.claims.append({"item": item, "claim": claim, "verdict": verdict, "evidence": evidence})
+            self.claims.append({"item": item, "claim": claim, "verdict": NOT_RUN, "evidence": evidence})
+            return NOT_RUN
+        if not isinstance(holds, stats.Comparison):
+            raise TypeError(f"{item}: claim {claim!r} got {type(holds).__name__}; a verdict comes from a statistic "
+                            "(led.compare / led.equivalent / led.unpaired / led.fact), never a bare bool")
+        return self.record(item, claim, holds, evidence)
+
+    def record(self, item: str, claim: str, result: stats.Comparison, evidence: str = "") -> str:
+        """Record ``claim`` with ``result``'s effect, interval, method, examples, seeds and
+        verdict (``"no verdict (smoke)"`` on the smoke profile, the statistics kept)."""
+        verdict = NO_VERDICT if self.smoke else result.verdict
+        d = result.to_dict()
+        self.claims.append({"item": item, "claim": claim, "verdict": verdict, "evidence": evidence,
+                            **{k: d[k] for k in STAT_FIELDS}, "computed verdict": result.verdict,
+                            **({"parts": d["extra"]["parts"]} if "parts" in d["extra"] else {}),
+                            **({"per_seed": d["extra"]["per_seed"]} if "per_seed" in d["extra"] else {})})
         return verdict
 
+    def test(self, a, b, direction: str = ">", n: int | None = None, margin: float | None = None,
+             n_b: int | None = None) -> stats.Comparison:
+        """The statistic for "model a beats model b" (or, with ``margin``, "a and b are
+        equivalent") without recording it: paired (:func:`hardex.stats.paired` /
+        :func:`hardex.stats.equivalence`) when both are per-example outcomes (bit strings,
+        arrays, or per-seed lists of them), else unpaired on aggregate accuracies (fractions,
+        or per-seed lists of them) on ``n`` (and ``n_b``) examples."""
+        if _outcomes(a) and _outcomes(b):
+            return stats.paired(a, b, direction) if margin is None else stats.equivalence(a, b, margin)
+        if n is None:
+            raise ValueError("aggregate accuracies need the number of examples n")
+        return stats.unpaired(_agg(a), n, _agg(b), n if n_b is None else n_b, direction, margin)
+
+    def compare(self, item: str, claim: str, a, b, direction: str = ">", evidence: str = "", **kw) -> str:
+        """Paired comparison of models ``a`` and ``b`` on the same test examples (per-example
+        outcomes: bit strings / arrays, or per-seed lists of them); the claim says
+        acc(a) - acc(b) ``direction`` 0 (:func:`hardex.stats.paired`)."""
+        return self.record(item, claim, stats.paired(a, b, direction, **kw), evidence)
+
+    def equivalent(self, item: str, claim: str, a, b, margin: float, evidence: str = "", **kw) -> str:
+        """A "no difference" claim: acc(a) - acc(b) within +-``margin`` points (TOST,
+        :func:`hardex.stats.equivalence`)."""
+        return self.record(item, claim, stats.equivalence(a, b, margin, **kw), evidence)
+
+    def unpaired(self, item: str, claim: str, acc_a, n_a: int, acc_b, n_b: int, direction: str = ">",
+                 margin: float | None = None, evidence: str = "", **kw) -> str:
+        """Aggregate accuracies (fractions) on ``n_a`` / ``n_b`` examples, no per-example
+        outcomes (:func:`hardex.stats.unpaired`)."""
+        return self.record(item, claim, stats.unpaired(acc_a, n_a, acc_b, n_b, direction, margin, **kw), evidence)
+
+    def fact(self, item: str, claim: str, holds: bool, method: str = "exact (deterministic)",
+             evidence: str = "", effect: float | None = None, n: int | None = None) -> str:
+        """A claim that is not a noisy comparison (a deterministic fact, a seeded simulation,
+        a check with its own decision rule); ``method`` names why no interval applies."""
+        return self.record(item, claim, stats.deterministic(holds, method, effect, n), evidence)
+
+    def power(self, item: str, comparison: str, n: int | None, seeds: int = 1, paper_effect: float | None = None,
+              discordance: float = DISCORDANCE, seed_sd: float = SEED_SD, note: str = "",
+              equivalence: bool = False) -> dict[str, Any]:
+        """Record (and return) the minimum detectable effect (points; 95% interval, 80% power,
+        :func:`hardex.stats.mde`) of a planned comparison on ``n`` test examples and ``seeds``
+        seeds, next to the paper's effect (points). ``discordance`` and ``seed_sd`` are stated
+        assumptions (fraction of examples on which the two models disagree; sd of one seed's
+        effect, points). ``n=None``: the comparison is not run on this profile.
+        ``equivalence=True``: a "no difference" claim; the MDE column is then the smallest
+        equivalence margin TOST confirms with 80% power at a true difference of 0
+        (:func:`hardex.stats.min_equivalence_margin`), to set next to the claim's margin."""
+        f = stats.min_equivalence_margin if equivalence else stats.mde
+        m = None if not n else f(int(n), int(seeds), discordance, seed_sd)
+        pe = _num(paper_effect)
+        row = {"item": item, "comparison": comparison, "examples": int(n) if n else None, "seeds": int(seeds),
+               "paper effect": pe, "MDE": m, "discordance": discordance, "seed sd": seed_sd,
+               "can confirm": None if m is None or pe is None else bool(abs(pe) >= m),
+               "note": note}
+        if equivalence:  # paper_effect is then the claim's margin
+            row["can confirm"] = None if m is None or pe is None else bool(pe >= m)
+        self.powers.append(row)
+        return row
+
+    def power_table(self) -> pd.DataFrame:
+        cols = ["item", "comparison", "examples", "seeds", "paper effect", "MDE", "can confirm", "discordance",
+                "seed sd", "note"]
+        return pd.DataFrame(self.powers, columns=cols)
+
     def verdicts(self) -> pd.DataFrame:
-        """The claims as a table for the chapter's closing section."""
-        cols = ["item", "claim", "verdict", "evidence"]
-        return pd.DataFrame(self.claims, columns=cols)
+        """The claims as a table for the chapter's closing section: the verdict, the effect
+        with its interval (points), the method, examples and seeds."""
+        return verdict_table(self.claims)
 
     def to_dict(self) -> dict[str, Any]:
         return {"chapter": self.chapter, "profile": self.profile, "data": self.data,
-                "cells": self.cells, "claims": self.claims}
+                "cells": self.cells, "claims": self.claims, "power": self.powers}
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:
         """Write ``<dir>/<chapter>.json`` atomically; returns the path."""
@@ -139,3 +254,26 @@ def load_ledgers(directory: str | os.PathLike | None = None) -> dict[str, dict[s
         rec = json.loads(path.read_text())
         out[rec["chapter"]] = rec
     return out
+
+
+def interval_text(c: dict[str, Any]) -> str:
+    """``+2.10 [+0.40, +3.80]`` (points; "90%" marked for equivalence intervals); "-" when the
+    claim has no effect (not run, or a fact without one)."""
+    eff, lo, hi, lvl = (_num(c.get(k)) for k in ("effect", "lo", "hi", "level"))
+    if eff is None:
+        return "-"
+    if lo is None or hi is None:
+        return f"{eff:+.2f}"
+    lvl = lvl or 0.95
+    tag = "" if abs(lvl - 0.95) < 1e-9 else f" ({round(100 * lvl)}%)"
+    return f"{eff:+.2f} [{lo:+.2f}, {hi:+.2f}]{tag}"
+
+
+def verdict_table(claims: list[dict[str, Any]]) -> pd.DataFrame:
+    """Claims (ledger dicts, old ones without statistics included) as a display table."""
+    rows = [{"item": c["item"], "claim": c["claim"], "verdict": c["verdict"],
+             "effect [95% CI], points": interval_text(c), "method": c.get("method") or "-",
+             "examples": c.get("n"), "seeds": c.get("seeds"), "evidence": c.get("evidence", "")} for c in claims]
+    df = pd.DataFrame(rows, columns=["item", "claim", "verdict", "effect [95% CI], points", "method", "examples",
+                                     "seeds", "evidence"])
+    return df.astype({"examples": "Int64", "seeds": "Int64"})

@@ -182,7 +182,9 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
 
     Returns ``items`` (one row per paper item: chapter, status, profile, data, numbers
     compared, verdict counts), ``cells`` (every compared number: paper / ours / diff),
-    ``claims`` (every claim with its verdict) and ``summary`` (verdict counts per chapter).
+    ``claims`` (every claim with its verdict, effect and interval in points, method, examples
+    and seeds), ``power`` (each chapter's planned comparisons: minimum detectable effect next
+    to the paper's effect) and ``summary`` (verdict counts per chapter).
     Cells and claims are attached to every item their label names (:func:`refs`); those
     naming no item of the registry are kept with item ``"(other)"``.
     """
@@ -202,7 +204,19 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
     cells = pd.DataFrame(cell_rows, columns=["item", "label", "chapter", "profile", "data", "row", "metric",
                                              "paper", "ours", "diff", "note"])
     claims = pd.DataFrame(claim_rows, columns=["item", "label", "chapter", "profile", "data", "claim",
-                                               "verdict", "evidence"])
+                                               "verdict", "effect", "lo", "hi", "level", "method", "n", "seeds",
+                                               "evidence"])
+    from hardex.ledger import interval_text
+
+    # ledgers written before issue 15 carry no statistics: their columns stay empty
+    claims.insert(claims.columns.get_loc("effect"), "effect [95% CI], points",
+                  [interval_text(r) for r in claims.to_dict("records")] if len(claims) else [])
+    claims = claims.drop(columns=["effect", "lo", "hi", "level"]).rename(columns={"n": "examples"})
+    claims = claims.astype({"examples": "Int64", "seeds": "Int64"})
+    power = pd.DataFrame([{"chapter": ch, "profile": led.get("profile"), **p}
+                          for ch, led in ledgers.items() for p in led.get("power", [])],
+                         columns=["chapter", "profile", "item", "comparison", "examples", "seeds", "paper effect",
+                                  "MDE", "can confirm", "discordance", "seed sd", "note"])
 
     rows = []
     for r in PAPER_ITEMS:
@@ -243,7 +257,8 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
                         "numbers compared": int(pd.DataFrame(led.get("cells", []) if led else [],
                                                              columns=["ours"])["ours"].notna().sum()),
                         **{verdict: int((v["verdict"] == verdict).sum()) for verdict in VERDICTS}})
-    return {"items": items, "cells": cells, "claims": claims, "summary": pd.DataFrame(summary).set_index("chapter")}
+    return {"items": items, "cells": cells, "claims": claims, "power": power,
+            "summary": pd.DataFrame(summary).set_index("chapter")}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,13 +29,42 @@ def test_table_cells_roundtrip(tmp_path):
     assert ledger.load_ledgers(tmp_path)["dpls"]["data"] == "CIFAR-10 (JPEG copy)"
 
 
-@pytest.mark.parametrize("profile,holds,expected", [
-    ("fast", True, ledger.HOLDS), ("fast", False, ledger.FAILS), ("paper", None, ledger.NOT_RUN),
-    ("smoke", True, ledger.NO_VERDICT), ("smoke", False, ledger.NO_VERDICT), ("smoke", None, ledger.NOT_RUN)])
-def test_verdicts(profile, holds, expected):
+@pytest.mark.parametrize("profile,kind,expected", [
+    ("fast", "up", ledger.HOLDS), ("fast", "down", ledger.FAILS), ("fast", "flat", ledger.INCONCLUSIVE),
+    ("paper", None, ledger.NOT_RUN), ("smoke", "up", ledger.NO_VERDICT), ("smoke", "down", ledger.NO_VERDICT),
+    ("smoke", None, ledger.NOT_RUN)])
+def test_verdicts(profile, kind, expected):
     led = ledger.Ledger("c", profile, "d")
-    assert led.claim("Table 3", "DPLS > LS", holds) == expected
-    assert list(led.verdicts()["verdict"]) == [expected]
+    a, b = "1" * 600 + "0" * 400, {"up": "1" * 400 + "0" * 600, "down": "1" * 800 + "0" * 200,
+                                   "flat": "1" * 590 + "0" * 10 + "1" * 10 + "0" * 390}.get(kind)
+    v = led.compare("Table 3", "DPLS > LS", a, b) if kind else led.claim("Table 3", "DPLS > LS", None, "not run")
+    assert v == expected
+    tab = led.verdicts()
+    assert list(tab["verdict"]) == [expected]
+    if kind:  # the statistics are computed and kept, on smoke too
+        c = led.claims[0]
+        assert c["n"] == 1000 and c["seeds"] == 1 and c["lo"] <= c["effect"] <= c["hi"] and "McNemar" in c["method"]
+        assert c["computed verdict"] in (ledger.HOLDS, ledger.FAILS, ledger.INCONCLUSIVE)
+        assert tab["effect [95% CI], points"][0].startswith(f"{c['effect']:+.2f} [")
+
+
+def test_claim_refuses_a_bare_bool_and_other_recorders(tmp_path):
+    led = ledger.Ledger("c", "fast", "d")
+    with pytest.raises(TypeError, match="bare bool"):
+        led.claim("Table 3", "a > b", True)
+    assert led.fact("Tables 16/17", "smaller lambda, smaller factor", True) == ledger.HOLDS
+    assert led.claims[0]["method"] == "exact (deterministic)" and led.claims[0]["lo"] is None
+    assert led.equivalent("Table 3", "LS = PGD", "1" * 5000 + "0" * 5000, "1" * 5000 + "0" * 5000, margin=2.0) == ledger.HOLDS
+    assert led.claims[1]["direction"] == "=" and led.claims[1]["margin"] == 2.0
+    assert led.unpaired("Table 1", "pruning helps", 0.6, 10000, 0.5, 10000) == ledger.HOLDS
+    seeds = led.compare("Table 3", "per seed", ["1" * 60 + "0" * 40] * 3, ["1" * 40 + "0" * 60] * 3)
+    assert seeds == ledger.HOLDS and led.claims[-1]["seeds"] == 3 and len(led.claims[-1]["per_seed"]) == 3
+    both = led.stats.combine([led.stats.paired("1" * 60 + "0" * 40, "1" * 40 + "0" * 60), led.stats.deterministic(False)])
+    assert led.record("Table 3", "both", both) == ledger.FAILS and len(led.claims[-1]["parts"]) == 2
+    row = led.power("Table 3", "DPLS vs PGD (A3)", 1000, 3, paper_effect=2.23)
+    assert row["MDE"] == pytest.approx(led.stats.mde(1000, 3, 0.15, 0.5)) and row["can confirm"] is False
+    rec = json.loads(led.save(tmp_path).read_text())
+    assert len(rec["claims"]) == 5 and rec["power"][0]["seeds"] == 3
 
 
 def test_table_rejects_plain_frame():

@@ -4,6 +4,7 @@ import math
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from hardex import report
@@ -105,12 +106,12 @@ def _ledgers():
     he = Ledger("hard_examples", "fast", "CIFAR-10 (JPEG copy)")
     he.table("Table 1", report.compare({"none": {"rob": 0.5}, "hard_pruning": {"rob": None}},
                                        {"none": {"rob": 51.8}, "hard_pruning": {"rob": 53.36}}))
-    he.claim("Table 1", "pruning hard helps", True)
-    he.claim("Fig. 3 (right)", "adv gap > clean gap", False)
+    he.compare("Table 1", "pruning hard helps", "1" * 60 + "0" * 40, "1" * 40 + "0" * 60)
+    he.fact("Fig. 3 (right)", "adv gap > clean gap", False)
     he.claim("Fig. 1", "x", None)
     mem = Ledger("memorization", "smoke", "CIFAR-10 (JPEG copy)")
-    mem.claim("Table 2 / Table 7", "hard only fails", True)
-    mem.claim("budget", "not an item", True)
+    mem.fact("Table 2 / Table 7", "hard only fails", True)
+    mem.fact("budget", "not an item", True)
     return {"hard_examples": he.to_dict(), "memorization": mem.to_dict()}
 
 
@@ -137,3 +138,20 @@ def test_reproduction_tables():
     assert (claims["item"] == "(other)").sum() == 1
     row = cells[(cells["item"] == "Table 1") & (cells["row"] == "none")].iloc[0]
     assert (row["paper"], row["ours"]) == (51.8, 50.0) and row["diff"] == pytest.approx(-1.8)
+
+
+def test_reproduction_tables_show_intervals_and_power_and_read_old_ledgers():
+    from hardex.ledger import Ledger
+
+    new = Ledger("dpls", "fast", "CIFAR-10")
+    new.compare("Table 3", "DPLS > PGD", "1" * 60 + "0" * 40, "1" * 40 + "0" * 60)
+    new.power("Table 3", "DPLS - PGD", 1000, 3, paper_effect=2.23)
+    old = {"chapter": "hard_examples", "profile": "fast", "data": "d", "cells": [],
+           "claims": [{"item": "Table 1", "claim": "x", "verdict": "holds", "evidence": ""}]}  # before issue 15
+    t = report.reproduction_tables({"dpls": new.to_dict(), "hard_examples": old}, existing_chapters=["dpls", "hard_examples"])
+    c = t["claims"].set_index("chapter")
+    assert c.loc["dpls", "effect [95% CI], points"].startswith("+20.00 [") and c.loc["dpls", "examples"] == 100
+    assert c.loc["hard_examples", "effect [95% CI], points"] == "-" and pd.isna(c.loc["hard_examples", "method"])
+    p = t["power"]
+    assert len(p) == 1 and p.iloc[0]["seeds"] == 3 and not p.iloc[0]["can confirm"]
+    assert "inconclusive" in t["summary"].columns
