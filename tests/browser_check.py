@@ -30,7 +30,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import yaml
+from hardex.book import EXECUTED_DIR, toc_chapters
 
 VIEWPORT = {"width": 1400, "height": 900}
 GLANCE_ID = "verdicts-at-a-glance"
@@ -56,21 +56,7 @@ def serve(directory: Path) -> tuple[ThreadingHTTPServer, str]:
 
 def chapter_pages(root: Path = ROOT) -> dict[str, str]:
     """Chapter name -> page (relative to the HTML folder), in the order of ``_toc.yml``."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc.get("parts") or toc.get("chapters") or [])
-    return {Path(f).stem: f"{f}.html" for f in files if f.startswith("_executed/")}
+    return {c.name: f"{EXECUTED_DIR}/{c.name}.html" for c in toc_chapters(root)}
 
 
 _IDS = re.compile(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""")
