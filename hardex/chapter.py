@@ -311,7 +311,11 @@ def glue_figure(key: str, fig) -> None:
     from IPython import get_ipython
     from IPython.display import display
 
-    data, meta = get_ipython().display_formatter.format(fig)
+    shell = get_ipython()
+    if shell is None:  # outside a kernel (hardex book's planning pass runs chapters so): no page to glue to
+        plt.close(fig)
+        return
+    data, meta = shell.display_formatter.format(fig)
     plt.close(fig)
     display({_GLUE_PREFIX + k: v for k, v in data.items()}, raw=True,
             metadata={**{_GLUE_PREFIX + k: v for k, v in meta.items()},

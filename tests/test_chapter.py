@@ -78,3 +78,17 @@ def test_captioned_table_colours_differences_and_keeps_the_numbers_as_text():
     assert "not run" in html  # row b: ours missing
     assert html == captioned(t, "Table 3, CIFAR-10, eps 8/255: the paper and ours", "table-3-x")._repr_html_()
     assert repr(shown).splitlines()[0].startswith("Table 3") and "48.0" in repr(shown)
+
+
+def test_glue_figure_outside_a_kernel_closes_the_figure_and_glues_nothing(capsys):
+    # hardex book's planning pass runs chapter code in a plain Python process (no IPython shell)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hardex.chapter import glue_figure
+
+    fig = plt.figure()
+    glue_figure("fig-x", fig)
+    assert not plt.fignum_exists(fig.number) and capsys.readouterr().out == ""
