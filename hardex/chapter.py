@@ -240,7 +240,12 @@ def effect_text(claim: Mapping[str, Any]) -> str:
         return str(claim.get("evidence") or "")
     parts = []
     if "effect" in extra:
-        parts.append(_fmt(extra.pop("effect")))
+        text = _fmt(extra.pop("effect"))
+        lo, hi = extra.pop("lo", None), extra.pop("hi", None)
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):  # hardex.stats' interval
+            level = extra.pop("level", 0.95)
+            text += f" [{_fmt(float(lo))}, {_fmt(float(hi))}] ({level:.0%} interval)"
+        parts.append(text)
     for key in ("interval", "ci"):
         if key in extra:
             parts.append(f"95% CI {_fmt(extra.pop(key))}")

@@ -92,3 +92,11 @@ def test_glue_figure_outside_a_kernel_closes_the_figure_and_glues_nothing(capsys
     fig = plt.figure()
     glue_figure("fig-x", fig)
     assert not plt.fignum_exists(fig.number) and capsys.readouterr().out == ""
+
+
+def test_effect_text_shows_a_stats_interval_as_an_interval():
+    from hardex.chapter import effect_text
+
+    claim = {"item": "Table 3", "claim": "c", "verdict": "holds", "evidence": "", "effect": 2.0, "lo": 0.0,
+             "hi": 6.0, "level": 0.95, "method": "paired bootstrap", "n": 50}
+    assert effect_text(claim) == "+2 [+0, +6] (95% interval) (paired bootstrap) n: 50"
