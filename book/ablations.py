@@ -19,7 +19,7 @@
 # λ of the hardest example and the average factor it yields (Tables 16 and 17), label
 # smoothing against loss reweighting with the same difficulty (DPR, Table 18), and pruning the
 # top 10% hard examples with or without balancing the classes (Table 19). Every number comes
-# from a run record (`hardex.store.ensure`) or from the paper's own tables (`hardex.report`).
+# from a run record (`hardex.runs.ensure`) or from the paper's own tables (`hardex.report`).
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -125,8 +125,8 @@ from hardex.data import load_dataset
 from hardex.evaluate import evaluate_run
 from hardex.ledger import banner, data_label, Ledger
 from hardex.report import compare, paper_value
-from hardex.spec import Evaluation
-from hardex.store import ensure
+from hardex.runs.spec import Evaluation
+from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 3)

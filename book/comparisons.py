@@ -103,8 +103,8 @@ from hardex import experiments as ex
 from hardex.chapter import finish, note, setup, show_profile
 from hardex.ledger import banner, data_label, Ledger
 from hardex.report import compare, paper_value
-from hardex.spec import Evaluation, RunSpec
-from hardex.store import ensure
+from hardex.runs.spec import Evaluation, RunSpec
+from hardex.runs import ensure
 
 pd.set_option("display.precision", 2)
 P, SMOKE, _, DATA_LABEL, led = setup(globals(), "comparisons", show=False)  # P: as experiments' builders read it

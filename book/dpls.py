@@ -20,7 +20,7 @@
 # uniform LS whose factor equals DPLS's *average* factor (the same smoothing budget spread
 # evenly), for PGD-AT and TRADES, on four datasets and three eps; Fig. 9 shows that DPLS lowers
 # the training robust accuracy of the hardest examples and raises test robust accuracy. Every
-# number here comes from a run record (`hardex.store.ensure`) or from the paper's text
+# number here comes from a run record (`hardex.runs.ensure`) or from the paper's text
 # (`hardex.report`).
 
 # %% [markdown]
@@ -102,7 +102,7 @@ from hardex.chapter import finish, glue_figure, note, setup
 from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.evaluate import evaluate_run
 from hardex.report import captioned, compare, paper_value
-from hardex.store import ensure
+from hardex.runs import ensure
 from hardex.train import Trainer
 
 sns.set_theme(context="notebook", style="whitegrid")

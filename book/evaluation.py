@@ -114,7 +114,7 @@ from hardex.a3 import default_schedule
 from hardex.evaluate import evaluate_run, precision_agreement
 from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.report import captioned, compare, paper_value
-from hardex.store import ensure
+from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)

@@ -18,7 +18,7 @@
 # accuracy (Table 1, Fig. 1), their EL2N score stays far above that of easy examples and the
 # gap widens with the attack size (Fig. 3), and during robust overfitting the network keeps
 # fitting them while test robustness falls (Fig. 4). This chapter rebuilds those items from
-# runs in the run store (`hardex.store.ensure`); every number comes from a run record or from
+# runs in the run store (`hardex.runs.ensure`); every number comes from a run record or from
 # the paper's own table (`hardex.report`).
 
 # %% [markdown]
@@ -107,7 +107,7 @@ from hardex import difficulty, experiments as ex
 from hardex.chapter import finish, note, setup, show_profile
 from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.report import captioned, compare, paper_value
-from hardex.store import ensure
+from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)

@@ -20,7 +20,7 @@
 # only to the top n% "normal" (easy) ones, for 0 <= n <= 20% (Fig. 8). The paper finds that LS
 # on hard examples raises robust accuracy about as much as pruning them, with a smaller loss of
 # standard accuracy, while LS on normal examples lowers it. Every number here comes from a run
-# record (`hardex.store.ensure`) or from the paper's text (`hardex.report`).
+# record (`hardex.runs.ensure`) or from the paper's text (`hardex.report`).
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -90,8 +90,8 @@ from IPython.display import Markdown, display
 from hardex import difficulty, experiments as ex, paths
 from hardex.chapter import finish, note, setup, show_profile
 from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.spec import FileScores
-from hardex.store import ensure
+from hardex.runs.spec import FileScores
+from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)

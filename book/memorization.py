@@ -20,7 +20,7 @@
 # works (Table 2, Table 7); giving them random labels barely changes robustness (Fig. 6,
 # Table 8); and pruning a growing share of hard examples late in training raises robust
 # accuracy while pruning easy ones lowers it (Fig. 7). Appendix B.6 describes the hard and easy
-# sets (Figs. 14-16). Every number here comes from a run record (`hardex.store.ensure`) or from
+# sets (Figs. 14-16). Every number here comes from a run record (`hardex.runs.ensure`) or from
 # the paper's own tables (`hardex.report`).
 
 # %% [markdown]
@@ -104,7 +104,7 @@ from hardex.chapter import finish, note, setup
 from hardex.data import load_dataset
 from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.report import captioned, compare, paper_value
-from hardex.store import ensure
+from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)

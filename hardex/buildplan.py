@@ -1,6 +1,6 @@
 """What a book build will train, and how long that takes, before anything trains.
 
-The chapters call `hardex.store.ensure` inside papermill kernels, so the book process
+The chapters call `hardex.runs.plan.ensure` inside papermill kernels, so the book process
 cannot see their specs. The *planning pass* executes each training chapter's code in one
 plain Python subprocess with ``HARDEX_PLAN_ONLY=<file>`` set: there ``ensure`` appends the
 jobs it would train to that file (one JSON row each, `job_row`) and raises `PlanOnly`
@@ -31,75 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PLAN_ENV = "HARDEX_PLAN_ONLY"
+from hardex.runs.plan import PLAN_ENV, PlanOnly
+
 # What each profile is meant for (DESIGN.md, "Profiles"): the book refuses the wrong hardware.
 PROFILE_HARDWARE = {"smoke": "cpu", "quick": "gpu", "fast": "gpu", "paper": "cluster"}
 HARDWARE_TEXT = {"cpu": "a CPU", "gpu": "one GPU", "cluster": "a cluster or a long GPU job"}
 # A stated guess, not measured: how much slower a small CPU trains than the stated H100 times.
 CPU_SLOWDOWN = 300.0
 PASS_SECONDS = 300  # at most this long per chapter in the planning pass (imports included)
-
-
-class PlanOnly(Exception):
-    """Raised by ``ensure`` in a planning pass: the jobs are recorded, nothing trains."""
-
-
-# --------------------------------------------------------------------------------------
-# recording (called by hardex.store.ensure)
-
-
-def describe(spec) -> str:
-    """A short human description of a run from its spec, e.g.
-    ``pgd+dpls(0.5) preact_resnet18 prune <-1a2b3c4d@27``."""
-    t = spec.train
-    what = t.algorithm
-    if t.targets.kind != "onehot":
-        what += f"+{t.targets.kind}({t.targets.lam:g})"
-    for name in ("awp", "swa", "sat", "te", "kd", "adaptive_target", "reweight", "rst"):
-        if getattr(t, name, None) is not None:
-            what += f"+{name}"
-    parts = [what, t.model.name]
-    if t.algorithm != "std" and t.attack.eps != 0.031:
-        parts.append(f"eps={t.attack.eps:g}")
-    if t.edits:
-        parts.append("+".join(e.kind for e in t.edits))
-    if spec.start_from is not None:
-        parts.append(f"<-{spec.start_from.parent.short_hash[:8]}@{spec.start_from.epoch}")
-    return " ".join(parts)
-
-
-def epochs_left(store, spec, keep: tuple[int, ...] = ()) -> int:
-    """Epochs a job still trains: from its newest checkpoint, else its branch epoch, else 0.
-    A done run asked for a missing branch checkpoint regenerates up to that epoch."""
-    from hardex.store import _Run, is_done
-
-    run = _Run(store, spec, None, False)
-    have = [e for e, f in run.ckpts() if f.with_name(f.name + ".sha256").exists()]
-    n = spec.train.epochs
-    if is_done(run.dir):
-        want = max(keep, default=0)
-        return max(0, want - max((e for e in have if e <= want), default=0))
-    start = max(have, default=spec.start_from.epoch if spec.start_from else 0)
-    return max(0, n - start)
-
-
-def job_row(store, job, level: int) -> dict:
-    from hardex.experiments import training_fraction
-
-    s = job.spec
-    t = s.train
-    return {"hash": s.short_hash, "what": describe(s), "level": level, "epochs": t.epochs,
-            "epochs_left": epochs_left(store, s, job.keep), "algorithm": t.algorithm, "model": t.model.name,
-            "attack_steps": t.attack.steps, "fraction": training_fraction(s)}
-
-
-def record_plan(path: str | os.PathLike, store, levels, specs) -> None:
-    """Append the jobs of one ``ensure`` call, and which of the runs it asked for are done."""
-    rows = [job_row(store, job, i) for i, level in enumerate(levels) for job in level]
-    rows.append({"done": sorted({s.short_hash for s in specs if store.open(s) is not None})})
-    with open(path, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
 
 
 # --------------------------------------------------------------------------------------
@@ -368,7 +307,7 @@ def cost_line(cp: ChapterPlan, source: str) -> str:
 
 
 if __name__ == "__main__":
-    # the chapters' ensure raises hardex.buildplan.PlanOnly, not this __main__ module's copy
+    # one module object for the planning pass and the book code it imports
     from hardex.buildplan import _main as main
 
     sys.exit(main(sys.argv[1:]))

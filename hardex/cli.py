@@ -13,7 +13,7 @@ import signal
 import sys
 
 # Modules that contribute subcommands, in the order `hardex --help` lists them.
-_COMMAND_MODULES = ["hardex.book", "hardex.runs_cli", "hardex.progress", "hardex.bench"]
+_COMMAND_MODULES = ["hardex.book", "hardex.runs.cli", "hardex.progress", "hardex.bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by bad input (a spec, a parameter file, missing data): one line, exit 2."""
     errors: list[type[BaseException]] = []
-    for module, name in (("hardex.spec", "SpecError"), ("hardex.book", "ParamsError"),
+    for module, name in (("hardex.runs.spec", "SpecError"), ("hardex.book", "ParamsError"),
                          ("hardex.data", "DataNotFoundError"), ("pydantic", "ValidationError")):
         try:
             errors.append(getattr(importlib.import_module(module), name))

@@ -480,7 +480,7 @@ def load_model(record: Any, which: str = "final", store: Any = None) -> tuple[nn
     kept checkpoint.
     """
     from hardex import data, models
-    from hardex.store import load_checked
+    from hardex.runs.store import load_checked
 
     _check_which(which)
     spec = record.spec
@@ -546,7 +546,7 @@ def evaluate_run(
     data_root: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate a stored run (``record`` from :func:`hardex.store.ensure`, or a run hash /
+    """Evaluate a stored run (``record`` from :func:`hardex.runs.plan.ensure`, or a run hash /
     directory resolved in ``store``) and cache the result in ``<run dir>/eval/<key>.json``.
 
     ``n``: a seeded subset (``seed``) of the test split, None = all of it. ``which``:
@@ -558,7 +558,7 @@ def evaluate_run(
     and ``cached`` (True when read from the file).
     """
     from hardex import data
-    from hardex.store import RunStore, _json_default, atomic_write_json
+    from hardex.runs.store import RunStore, _json_default, atomic_write_json
 
     if not hasattr(record, "spec"):
         store = store if store is not None else RunStore()

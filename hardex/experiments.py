@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from hardex.config import TrainConfig
-from hardex.spec import RunSpec, RunScores
+from hardex.runs.spec import RunSpec, RunScores
 
 
 def _none_if_zero(v: int | None) -> int | None:

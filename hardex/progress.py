@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from hardex.buildplan import describe, duration
+from hardex.buildplan import duration
+from hardex.runs.plan import describe
 
 PLANS_DIR = "_plans"
 
@@ -50,7 +51,7 @@ _SPEC_CACHE: dict[Path, tuple[str, int]] = {}
 
 def _spec_info(d: Path) -> tuple[str, int]:
     if d not in _SPEC_CACHE:
-        from hardex.spec import RunSpec
+        from hardex.runs.spec import RunSpec
 
         spec = RunSpec.from_yaml(d / "spec.yaml")
         _SPEC_CACHE[d] = (describe(spec), spec.train.epochs)
@@ -78,7 +79,7 @@ def _s_per_epoch(rows: list[dict]) -> float | None:
 
 
 def run_state(d: Path) -> RunState:
-    from hardex.store import is_done, is_locked
+    from hardex.runs.store import is_done, is_locked
 
     what, epochs = _spec_info(d)
     rows = _rows(d)
@@ -125,7 +126,7 @@ def plan_path(root: Path, profile: str) -> Path:
 
 
 def write_plan(root: Path, profile: str, chapters: list[dict]) -> Path:
-    from hardex.store import atomic_write_json
+    from hardex.runs.store import atomic_write_json
 
     f = plan_path(root, profile)
     atomic_write_json(f, {"profile": profile, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -210,7 +211,7 @@ class Watcher(threading.Thread):
         now = time.time()
         seen = {}
         if self.root.is_dir():
-            from hardex.store import is_locked
+            from hardex.runs.store import is_locked
 
             for lock in self.root.glob("*/.lock"):
                 d = lock.parent

@@ -1,6 +1,6 @@
 """``Trainer``: one training run (STD, PGD-AT, TRADES) epoch by epoch, from a ``TrainConfig``.
 
-The trainer never writes files; the run store (``hardex.store``) checkpoints
+The trainer never writes files; the run store (``hardex.runs.store``) checkpoints
 ``state_dict()`` and writes the metrics rows ``run_epoch()`` returns.
 
 Per epoch e (1-based), in this order:

@@ -208,7 +208,7 @@ from tests.test_store import needs_trainer, real_spec, store_at, tiny_cifar  # n
 
 @needs_trainer
 def test_evaluate_run_caches_atomically(tmp_path, tiny_cifar):  # noqa: F811
-    from hardex.store import ensure
+    from hardex.runs.plan import ensure
 
     store = store_at(tmp_path / "runs")
     [rec] = ensure([real_spec()], store, progress=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import submitit
 
-from hardex.executors import EnsureJob, LocalExecutor, SlurmExecutor
-from hardex.store import ensure
+from hardex.runs.executors import EnsureJob, LocalExecutor, SlurmExecutor
+from hardex.runs.plan import ensure
 from test_store import FakeTrainer, child_of, numbers, spec, store_at
 
 TESTS = Path(__file__).resolve().parent
@@ -69,8 +69,10 @@ def test_slurm_executor_sets_the_requeue_limit_on_submitits_slurm_executor(tmp_p
     # Building the executor submits nothing; submitit only checks that srun exists.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
-    (bin_dir / "srun").chmod(0o755)
+    for name, body in (("srun", "exit 1"), ("sbatch", "exit 1"),
+                       ("scontrol", "echo 'Slurmctld(primary) at localhost is UP'")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     ex = SlurmExecutor(cluster="slurm", max_requeue=5, timeout_min=7)._executor(store_at(tmp_path / "runs"))
     assert ex.cluster == "slurm" and ex._executor.max_num_timeout == 5

@@ -56,7 +56,7 @@ def test_count_runs_counts_parents_and_sources_once():
     keep = ex.keep_indices(P, [3, 1, 2])
     assert keep.train.edits[0].indices == (1, 2, 3)
     from hardex.config import TrainConfig
-    from hardex.spec import RunSpec
+    from hardex.runs.spec import RunSpec
     tr = TrainConfig.model_validate({**b.train.model_dump(),
                                      "edits": [{"kind": "keep", "rule": {"k": 5, "source": "s"}}]})
     with_src = RunSpec(train=tr, scores_from={"s": ex.scores_source(src, 2)})

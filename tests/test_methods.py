@@ -263,7 +263,7 @@ def test_method_config_errors(over, match):
 
 
 def test_defaults_keep_spec_hashes():
-    from hardex.spec import RunSpec
+    from hardex.runs.spec import RunSpec
     plain = RunSpec(train=small_cfg())
     assert "awp" not in plain.identity()["train"] and "swa" not in plain.identity()["train"]
     assert RunSpec(train=small_cfg(swa={"from_epoch": 1})).hash != plain.hash
@@ -280,7 +280,7 @@ def kd_train(kd, **kw):
 
 
 def test_teachers_spec_hash_and_validation():
-    from hardex.spec import RunSpec, SpecError
+    from hardex.runs.spec import RunSpec, SpecError
     from test_store import real_spec
 
     std, rob = real_spec(algorithm="std"), real_spec(swa={"from_epoch": 2})
@@ -301,8 +301,9 @@ def test_teachers_spec_hash_and_validation():
 
 
 def test_ensure_trains_teachers_first_and_passes_their_models(tmp_path, tiny_cifar):
-    from hardex.spec import RunSpec
-    from hardex.store import ensure, load_teachers
+    from hardex.runs.spec import RunSpec
+    from hardex.runs.plan import ensure
+    from hardex.runs.store import load_teachers
     from test_store import real_spec, store_at
 
     std, rob = real_spec(algorithm="std"), real_spec(swa={"from_epoch": 2})
@@ -312,7 +313,7 @@ def test_ensure_trains_teachers_first_and_passes_their_models(tmp_path, tiny_cif
     (rec,) = ensure([kd], store, progress=False)
     assert rec.done and store.open(std) is not None and store.open(rob) is not None
     models = load_teachers(store, kd)
-    from hardex.store import load_checked
+    from hardex.runs.store import load_checked
     best = load_checked(store.open(std).path / "best.pt")["model"]
     assert all(torch.equal(models["std"].state_dict()[k], v) for k, v in best.items())
     # "final" of an SWA run is the average (with its refreshed BN), not the last weights

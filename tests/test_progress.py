@@ -16,7 +16,8 @@ import pytest
 
 from hardex import buildplan, progress
 from hardex.book import check_hardware
-from hardex.store import RunStore, ensure, train_run
+from hardex.runs.plan import describe, ensure
+from hardex.runs.store import RunStore, train_run
 from test_store import FakeTrainer, child_of, numbers, spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_describe_and_cost_line():
     s = spec(epochs=4)
     c = child_of(s, 2, 0.9)
-    assert buildplan.describe(s) == "pgd tiny_cnn"
-    assert buildplan.describe(c) == f"pgd+ls(0.9) tiny_cnn <-{s.short_hash[:8]}@2"
+    assert describe(s) == "pgd tiny_cnn"
+    assert describe(c) == f"pgd+ls(0.9) tiny_cnn <-{s.short_hash[:8]}@2"
     cp = buildplan.ChapterPlan("dpls", jobs=[{"hash": "a", "epochs_left": 3}, {"hash": "b", "epochs_left": 2}],
                                shared=1, done=2, complete=False, stopped="waits for these runs", seconds=5400.0)
     line = buildplan.cost_line(cp, "from results/bench/x.json")
@@ -118,7 +119,7 @@ epochs = 4
 
 # %%
 from test_store import FakeTrainer, spec
-from hardex.store import ensure
+from hardex.runs.plan import describe, ensure
 
 [rec] = ensure([spec(epochs=epochs)], trainer=FakeTrainer, progress=False)
 '''

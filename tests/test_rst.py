@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from hardex import methods as M
 from hardex import targets as tgt
 from hardex import train as train_mod
-from hardex.spec import sha256_file
+from hardex.runs.spec import sha256_file
 from hardex.train import Trainer
 from test_train import make_tiny_cifar, small_cfg, strip
 
@@ -188,8 +188,9 @@ def test_run_spec_carries_unlabeled_data_through_the_store(tiny_root, unl, tmp_p
     the hash; ensure() hands the file to the Trainer and refuses a changed file."""
     import shutil
 
-    from hardex.spec import RunSpec
-    from hardex.store import RunStore, ensure
+    from hardex.runs.spec import RunSpec
+    from hardex.runs.plan import ensure
+    from hardex.runs.store import RunStore
 
     path = unl[0]
     cfg = rst_cfg(epochs=1, schedule={"milestones": []})

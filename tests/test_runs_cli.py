@@ -8,7 +8,7 @@ import json
 import pytest
 
 from hardex.cli import main
-from hardex.spec import RunSpec
+from hardex.runs.spec import RunSpec
 from test_store import FakeTrainer, child_of, needs_trainer, real_spec, spec, tiny_cifar  # noqa: F401
 
 FAKE = "test_store:FakeTrainer"
@@ -106,7 +106,7 @@ def test_eval_table_json_cache_and_errors(tmp_path, tiny_cifar, capsys):  # noqa
 def test_add_cli_registers_commands():
     import argparse
 
-    from hardex import runs_cli
+    from hardex.runs import cli as runs_cli
 
     parser = argparse.ArgumentParser()
     runs_cli.add_cli(parser.add_subparsers(dest="command"))

@@ -7,8 +7,8 @@ import pytest
 
 from hardex import difficulty
 from hardex.config import TrainConfig
-from hardex.spec import RunSpec, SpecError
-from hardex.store import ensure
+from hardex.runs.spec import RunSpec, SpecError
+from hardex.runs.plan import ensure
 from test_store import needs_trainer, real_spec, store_at, tiny_cifar  # noqa: F401 (fixture)
 from test_spec import MINIMAL
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hardex.config import TrainConfig
-from hardex.spec import SHORT_HASH_LEN, RunSpec, SpecError
+from hardex.runs.spec import SHORT_HASH_LEN, RunSpec, SpecError
 
 MINIMAL = {"train": {"epochs": 4, "model": {"name": "tiny_cnn"}, "schedule": {"milestones": [2]},
                      "tracking": {"until_epoch": 2}}}

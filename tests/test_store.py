@@ -1,4 +1,4 @@
-"""Run store mechanics (hardex.store) with a small fake trainer that follows the
+"""Run store mechanics (hardex.runs.store) with a small fake trainer that follows the
 Trainer contract (hardex/train.py) and consumes torch and numpy RNG like a real one.
 
 The end-to-end tests with the real Trainer are at the bottom (skipped until it exists).
@@ -22,12 +22,12 @@ import torch.nn.functional as F
 
 from hardex import lockfile
 from hardex.config import TrainConfig
-from hardex.spec import RunSpec
-from hardex.store import (
+from hardex.runs.plan import ensure
+from hardex.runs.spec import RunSpec
+from hardex.runs.store import (
     CorruptRunError,
     RunStore,
     _without_timing,
-    ensure,
     load_checked,
     read_metrics,
 )
@@ -181,8 +181,9 @@ def run_python(code: str, env: dict | None = None, wait: bool = True):
 
 
 ENSURE_IN_SUBPROCESS = """
-    from hardex.spec import RunSpec
-    from hardex.store import RunStore, ensure
+    from hardex.runs.spec import RunSpec
+    from hardex.runs.plan import ensure
+    from hardex.runs.store import RunStore
     from test_store import FakeTrainer
     spec = RunSpec.from_yaml({spec_file!r})
     [rec] = ensure([spec], RunStore({root!r}, extra_roots=()), progress=False, trainer=FakeTrainer)
@@ -498,8 +499,9 @@ def test_real_trainer_cache_hit_branch_and_sigkill_resume(tmp_path, tiny_cifar, 
     f = tmp_path / "spec.yaml"
     s.to_yaml(f)
     code = f"""
-        from hardex.spec import RunSpec
-        from hardex.store import RunStore, ensure
+        from hardex.runs.spec import RunSpec
+        from hardex.runs.plan import ensure
+        from hardex.runs.store import RunStore
         from test_store import KillingTrainer
         ensure([RunSpec.from_yaml({str(f)!r})], RunStore({str(tmp_path / 'killed')!r}, extra_roots=()),
                progress=False, trainer=KillingTrainer)

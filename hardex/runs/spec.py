@@ -16,7 +16,7 @@ what determines the run's numbers -- the training config, the parent it starts f
 * ``checkpoints`` (which checkpoints to keep on disk) is stored in spec.yaml but left
   out of the hash: keeping more or fewer checkpoints never changes a number, and a
   baseline that several continuations branch from must stay one run however many
-  branch points are asked of it later (see ``hardex.store`` for how missing branch
+  branch points are asked of it later (see ``hardex.runs.store`` for how missing branch
   checkpoints are regenerated).
 """
 

@@ -1,4 +1,4 @@
-"""The run store: one directory per RunSpec, and `ensure`, which trains what is missing.
+"""The run store: one directory per RunSpec, its atomic files, locks, checkpoints and `train_run`.
 
 Layout (DESIGN.md, "The run store")::
 
@@ -64,7 +64,7 @@ from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywid
 import hardex
 from hardex.lockfile import lock_provenance
 from hardex.paths import repo_root, runs_root
-from hardex.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, Teacher, sha256_file
+from hardex.runs.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, Teacher, sha256_file
 
 CKPT_FORMAT = 1
 TrainerFactory = Callable[[Any], Any]
@@ -965,105 +965,3 @@ def _end_session(d: Path, prov: dict, trainer: Any, t0: float) -> None:
     prov["sessions"][-1].update(end=_now(), to_epoch=trainer.epoch, wall_s=round(wall, 3))
     prov.update(end=_now(), wall_s=round(sum(s.get("wall_s", 0.0) for s in prov["sessions"]), 3))
     atomic_write_json(d / "provenance.json", prov)
-
-
-# --------------------------------------------------------------------------------------
-# ensure
-
-
-@dataclass
-class Job:
-    """One run to make done, with the branch checkpoints its children need."""
-
-    spec: RunSpec
-    keep: tuple[int, ...] = ()
-
-
-def plan(store: RunStore, specs: Iterable[RunSpec]) -> list[list[Job]]:
-    """Jobs level by level (parents before children), deduplicated by hash, leaving out
-    runs that are done and have every checkpoint asked of them."""
-    nodes: dict[str, RunSpec] = {}
-    depth: dict[str, int] = {}
-    keep: dict[str, set[int]] = {}
-
-    def level(spec: RunSpec) -> int:
-        """0 for a run that needs no other run, else one more than the deepest it needs
-        (its parent and its score-source runs)."""
-        h = spec.hash
-        if h not in depth:
-            deps = [s.run for s in spec.scores_from.values() if isinstance(s, RunScores)]
-            deps += [t.run for t in spec.teachers.values()]
-            if spec.start_from is not None:
-                deps.append(spec.start_from.parent)
-            depth[h] = 1 + max((level(d) for d in deps), default=-1)
-        return depth[h]
-
-    def need(spec: RunSpec) -> None:
-        h = spec.hash
-        nodes[h] = spec
-        level(spec)
-        keep.setdefault(h, set())
-        if store.open(spec) is not None:
-            return
-        for src in spec.scores_from.values():  # needed whenever this run trains (resume too)
-            if isinstance(src, RunScores):
-                if src.epoch is not None:
-                    keep.setdefault(src.run.hash, set()).add(src.epoch)
-                need(src.run)
-        for t in spec.teachers.values():
-            need(t.run)
-        sf = spec.start_from
-        if sf is None:
-            return
-        own = _Run(store, spec, None, False).ckpts()
-        if any(e >= sf.epoch for e, f in own if _sidecar(f).exists()):
-            return  # it resumes from its own checkpoint; the parent is not needed
-        keep.setdefault(sf.parent.hash, set()).add(sf.epoch)
-        need(sf.parent)
-
-    for s in specs:
-        need(s)
-    levels: dict[int, list[Job]] = {}
-    for h, spec in nodes.items():
-        run = _Run(store, spec, None, False)
-        if store.open(spec) is not None and all(run.has_ckpt(e) for e in keep[h]):
-            continue
-        levels.setdefault(depth[h], []).append(Job(spec, tuple(sorted(keep[h]))))
-    return [levels[k] for k in sorted(levels)]
-
-
-def ensure(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None, executor: Any = None,
-           progress: bool = True, *, trainer: TrainerFactory | None = None) -> list[RunRecord]:
-    """Records of ``specs`` (same order): finished ones are read, the rest trained.
-
-    Parents (``start_from``) and score-source runs (``scores_from``) are trained first,
-    once each however many runs share them, keeping the checkpoints the children branch
-    from and the source epochs asked for; the Trainer of a run with ``scores_from`` gets
-    ``scores={name: arrays}`` (see ``load_scores``). ``executor`` (default
-    LocalExecutor) runs each level of the plan; ``trainer`` builds a Trainer from a
-    TrainConfig (default ``hardex.train.Trainer``).
-    """
-    from hardex.executors import LocalExecutor
-
-    specs = [specs] if isinstance(specs, RunSpec) else list(specs)
-    store = store if store is not None else RunStore()
-    executor = executor if executor is not None else LocalExecutor()
-    levels = plan(store, specs)
-    plan_only = os.environ.get("HARDEX_PLAN_ONLY")
-    if plan_only:  # a planning pass (hardex.buildplan): record the jobs, train nothing
-        from hardex.buildplan import PlanOnly, record_plan
-
-        record_plan(plan_only, store, levels, specs)
-        if levels:
-            raise PlanOnly(f"{sum(len(level) for level in levels)} runs to train")
-    total = sum(len(level) for level in levels)
-    with tqdm(total=total, desc="runs", unit="run", disable=not progress or total == 0) as bar:
-        for level in levels:
-            executor.run_jobs(store, level, trainer=trainer, progress=progress, on_done=lambda: bar.update(1))
-    records = []
-    for s in specs:
-        rec = store.open(s)
-        if rec is None:
-            raise RuntimeError(f"run {s.short_hash} is not done after ensure (see {store.run_dir(s)})")
-        records.append(rec)
-    return records

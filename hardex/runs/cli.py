@@ -23,8 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hardex.spec import RunSpec
-from hardex.store import RunStore, ensure
+from hardex.runs.spec import RunSpec
+from hardex.runs.plan import ensure
+from hardex.runs.store import RunStore
 
 
 def _store(args: argparse.Namespace) -> RunStore:
