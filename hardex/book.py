@@ -352,9 +352,14 @@ def build(
     plan_only: bool = False,
     plan: bool = False,
     strict: bool = False,
+    executor: dict | None = None,
+    dry_run: bool = False,
 ) -> int:
     """Execute chapters (then render the book when ``html``). ``plan`` (as `hardex book`
-    does unless --no-plan): first the planning pass, its cost lines and the hardware check."""
+    does unless --no-plan): first the planning pass, its cost lines and the hardware check.
+    ``executor``: executor settings (`hardex.runs.executors.executor_settings`); one that
+    trains several runs at once trains every chapter's runs first (`hardex.buildtrain`).
+    ``dry_run`` (--plan): list every run that would train, by level, and train nothing."""
     root = root or repo_root()
     out = out or root / EXECUTED_DIR
     known = toc_chapters(root)
@@ -374,19 +379,41 @@ def build(
     if device == "cpu":  # chapters whose device is "" (cuda if available) then train on the CPU
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     names = [c.name for c in selected]
+    from hardex.buildtrain import train_ahead, wants_train_ahead
+    from hardex.runs.executors import export_settings, make_executor
+
+    settings = executor if executor is not None else {}
+    if executor is None:
+        from hardex.runs.executors import executor_settings
+
+        settings = executor_settings()
+    if dry_run:
+        from hardex.buildplan import planning_pass, plan_listing
+        from hardex.progress import PLANS_DIR
+
+        t0 = time.perf_counter()
+        plans = planning_pass(root, profile, names, _runs_dir(root) / PLANS_DIR)
+        for line in plan_listing(plans, profile, root, params):
+            print(line)
+        print(f"(planning pass {time.perf_counter() - t0:.0f} s; nothing trained)")
+        return 0
+    ex = make_executor(settings)  # bad settings (or no Slurm) stop the build before anything runs
+    export_settings(settings)  # the chapters' kernels train anything left on the same executor
+    ahead = wants_train_ahead(ex)
     plans: list = []
-    if plan or plan_only:
+    if plan or plan_only or ahead:
         from hardex.buildplan import gpu_visible
 
         gpu = device != "cpu" and gpu_visible()
         plans, total = plan_build(profile, selected, params, root, gpu)
-        refusal = check_hardware(profile, gpu, device, yes, total, names)
+        refusal = None if ex.name == "slurm" else check_hardware(profile, gpu, device, yes, total, names)
         if refusal is not None:
             print(f"error: {refusal}", file=sys.stderr)
             return 2
     if plan_only:
         return 0
     jobs = {cp.name: (cp.jobs, cp.complete) for cp in plans}
+    failed: dict[str, list[str]] = {}
 
     from hardex.progress import Watcher
 
@@ -414,7 +441,24 @@ def build(
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     i = 0
     try:
+        if ahead:
+            from hardex.runs.store import RunStore
+
+            if watcher is not None:
+                watcher.set_chapter("all chapters", [j for cp in plans for j in cp.jobs],
+                                    all(cp.complete for cp in plans))
+            failed = train_ahead(root, profile, names, ex, RunStore(_runs_dir(root)), first_plans=plans)
+            jobs = {}  # the chapters only read records now
+            if watcher is not None:
+                watcher.clear()
         for i, chapter in enumerate(selected, 1):
+            if chapter.name in failed:
+                if watcher is not None:
+                    watcher.stop()
+                print(f"[{i}/{len(selected)}] {chapter.name}: not executed, its runs failed:", file=sys.stderr)
+                for msg in failed[chapter.name]:
+                    print(f"  {msg}", file=sys.stderr)
+                return 1
             if watcher is not None:
                 watcher.clear()
                 watcher.set_chapter(chapter.name, *jobs.get(chapter.name, ([], True)))
@@ -448,7 +492,7 @@ def build(
         signum = getattr(err, "signum", signal.SIGINT)
         rest = " ".join(names[max(i - 1, 0):])
         flags = (" --no-html" if not html else "") + (" --device cpu" if device == "cpu" else "") + \
-            (" --yes" if yes else "")
+            (" --yes" if yes else "") + _executor_flags(executor)
         print(f"\ninterrupted ({signal.Signals(signum).name}); the runs keep their last checkpoints; "
               f"resume with: hardex book --profile {profile} --chapters {rest}{flags}", file=sys.stderr, flush=True)
         return 128 + int(signum)
@@ -477,18 +521,37 @@ def build(
     return 0
 
 
+def _executor_flags(settings: dict | None) -> str:
+    """The command-line flags that give these executor settings again (for the resume line)."""
+    if not settings:
+        return ""
+    out = f" --executor {settings.get('executor', 'local')}"
+    if settings.get("slots"):
+        out += f" --slots {settings['slots']}"
+    if settings.get("gpus"):
+        out += " --gpus " + ",".join(str(g) for g in settings["gpus"])
+    for k, v in (settings.get("slurm") or {}).items():
+        out += f" --slurm {k}={v}"
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
+    from hardex.runs.executors import ExecutorError, settings_from_args
+
     try:
         return build(args.profile, args.chapters, html=not args.no_html,
                      out=Path(args.out) if args.out else None, progress=not args.quiet,
                      root=Path(args.root) if args.root else None, device=args.device, yes=args.yes,
-                     plan_only=args.plan_only, plan=not args.no_plan, strict=args.strict)
-    except ParamsError as err:
+                     plan_only=args.plan_only, plan=not args.no_plan, strict=args.strict,
+                     executor=settings_from_args(args), dry_run=args.plan)
+    except (ParamsError, ExecutorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
 
 def add_cli(sub) -> None:
+    from hardex.runs.executors import add_executor_options
+
     p = sub.add_parser("book", help="execute the book's chapters with papermill and build the HTML book")
     p.add_argument("--profile", default="smoke", choices=PROFILES, help="parameter profile (params/<profile>/)")
     p.add_argument("--chapters", nargs="+", metavar="NAME", help="only these chapters (default: all in _toc.yml)")
@@ -501,6 +564,9 @@ def add_cli(sub) -> None:
     p.add_argument("--plan-only", action="store_true",
                    help="print the cost lines and write the plan (`hardex status --profile`), train nothing")
     p.add_argument("--no-plan", action="store_true", help="skip the planning pass (and the hardware check)")
+    p.add_argument("--plan", action="store_true",
+                   help="dry run: list every run that would train, by level, with epochs and GPU-hours; train nothing")
+    add_executor_options(p)
     p.add_argument("--strict", action="store_true",
                    help="Sphinx warnings are errors (jupyter-book build -W -n --keep-going), as CI builds the book")
     p.add_argument("--root", help="project root holding _toc.yml, book/ and params/ (default: this checkout)")

@@ -124,6 +124,7 @@ class ChapterPlan:
     name: str
     jobs: list[dict] = field(default_factory=list)  # to train, first chapter that plans them
     shared: int = 0  # planned here but counted in an earlier chapter
+    shared_jobs: list[dict] = field(default_factory=list)  # their rows (checkpoints this chapter needs)
     done: int = 0  # runs the chapter asked for that are already done
     complete: bool = True
     stopped: str | None = None
@@ -157,6 +158,7 @@ def planning_pass(root: Path, profile: str, chapters: list[str], work: Path, env
         for j in r["jobs"]:
             if j["hash"] in seen:
                 cp.shared += 1
+                cp.shared_jobs.append(j)
                 continue
             seen.add(j["hash"])
             cp.jobs.append(j)
@@ -304,6 +306,83 @@ def cost_line(cp: ChapterPlan, source: str) -> str:
         return f"{cp.name}: nothing to train" + (f" ({done} runs already done)" if done else "")
     return (f"{cp.name}: {runs} runs to train ({done} already done{shared}), {epochs} epochs, "
             f"est. {duration(cp.seconds)} on this device ({source}){more}")
+
+
+def newest_gpu_bench(root: Path) -> tuple[Path, dict] | None:
+    """The newest bench report made on any GPU (for GPU-hours planned from a CPU machine)."""
+    best = None
+    for f in sorted((root / "results" / "bench").glob("*.json")):
+        try:
+            r = json.loads(f.read_text())
+            is_gpu = r["environment"].get("device") == "cuda"
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if is_gpu and (best is None or str(r.get("created", "")) > str(best[1].get("created", ""))):
+            best = (f, r)
+    return best
+
+
+def global_levels(rows: list[dict]) -> dict[str, int]:
+    """Level of each planned job across chapters: 0 needs no planned run, else one more
+    than the deepest planned run it needs (needs outside the plan are done)."""
+    by_hash = {r["hash"]: r for r in rows}
+    level: dict[str, int] = {}
+
+    def of(h: str) -> int:
+        if h not in level:
+            level[h] = 1 + max((of(n) for n in by_hash[h].get("needs", []) if n in by_hash), default=-1)
+        return level[h]
+
+    for h in by_hash:
+        of(h)
+    return level
+
+
+def plan_listing(plans: list[ChapterPlan], profile: str, root: Path, params: dict[str, dict]) -> list[str]:
+    """`hardex book --plan`: every run that would train, grouped by level across the chosen
+    chapters, with its epochs and GPU-hours (from a GPU bench report, else the profile's
+    stated minutes per epoch, said which), and the chapters that plan more runs once these
+    finish. Trains nothing."""
+    est = Estimator(root, profile, True, newest_gpu_bench(root))
+    # the stated per-epoch minutes are the profile's, whichever chapter's file states them
+    stated = {k: v for c in params.values() for k, v in c.items() if k.startswith("minutes_per_")}
+    rows, owner = [], {}
+    for cp in plans:
+        for j in cp.jobs:
+            owner[j["hash"]] = cp.name
+            rows.append((cp.name, j))
+    levels = global_levels([j for _, j in rows])
+    lines = [f"plan for profile {profile} ({len(plans)} chapters): {len(rows)} runs to train"]
+    total, unknown, sources = 0.0, 0, []
+    for lv in sorted(set(levels.values())):
+        group = [(c, j) for c, j in rows if levels[j["hash"]] == lv]
+        lines.append(f"level {lv} ({len(group)} runs{', each after the runs it needs' if lv else ''}):")
+        for chapter, j in group:
+            s, src = est.job_seconds({**stated, **params[chapter]}, j)
+            if s is None:
+                unknown += 1
+                cost = "GPU-hours unknown"
+            else:
+                total += s
+                cost = f"{s / 3600:.2f} GPU-h"
+                if src not in sources:
+                    sources.append(src)
+            lines.append(f"  {j['hash'][:10]}  {j['what']:<48} {j['epochs_left']:>4} of {j['epochs']:>3} epochs  "
+                         f"{cost:>16}  [{chapter}]")
+    later = [cp for cp in plans if not cp.complete]
+    if later:
+        lines.append("planned once these finish (their specs need these runs' records):")
+        for cp in later:
+            why = "more runs" if cp.stopped == "waits for these runs" else cp.stopped
+            lines.append(f"  {cp.name}: {why}")
+    epochs = sum(j["epochs_left"] for _, j in rows)
+    shared = sum(cp.shared for cp in plans)
+    lines.append(f"total: {len(rows)} runs ({shared} more asked for by a second chapter, trained once), "
+                 f"{len(levels) and max(levels.values()) + 1} levels, {epochs} epochs, "
+                 f"{total / 3600:.1f} GPU-hours" + (f" + {unknown} runs without an estimate" if unknown else "")
+                 + (f" ({'; '.join(sources)})" if sources else "")
+                 + ("; more once the runs above finish" if later else ""))
+    return lines
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import shlex
 import signal
 import sys
 
+from hardex.runs.errors import RunsFailed
+
 # Modules that contribute subcommands, in the order `hardex --help` lists them.
 _COMMAND_MODULES = ["hardex.book", "hardex.runs.cli", "hardex.progress", "hardex.bench"]
 
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RunsFailed as err:  # each failed run named with its job and log; the others finished
+        print(f"error: {err}", file=sys.stderr)
+        print(f"the finished runs are kept; after fixing the cause: hardex {' '.join(shlex.quote(a) for a in argv)}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt as err:
         # the store writes atomically: the last checkpoint is intact and training resumes from it
         print(f"\ninterrupted; resume with: hardex {' '.join(shlex.quote(a) for a in argv)}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """`hardex train | eval | runs`: the run store from the command line.
 
-    hardex train SPEC.yaml [--runs DIR]          ensure one spec, print its record
+    hardex train SPEC.yaml... [--runs DIR] [--executor local|slurm --slots N --gpus 0,1 --slurm K=V]
+                                                 ensure specs (and the runs they need), print records
     hardex eval RUN_OR_CHECKPOINT --attacks pgd20,cw20,a3 [--n N --seed S --which final|best --eps E]
     hardex runs ls | show HASH | rm HASH... | gc [--dry-run]
     hardex runs export HASH... --to results/  |  hardex runs import DIR
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hardex.runs.spec import RunSpec
+from hardex.runs.executors import add_executor_options, make_executor, settings_from_args
 from hardex.runs.plan import ensure
 from hardex.runs.store import RunStore
 
@@ -52,9 +54,11 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    spec = RunSpec.from_yaml(args.spec)
-    [rec] = ensure([spec], _store(args), progress=not args.quiet, trainer=_factory(args.trainer))
-    print(rec.summary())
+    specs = [RunSpec.from_yaml(f) for f in args.spec]
+    executor = make_executor(settings_from_args(args))
+    records = ensure(specs, _store(args), executor=executor, progress=not args.quiet, trainer=_factory(args.trainer))
+    for rec in records:
+        print(rec.summary())
     return 0
 
 
@@ -212,9 +216,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def add_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser("train", help="train one RunSpec (YAML) into the run store")
-    p.add_argument("spec", help="a RunSpec YAML file")
+    p = subparsers.add_parser("train", help="train RunSpecs (YAML) into the run store, with the runs they need")
+    p.add_argument("spec", nargs="+", help="RunSpec YAML files")
     _add_store_args(p)
+    add_executor_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--trainer", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)

@@ -44,6 +44,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ EXECUTOR_ENV = "HARDEX_EXECUTOR"
 EXECUTOR_FILE_ENV = "HARDEX_EXECUTOR_FILE"
 DEFAULT_FILE = Path("~/.config/hardex/executor.yaml")
 JOB_FILE = "job.json"
+NOT_DONE = "the job ended but the run is not done"
 # submitit's own parameter names (AutoExecutor); any other Slurm option gets the slurm_ prefix
 _SUBMITIT_GENERIC = {"timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb", "nodes", "tasks_per_node",
                      "name", "stderr_to_stdout"}
@@ -135,7 +137,7 @@ def _run_error(store: RunStore, spec: RunSpec) -> str | None:
         return None
     with contextlib.suppress(OSError, ValueError):
         return json.loads((store.run_dir(spec) / "failed.json").read_text())["error"]
-    return "the job ended but the run is not done"
+    return NOT_DONE
 
 
 class _Finished:
@@ -317,7 +319,7 @@ class SlurmExecutor:
         self._ex: submitit.AutoExecutor | None = None
         if cluster in (None, "slurm"):
             check_slurm()
-            self._make(Path(folder) if folder is not None else Path("."))  # bad parameters fail now
+            self._make(Path(tempfile.gettempdir()) / "hardex-submitit")  # bad parameters fail now
 
     def _make(self, folder: Path) -> submitit.AutoExecutor:
         kwargs = {"cluster": self.cluster} if self.cluster is not None else {}
@@ -372,23 +374,24 @@ class _SlurmJob:
             return False
         self._checked = time.time()
         state = _squeue_state(self.job.job_id)
-        self._gone = self._gone + 1 if state is None else 0
-        return self._gone >= 2 and not self.job.paths.result_pickle.exists()  # gone twice: it ended
+        # ended: no longer listed, or listed in an end state (COMPLETED, FAILED, CANCELLED,
+        # TIMEOUT, ... while slurmctld keeps it for MinJobAge); twice, so the result file of a
+        # job that just ended has been written
+        ended = state is None or (state != "UNKNOWN" and state not in _IN_FLIGHT)
+        self._gone = self._gone + 1 if ended else 0
+        return self._gone >= 2
 
     def error(self) -> str | None:
-        log = self.job.paths.stdout
-        where = f"job {self.job.job_id}; log {log}"
-        if self.job.paths.result_pickle.exists():
-            try:
-                self.job.result()
-            except Exception as err:  # noqa: BLE001 - a failed job's traceback, as one line
-                lines = [ln for ln in str(err).splitlines() if ln.strip()]
-                return f"run {self.spec.short_hash} failed ({where}): {lines[-1] if lines else type(err).__name__}"
-        why = _run_error(self.store, self.spec)
+        why = _run_error(self.store, self.spec)  # the run's own failed.json says what it raised
         if why is None:
             return None
-        last = _tail(self.job.paths.stderr) or _tail(log)
-        return f"run {self.spec.short_hash} failed ({where}): {why}" + (f" (log ends: {last})" if last else "")
+        log = self.job.paths.stdout
+        if why == NOT_DONE:  # it died without a word in the store (killed, out of memory, cancelled)
+            last = _tail(self.job.paths.stderr, 2) or _tail(log, 2)
+            state = _squeue_state(self.job.job_id) if self.slurm else None
+            why += (f"; Slurm state {state}" if state and state != "UNKNOWN" else "") + \
+                (f"; log ends: {last}" if last else "")
+        return f"run {self.spec.short_hash} failed (job {self.job.job_id}; log {log}): {why}"
 
 
 # --------------------------------------------------------------------------------------
