@@ -64,7 +64,7 @@ from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywid
 import hardex
 from hardex.lockfile import lock_provenance
 from hardex.paths import repo_root, runs_root
-from hardex.runs.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, Teacher, sha256_file
+from hardex.runs.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, sha256_file
 
 CKPT_FORMAT = 1
 TrainerFactory = Callable[[Any], Any]
