@@ -20,7 +20,7 @@ import pytest
 
 from hardex.config import TrainConfig
 from hardex.runs.executors import ExecutorError, LocalExecutor, executor_settings, make_executor, parse_key_values
-from hardex.runs.plan import Job, RunsFailed, ensure, plan, train_jobs
+from hardex.runs.plan import RunsFailed, ensure, plan, train_jobs
 from hardex.runs.spec import RunSpec
 from test_store import FakeTrainer, child_of, numbers, spec, store_at
 
@@ -138,24 +138,30 @@ def test_local_workers_train_the_dag_with_the_numbers_of_this_process(tmp_path, 
         print(f"\n[local slots] 5-run DAG: 1 slot in-process {t1 - t0:.1f} s, 2 worker processes {t2 - t1:.1f} s")
 
 
-def test_a_killed_submitter_leaves_workers_that_the_next_one_waits_for(tmp_path):
-    """The submitting process dies (SIGKILL) while its workers train; the same command
-    again re-attaches to the workers in flight and starts the rest: every run trains once."""
-    specs = dag()
+def submitter(specs: list[RunSpec], tmp_path: Path, imports: str, executor: str) -> str:
+    """Python code that ensures ``specs`` into ``tmp_path/runs`` on ``executor`` (an
+    expression, after ``imports``), for a submitting process the test can kill."""
     files = []
     for i, s in enumerate(specs):
         files.append(tmp_path / f"s{i}.yaml")
         s.to_yaml(files[-1])
-    code = textwrap.dedent(f"""
-        from hardex.runs.executors import LocalExecutor
+    return textwrap.dedent(f"""
+        {imports}
         from hardex.runs.plan import ensure
         from hardex.runs.spec import RunSpec
         from hardex.runs.store import RunStore
         from test_schedule import ScoredFakeTrainer
         specs = [RunSpec.from_yaml(f) for f in {[str(f) for f in files]!r}]
-        ensure(specs, RunStore({str(tmp_path / 'runs')!r}, extra_roots=()), executor=LocalExecutor(slots=2),
-               progress=False, trainer=ScoredFakeTrainer)
+        ensure(specs, RunStore({str(tmp_path / 'runs')!r}, extra_roots=()), executor={executor}, progress=False,
+               trainer=ScoredFakeTrainer)
     """)
+
+
+def test_a_killed_submitter_leaves_workers_that_the_next_one_waits_for(tmp_path):
+    """The submitting process dies (SIGKILL) while its workers train; the same command
+    again re-attaches to the workers in flight and starts the rest: every run trains once."""
+    specs = dag()
+    code = submitter(specs, tmp_path, "from hardex.runs.executors import LocalExecutor", "LocalExecutor(slots=2)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]), "FAKE_EPOCH_SLEEP": "1.0"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     store = store_at(tmp_path / "runs")

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -20,8 +19,7 @@ import pytest
 
 from hardex.runs.executors import LocalExecutor, SlurmExecutor
 from hardex.runs.plan import RunsFailed, ensure
-from hardex.runs.spec import RunSpec
-from test_schedule import ScoredFakeTrainer, dag
+from test_schedule import ScoredFakeTrainer, dag, submitter
 from test_store import FakeTrainer, numbers, spec, store_at
 
 pytestmark = pytest.mark.slurm
@@ -129,22 +127,9 @@ def test_a_requeued_job_resumes_and_ends_with_the_uninterrupted_numbers(tmp_path
 
 def test_a_killed_submitter_is_replaced_without_training_anything_twice(tmp_path, job_env, slurm_partition):
     specs = dag()
-    files = []
-    for i, s in enumerate(specs):
-        files.append(tmp_path / f"s{i}.yaml")
-        s.to_yaml(files[-1])
-    code = textwrap.dedent(f"""
-        from hardex.runs.executors import SlurmExecutor
-        from hardex.runs.plan import ensure
-        from hardex.runs.spec import RunSpec
-        from hardex.runs.store import RunStore
-        from test_schedule import ScoredFakeTrainer
-        specs = [RunSpec.from_yaml(f) for f in {[str(f) for f in files]!r}]
-        ex = SlurmExecutor(folder={str(tmp_path / 'submitit')!r}, slots=2, poll_s=0.5, timeout_min=10,
-                           cpus_per_task=1, slurm_partition={slurm_partition!r})
-        ensure(specs, RunStore({str(tmp_path / 'runs')!r}, extra_roots=()), executor=ex, progress=False,
-               trainer=ScoredFakeTrainer)
-    """)
+    code = submitter(specs, tmp_path, "from hardex.runs.executors import SlurmExecutor",
+                     f"SlurmExecutor(folder={str(tmp_path / 'submitit')!r}, slots=2, poll_s=0.5, timeout_min=10, "
+                     f"cpus_per_task=1, slurm_partition={slurm_partition!r})")
     env = {**os.environ, "FAKE_EPOCH_SLEEP": "1.5"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     store = store_at(tmp_path / "runs")
