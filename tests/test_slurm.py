@@ -93,8 +93,10 @@ def _epochs(store, s) -> int:
 def test_a_requeued_job_resumes_and_ends_with_the_uninterrupted_numbers(tmp_path, monkeypatch, job_env,
                                                                        slurm_partition, capsys):
     monkeypatch.setenv("FAKE_EPOCH_SLEEP", "1.0")
-    s = spec(epochs=8)
-    ref = ensure([s], store_at(tmp_path / "here"), progress=False, trainer=FakeTrainer)
+    # long enough that Slurm kills it (SIGTERM, which submitit's jobs ignore, then SIGKILL
+    # KillWait seconds later: 10 s on tools/single-node-slurm) before it would have finished
+    s = spec(epochs=16)
+    [ref] = ensure([s], store_at(tmp_path / "here"), progress=False, trainer=FakeTrainer)
     store = store_at(tmp_path / "slurm")
     ex = slurm(tmp_path, slurm_partition, slots=1)
     jobs = {}
