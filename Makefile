@@ -11,7 +11,7 @@ LOCK_PINS := torch==2.14.1 torchvision==0.29.1
 # pip itself is not in the lock (pip-tools leaves it out); this is the one that installs it
 PIP_VERSION := 26.3
 
-.PHONY: book test unit nbval browser env lock clean
+.PHONY: book test unit nbval slurm browser env lock clean
 
 env: $(STAMP)
 
@@ -42,11 +42,16 @@ book: $(STAMP)
 browser: $(STAMP)
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m browser tests/test_browser.py
 
-## make test: unit tests, then nbval over freshly executed smoke notebooks
-test: unit nbval
+## make test: unit tests; beside them nbval over freshly executed smoke notebooks, then the
+## tests marked slurm (skipped with a reason where no Slurm answers; tools/single-node-slurm start)
+test: unit nbval slurm
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q --durations=15 -m "not browser"
+	$(BIN)/python -m pytest tests -q --durations=15 -m "not browser and not slurm"
+
+# after nbval (make -j2 runs it beside the unit tests): its smoke chapter is compared with nbval's ledger
+slurm: $(STAMP) | nbval
+	HARDEX_LOCAL_LEDGER=$(NBVAL_DIR)/ledger $(BIN)/python -m pytest -q -s -p no:cacheprovider --durations=10 -m slurm tests
 
 nbval: $(STAMP)
 	rm -rf $(NBVAL_DIR)
