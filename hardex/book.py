@@ -380,13 +380,9 @@ def build(
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     names = [c.name for c in selected]
     from hardex.buildtrain import train_ahead, wants_train_ahead
-    from hardex.runs.executors import export_settings, make_executor
+    from hardex.runs.executors import executor_settings, export_settings, make_executor
 
-    settings = executor if executor is not None else {}
-    if executor is None:
-        from hardex.runs.executors import executor_settings
-
-        settings = executor_settings()
+    settings = executor if executor is not None else executor_settings()
     if dry_run:
         from hardex.buildplan import planning_pass, plan_listing
         from hardex.progress import PLANS_DIR
