@@ -53,7 +53,7 @@ __all__ = [
     "Comparison", "as_outcomes", "mcnemar_exact", "paired_bootstrap", "hierarchical_bootstrap",
     "t_interval", "paired", "across_seeds", "unpaired", "equivalence", "bootstrap_mean_diff",
     "deterministic", "two_sample", "contrast", "verdict", "mde", "min_equivalence_margin", "combine", "accuracy",
-    "with_seed_noise",
+    "with_seed_noise", "summary_contrast",
 ]
 
 
@@ -393,6 +393,26 @@ def contrast(accs: Sequence[float], ns: Sequence[int], weights: Sequence[float],
     return Comparison(100.0 * float(p @ w) + offset, lo, hi, f"unpaired binomial bootstrap of a contrast of {p.size} aggregate "
                       f"accuracies ({n_boot} resamples{'; ' + what if what else ''})", int(n.min()), 1,
                       verdict(lo, hi, direction), level, direction)
+
+
+def summary_contrast(means: Sequence[float], sds: Sequence[float], ns: Sequence[int], weights: Sequence[float],
+                     direction: str = ">", level: float = 0.95, scale: float = 1.0, what: str = "") -> Comparison:
+    """A linear contrast sum_i w_i mean_i (times ``scale``) of independent sample means known
+    only by their summary statistics (mean, sample sd, n; e.g. a probe set's mean EL2N and its
+    sd): a normal (z) interval with standard error sqrt(sum_i w_i^2 sd_i^2 / n_i). For a paired
+    difference on one set (adversarial - clean EL2N of the same examples) pass the mean
+    difference and the sd of the per-example differences as one term."""
+    m, sd, n, w = (np.asarray(v, dtype=np.float64) for v in (means, sds, ns, weights))
+    if not (m.shape == sd.shape == n.shape == w.shape) or m.ndim != 1 or not m.size:
+        raise ValueError("means, sds, ns and weights need the same (non-zero) length")
+    if (n < 2).any() or (sd < 0).any():
+        raise ValueError(f"need n >= 2 and sd >= 0 per term; got n {n.tolist()}, sd {sd.tolist()}")
+    eff = float(scale * (w @ m))
+    se = float(abs(scale) * math.sqrt(float(np.sum(w**2 * sd**2 / n))))
+    h = float(sps.norm.ppf(0.5 + level / 2)) * se
+    return Comparison(eff, eff - h, eff + h, f"normal interval of a contrast of {m.size} set means from their "
+                      f"sds{'; ' + what if what else ''}", int(n.min()), 1, verdict(eff - h, eff + h, direction),
+                      level, direction)
 
 
 def deterministic(holds: bool, method: str = "exact (deterministic)", effect: float | None = None,

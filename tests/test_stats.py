@@ -273,3 +273,23 @@ def test_seed_sd_in_unpaired_equivalence_and_mde():
     tot = math.sqrt(1e4 * 0.15 / 10000 + 0.25)
     assert st.mde(10000, 1, 0.15, 0.5, seed_sd_in_interval=True) == pytest.approx((z_a + z_b) * tot, rel=1e-5)
     assert st.mde(10000, 1, 0.15, 0.5) < st.mde(10000, 1, 0.15, 0.5, seed_sd_in_interval=True)
+
+
+def test_summary_contrast_against_a_bootstrap_of_the_raw_values():
+    """From means and sds only, the interval of mean(x) - mean(y) agrees with the bootstrap of
+    the raw values (bootstrap_mean_diff, an independent computation) for large samples."""
+    g = np.random.default_rng(3)
+    x, y = g.gamma(2.0, 0.3, 800), g.gamma(1.5, 0.2, 600)
+    c = st.summary_contrast([x.mean(), y.mean()], [x.std(ddof=1), y.std(ddof=1)], [x.size, y.size], [1, -1])
+    eff, lo, hi = st.bootstrap_mean_diff(x, y, n_boot=20000, seed=1)
+    assert c.effect == pytest.approx(eff) and (c.lo, c.hi) == pytest.approx((lo, hi), abs=0.004)
+    assert c.verdict == st.HOLDS and c.n == 600
+    # a paired difference enters as one term: mean and sd of the per-example differences
+    d = g.normal(0.01, 0.2, 500)
+    p = st.summary_contrast([d.mean()], [d.std(ddof=1)], [500], [1])
+    assert (p.hi - p.lo) / 2 == pytest.approx(1.959964 * d.std(ddof=1) / math.sqrt(500))
+    assert p.verdict == st.INCONCLUSIVE
+    with pytest.raises(ValueError, match="same"):
+        st.summary_contrast([1.0], [0.1, 0.2], [10], [1])
+    with pytest.raises(ValueError, match="n >= 2"):
+        st.summary_contrast([1.0], [0.1], [1], [1])
