@@ -20,6 +20,10 @@ epochs): the statistics are computed and stored, the verdict is ``"no verdict (s
 :meth:`Ledger.power` records, before anything trains, the minimum detectable effect of a
 planned comparison next to the paper's effect.
 
+A CPU rehearsal (``HARDEX_REHEARSAL`` set: `hardex gpu-check --device cpu --stand-in ...` and
+the book it renders) runs a GPU profile's code on a tiny stand-in: like smoke, its ledgers
+keep the statistics and draw no verdict, and its pages say "CPU rehearsal".
+
 Where ledgers go: ``$HARDEX_LEDGER_DIR`` (``hardex book`` sets it to ``<out>/ledger``), else
 ``<repo>/_executed/ledger``.
 """
@@ -54,6 +58,14 @@ _SEEDED = ("paired", "across_seeds", "equivalence", "unpaired")
 STAT_FIELDS = ("effect", "lo", "hi", "level", "method", "n", "seeds", "margin", "p", "direction")
 
 
+REHEARSAL_ENV = "HARDEX_REHEARSAL"
+
+
+def rehearsal() -> bool:
+    """Whether this process runs a CPU rehearsal on a stand-in (``HARDEX_REHEARSAL`` set, not "0")."""
+    return os.environ.get(REHEARSAL_ENV, "") not in ("", "0")
+
+
 def ledger_dir() -> Path:
     env = os.environ.get("HARDEX_LEDGER_DIR")
     return Path(env) if env else repo_root() / "_executed" / "ledger"
@@ -86,6 +98,10 @@ def banner(profile: str, data: str, train_subset: int, details: str, smoke_cavea
     if profile == "smoke":
         text += ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
                  f"for a few epochs on a small sample{smoke_caveat} and say nothing about the paper's claims.")
+    elif rehearsal():
+        text += (f"**CPU rehearsal of the {profile} profile: plumbing only, no verdict.** Its numbers come from a "
+                 "tiny stand-in (a tiny CNN for a few epochs on a small sample, on a CPU) that runs the profile's "
+                 "code before a GPU does, and say nothing about the paper's claims.")
     return text
 
 
@@ -136,13 +152,17 @@ class Ledger:
     def __init__(self, chapter: str, profile: str, data: str, seed_sd: float | None = None):
         self.chapter, self.profile, self.data = chapter, profile, data
         self.seed_sd = float(SINGLE_SEED_SD.get(profile, 0.0) if seed_sd is None else seed_sd)
+        self.rehearsal = rehearsal()  # a CPU rehearsal on a stand-in: no verdict, as smoke
         self.cells: list[dict[str, Any]] = []
         self.claims: list[dict[str, Any]] = []
         self.powers: list[dict[str, Any]] = []
 
     @property
     def smoke(self) -> bool:
-        return self.profile == "smoke"
+        """No verdict is drawn: the smoke profile, or a CPU rehearsal (:func:`rehearsal`)."""
+        return self.profile == "smoke" or self.rehearsal
+
+
 
     def table(self, item: str, table: pd.DataFrame, note: str = "") -> pd.DataFrame:
         """Record a :func:`hardex.report.compare` table (columns: (metric, paper|ours|diff))
@@ -261,6 +281,7 @@ class Ledger:
 
     def to_dict(self) -> dict[str, Any]:
         return {"chapter": self.chapter, "profile": self.profile, "data": self.data,
+                **({"rehearsal": True} if self.rehearsal else {}),
                 "cells": self.cells, "claims": self.claims, "power": self.powers}
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:
