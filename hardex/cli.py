@@ -13,7 +13,8 @@ import signal
 import sys
 
 # Modules that contribute subcommands, in the order `hardex --help` lists them.
-_COMMAND_MODULES = ["hardex.book", "hardex.runs.cli", "hardex.progress", "hardex.bench"]
+_COMMAND_MODULES = ["hardex.book", "hardex.runs.cli", "hardex.progress", "hardex.bench", "hardex.gpucheck",
+                    "hardex.renderbook"]
 
 
 def build_parser() -> argparse.ArgumentParser:
