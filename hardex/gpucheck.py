@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import shutil
@@ -86,10 +87,52 @@ GPU_WHEELS = (
     "pydantic", "pydantic-core", "annotated-types", "typing-inspection",  # hardex.config
     "submitit",  # hardex.runs.executors (imported by the run store's plan)
     "pyautoattack",  # hardex.attacks.autoattack (A3's comparison, bench's AutoAttack throughput)
-    # the chapters' IPython.display, outside a kernel
-    "ipython", "ipython-pygments-lexers", "decorator", "jedi", "parso", "matplotlib-inline", "traitlets",
+    # the chapters' IPython.display, outside a kernel (psutil, pygments: on the GPU image)
+    "ipython", "ipython-pygments-lexers", "jedi", "parso", "matplotlib-inline", "traitlets",
     "pexpect", "ptyprocess", "prompt-toolkit", "wcwidth", "stack-data", "executing", "asttokens", "pure-eval",
 )
+
+
+def wheel_pins(lock: Path | None = None) -> list[str]:
+    """``name==version`` of each of :data:`GPU_WHEELS` as requirements.lock pins it (what
+    ``make gpu-wheels`` downloads); a package the lock does not pin is an error naming it."""
+    import re
+
+    lock = lock or repo_root() / "requirements.lock"
+    pins = {}
+    for line in lock.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
+        if m:
+            pins[re.sub(r"[-_.]+", "-", m.group(1).lower())] = m.group(2)
+    missing = [w for w in GPU_WHEELS if w not in pins]
+    if missing:
+        raise ValueError(f"{lock}: no pin for {', '.join(missing)} (needed on the GPU machine; see GPU_WHEELS)")
+    return [f"{w}=={pins[w]}" for w in GPU_WHEELS]
+
+
+# Files of a downloaded wheel that nothing imports and that would not fit what a GPU session
+# carries (64 MiB with the working tree): pyautoattack 0.2.0 ships a 44 MB example model.
+SLIM_WHEELS = {"pyautoattack": ("pyautoattack/examples/",)}
+
+
+def slim_wheel(path: Path, drop: tuple[str, ...]) -> int:
+    """Rewrite the wheel at ``path`` without the members under ``drop`` (and their RECORD
+    lines); returns the bytes saved. pip installs the rest as before."""
+    import zipfile
+
+    before = path.stat().st_size
+    tmp = path.with_suffix(".slim")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename.startswith(drop):
+                continue
+            data = src.read(info.filename)
+            if info.filename.endswith(".dist-info/RECORD"):
+                data = "".join(line for line in data.decode().splitlines(keepends=True)
+                               if not line.startswith(drop)).encode()
+            dst.writestr(info, data)
+    os.replace(tmp, path)
+    return before - path.stat().st_size
 
 
 # --------------------------------------------------------------------------------------
@@ -312,8 +355,8 @@ def eval_passes(spec: Any, epochs_left: int) -> float:
     n_train = c.dataset.subset.n if c.dataset.subset else 50000
     ev = c.eval
     passes = 0.0
-    if ev.every:
-        passes += (epochs_left // ev.every + 1) * (ev.subset or 10000) * (ev.pgd_steps + 2)
+    if ev.every:  # clean + PGD-k: k forward+backward and the last step's forward
+        passes += math.ceil(epochs_left / ev.every) * (ev.subset or 10000) * (ev.pgd_steps + 2)
     for p in c.probes:
         if p.indices is not None:
             size = len(p.indices)
@@ -619,7 +662,8 @@ def ensure_data(check: Check, archive: Path | None) -> None:
         check.log(f"data: CIFAR-10 at {target}")
         return
     root = repo_root()
-    for cand in [archive, root / ".data" / "cifar10-jpeg.tar.gz", data_root() / "cifar10-jpeg.tar.gz",
+    for cand in [archive, root / ".gpu" / "cifar10-jpeg.tar.gz", root / ".data" / "cifar10-jpeg.tar.gz",
+                 data_root() / "cifar10-jpeg.tar.gz",
                  root.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"]:
         if cand is not None and Path(cand).is_file():
             t0 = time.time()
@@ -628,8 +672,8 @@ def ensure_data(check: Check, archive: Path | None) -> None:
                 tar.extractall(target, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(target)
             check.log(f"data: extracted {cand} to {target} in {time.time() - t0:.0f} s (CIFAR-10, JPEG copy)")
             return
-    raise FileNotFoundError(f"no CIFAR-10 at {target} and no archive cifar10-jpeg.tar.gz (looked in .data/, the data "
-                            "root and ../shared/data; or pass --data-archive)")
+    raise FileNotFoundError(f"no CIFAR-10 at {target} and no archive cifar10-jpeg.tar.gz (looked in .gpu/, .data/, "
+                            "the data root and ../shared/data; or pass --data-archive)")
 
 
 # --------------------------------------------------------------------------------------
@@ -683,6 +727,16 @@ def import_out(out: Path, root: Path | None = None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if args.wheel_pins:
+        print("\n".join(wheel_pins()))
+        return 0
+    if args.slim_wheels:
+        for f in sorted(Path(args.slim_wheels).glob("*.whl")):
+            name = f.name.split("-")[0].replace("_", "-").lower()
+            if name in SLIM_WHEELS:
+                print(f"{f.name}: {slim_wheel(f, SLIM_WHEELS[name]) / 2**20:.1f} MiB of unused files dropped "
+                      f"({', '.join(SLIM_WHEELS[name])})")
+        return 0
     if args.import_out:
         for p in import_out(Path(args.import_out)):
             print(f"imported {p}")
@@ -800,4 +854,6 @@ def add_cli(sub) -> None:
     p.add_argument("--plan", action="store_true", help="print the quick profile's runs, epochs and estimated minutes")
     p.add_argument("--import", dest="import_out", metavar="OUT",
                    help="put a gpu-check's OUT into results/ (records, bench report, summary)")
+    p.add_argument("--wheel-pins", action="store_true", help="print the wheels a GPU machine needs (make gpu-wheels)")
+    p.add_argument("--slim-wheels", metavar="DIR", help="drop unused bulky files from the wheels in DIR (make gpu-wheels)")
     p.set_defaults(func=run)
