@@ -213,7 +213,8 @@ def _no_record(err: BaseException) -> str | None:
     """The message of a render-only chapter's NoRecord (papermill reports the kernel's
     exception by name), else None."""
     if getattr(err, "ename", None) == "NoRecord" or type(err).__name__ == "NoRecord":
-        return str(getattr(err, "evalue", None) or err)
+        text = str(getattr(err, "evalue", None) or err)
+        return text.removeprefix("not run yet (no record): ")
     return None
 
 
@@ -497,7 +498,10 @@ def build(
                 if missing is not None:  # a render-only build: the page says what has no record
                     notice_page(chapter, out, f"**Not run yet (no record).** This page was rendered from records only "
                                 f"(`hardex book --profile {profile} --render-only`), and this chapter asks for runs "
-                                f"or evaluations that have none in the run store or in `results/`: {missing}", root)
+                                f"or evaluations that have none in the run store or in `results/`: {missing}.\n\n"
+                                "To make them: `make gpu-check OUT=<folder>` on a GPU (the quick profile), or "
+                                f"`hardex book --profile {profile}` where it can train; then `hardex gpu-check "
+                                "--import <folder>` and commit `results/`.", root)
                     (out / f"{chapter.name}.failed.ipynb").unlink(missing_ok=True)
                     print(f"[{i}/{len(selected)}] {chapter.name}: not run yet (no record)", flush=True)
                     continue

@@ -394,6 +394,8 @@ def finish(led: Ledger) -> None:
 
 PROFILE_NOTE = {
     "smoke": "plumbing only: a tiny CNN for a few epochs on a small sample, so no claim gets a verdict",
+    "quick": "one GPU for ten minutes (`make gpu-check`): Table 3 at eps 8/255 for PGD-AT and Table 1 / Figs. 3-4, "
+             "PreActResNet-18 on a 10,000-image sample with a 30-epoch schedule of the paper's shape, one seed",
     "fast": "one GPU, PreActResNet-18, compressed schedules with the paper's shape",
     "paper": "the paper's settings (WRN-28-10, 110/200 epochs)",
 }

@@ -613,7 +613,7 @@ def evaluate_run(
 
     if render_only():  # `hardex book --render-only` evaluates nothing
         raise NoRecord(f"not run yet (no record): no cached evaluation {key} ({', '.join(names)}, n={n}, "
-                       f"seed {seed}, {which}) of run {record.spec.short_hash[:12]} in {f.parent}")
+                       f"seed {seed}, {which}) of run {record.spec.short_hash[:12]}")
     model, where = load_model(record, which)
     test = data.load_dataset(cfg.dataset.name, "test", root=data_root)
     sub = subset_test_split(test, n, seed)

@@ -812,7 +812,9 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.time()
         check.log("render: the render-only quick book from the exported records alone")
         status = renderbook.render(PROFILE, work / "book", project=root, records=out / "records.tar.gz",
-                                   html=not args.no_html, bench=out / "bench.json", rehearsal=True)
+                                   html=not args.no_html, bench=out / "bench.json", summary=out / "summary.json",
+                                   rehearsal=True,
+                                   strict=True)  # a Sphinx warning here is one the GPU book would hit
         problems = renderbook.check_rendered(work / "book" / "_executed", QUICK_CHAPTERS)
         state = "done" if status == 0 and not problems else f"FAILED ({status}; {'; '.join(problems)})"
         check.log(f"render: {state} in {time.time() - t0:.0f} s" +

@@ -28,9 +28,11 @@ from hardex.paths import repo_root
 NO_RECORD = "Not run yet (no record)"
 
 
-def project_copy(dest: Path, project: Path | None = None, bench: Path | None = None) -> Path:
+def project_copy(dest: Path, project: Path | None = None, bench: Path | None = None,
+                 summary: Path | None = None) -> Path:
     """``dest`` as a fresh copy of ``project`` (default: this checkout) for a book build,
-    with this checkout's bench reports (and ``bench``) under ``results/bench``."""
+    with this checkout's bench reports and gpu-check summaries (and ``bench``, ``summary``)
+    under ``results/bench`` and ``results/gpu-check``."""
     src = Path(project) if project is not None else repo_root()
     if dest.exists():
         shutil.rmtree(dest)
@@ -44,6 +46,11 @@ def project_copy(dest: Path, project: Path | None = None, bench: Path | None = N
         shutil.copy(f, dest / "results" / "bench" / f.name)
     if bench is not None and Path(bench).is_file():
         shutil.copy(bench, dest / "results" / "bench" / "gpu-check-bench.json")
+    (dest / "results" / "gpu-check").mkdir(parents=True)
+    for f in sorted((repo_root() / "results" / "gpu-check").glob("*.json")):
+        shutil.copy(f, dest / "results" / "gpu-check" / f.name)
+    if summary is not None and Path(summary).is_file():
+        shutil.copy(summary, dest / "results" / "gpu-check" / "gpu-check-summary.json")
     return dest
 
 
@@ -62,14 +69,14 @@ def import_records(records: Path, runs: Path) -> int:
 
 
 def render(profile: str, dest: Path, project: Path | None = None, records: Path | None = None, html: bool = True,
-           bench: Path | None = None, strict: bool = False, rehearsal: bool = False) -> int:
+           bench: Path | None = None, strict: bool = False, rehearsal: bool = False, summary: Path | None = None) -> int:
     """Build ``profile``'s book render-only in ``dest`` (see the module docstring); returns
     `hardex book`'s exit status. The HTML is ``dest/_build/html``. ``rehearsal``: the records
     are a CPU rehearsal's (``HARDEX_REHEARSAL``: no verdict, pages labelled)."""
     from hardex import book
 
     dest = Path(dest).resolve()
-    root = project_copy(dest, project, bench)
+    root = project_copy(dest, project, bench, summary)
     saved = dict(os.environ)
     try:
         os.environ["HARDEX_RUNS"] = str(dest / "runs")

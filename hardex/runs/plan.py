@@ -277,7 +277,7 @@ def ensure(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None, ex
     if levels and render_only():  # a render-only build trains nothing
         missing = [s for s in specs if store.open(s) is None]
         raise NoRecord(f"not run yet (no record): {len(missing)} of the {len(specs)} runs asked for have no record "
-                       f"in {store.root} or {', '.join(map(str, store.extra_roots)) or 'an extra root'}: "
+                       "in the run store or results/: "
                        + ", ".join(f"{s.short_hash[:12]} ({describe(s)})" for s in missing[:8])
                        + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
     total = sum(len(level) for level in levels)
