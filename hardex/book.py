@@ -534,6 +534,12 @@ def build(
             signal.signal(s, h)
     if watcher is not None:
         watcher.stop()
+    if plans:  # estimate vs actual (hardex.buildplan.actual_line)
+        from hardex.buildplan import actual_line
+
+        line = actual_line(plans, _runs_dir(root))
+        if line:
+            print(line, flush=True)
 
     if not html:
         return 0

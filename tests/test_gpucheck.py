@@ -193,6 +193,7 @@ def test_render_only_build_pages(tmp_path, monkeypatch):
     """hardex book --render-only on a three-chapter project: the chapter whose run has a
     record renders it, the one whose run has none gets a "not run yet (no record)" page
     naming the run, and the chapter the profile does not run says so; nothing trains."""
+    pytest.importorskip("papermill")  # the book's rendering stack (not on a GPU machine)
     proj = tmp_path / "proj"
     (proj / "book").mkdir(parents=True)
     (proj / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
@@ -225,3 +226,21 @@ def test_render_only_build_pages(tmp_path, monkeypatch):
     assert "Not run on the `quick` profile:** too long for this profile" in text["skipped"]
     assert not (tmp_path / "runs" / missing.short_hash).exists()  # nothing trained
     assert not (out / "missing.failed.ipynb").exists()
+
+
+def test_actual_line_against_the_records(tmp_path):
+    from hardex.buildplan import ChapterPlan, actual_line
+
+    class Timed(FakeTrainer):
+        def run_epoch(self) -> dict:
+            return {**super().run_epoch(), "seconds": 1.5}
+
+    store = RunStore(tmp_path / "runs", extra_roots=())
+    parent = spec(epochs=3)
+    child = child_of(parent, 2, 0.9)
+    recs = runplan.ensure([parent, child], store, progress=False, trainer=Timed)
+    rows = [{"hash": r.spec.short_hash, "seconds": 60.0} for r in recs] + [{"hash": "0" * 16, "seconds": 5.0}]
+    line = actual_line([ChapterPlan("x", jobs=rows)], tmp_path / "runs")
+    # parent: 3 epochs x 1.5 s; child: only its own epoch 3 (its record starts with the parent's 1-2)
+    assert line.startswith("training: estimated 2.0 min, actual 6 s for the 2 planned runs that finished")
+    assert actual_line([ChapterPlan("x", jobs=[{"hash": "0" * 16, "seconds": 5.0}])], tmp_path / "runs") is None
