@@ -59,7 +59,7 @@ clean:
 # ---------------------------------------------------------------------------------------------
 # When a GPU is at hand (README, "When a GPU is at hand"): `make gpu-check OUT=<folder>`.
 # On a CUDA machine whose python3 has torch, torchvision, numpy, pandas, scipy, pyyaml, tqdm and
-# pytest; the other packages (hardex.gpucheck.GPU_WHEELS) come from .gpu/wheels (make gpu-wheels,
+# pytest; the other packages (hardex.wheels.GPU_WHEELS) come from .gpu/wheels (make gpu-wheels,
 # here) and CIFAR-10 from .gpu/cifar10-jpeg.tar.gz. DEVICE=cpu: the CPU rehearsal on the tiny
 # stand-in tests/quick_structure.yaml, then the render-only book from its exported records
 # (RENDER=0: without it, e.g. where jupyter-book is not installed).
@@ -74,28 +74,22 @@ GPU_PYVER ?= 3.12
 GPU_RUN   = PYTHONPATH=$(CURDIR):$(CURDIR)/$(GPU_SITE) HARDEX_DATA="$${HARDEX_DATA:-$(CURDIR)/.data}" $(GPU_PY) -m hardex.cli
 
 ## make gpu-check [OUT=folder] [DEVICE=cpu] [DEADLINE=minutes]: CUDA tests, bench, the quick profile, records in OUT
-gpu-check: gpu-install
+gpu-check: $(if $(wildcard $(GPU_CARRY)/wheels/*.whl),gpu-install)
 	$(GPU_RUN) gpu-check --out $(OUT) $(if $(DEADLINE),--deadline-minutes $(DEADLINE)) \
 	  $(if $(filter cpu,$(DEVICE)),--device cpu --stand-in tests/quick_structure.yaml $(if $(filter 1,$(RENDER)),--render))
 
-## make gpu-install: the wheels of .gpu/wheels into build/gpu-site, unless python3 already has those packages
+## make gpu-install: the wheels of .gpu/wheels this python lacks into build/gpu-site (hardex.wheels; no network)
 gpu-install:
-	@if $(GPU_PY) -c "import pydantic, submitit, pyautoattack, IPython" 2>/dev/null; then \
-	  echo "gpu-install: $(GPU_PY) has hardex's remaining dependencies"; \
-	elif ls $(GPU_CARRY)/wheels/*.whl >/dev/null 2>&1; then \
-	  $(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) \
-	    $(GPU_CARRY)/wheels/*.whl && echo "gpu-install: $(GPU_CARRY)/wheels -> $(GPU_SITE)"; \
-	else echo "gpu-install: $(GPU_PY) lacks pydantic/submitit/pyautoattack/ipython and there is no $(GPU_CARRY)/wheels:" \
-	  "run make gpu-wheels on a machine with pip and bring $(GPU_CARRY)/ along" >&2; exit 1; fi
+	$(GPU_PY) -m hardex.wheels install $(GPU_CARRY)/wheels $(GPU_SITE)
 
-## make gpu-wheels [GPU_PYVER=3.12]: the wheels a GPU machine lacks (versions of requirements.lock), and the
-## offline CIFAR-10 archive when ../shared/data has it, into .gpu/ (git-ignored; carry it to the GPU machine)
+## make gpu-wheels [GPU_PYVER=3.12]: the wheels a GPU machine may lack (hardex.wheels.GPU_WHEELS, at the versions of
+## requirements.lock), and the offline CIFAR-10 archive when ../shared/data has it, into .gpu/ (git-ignored; carry it)
 gpu-wheels: $(STAMP)
 	rm -rf $(GPU_CARRY)/wheels && mkdir -p $(GPU_CARRY)/wheels
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYVER) --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-	  -d $(GPU_CARRY)/wheels $$($(BIN)/python -m hardex.cli gpu-check --wheel-pins)
-	$(BIN)/python -m hardex.cli gpu-check --slim-wheels $(GPU_CARRY)/wheels
+	  -d $(GPU_CARRY)/wheels $$($(BIN)/python -m hardex.wheels pins requirements.lock)
+	$(BIN)/python -m hardex.wheels slim $(GPU_CARRY)/wheels
 	@if [ -f ../shared/data/cifar10-jpeg.tar.gz ]; then cp ../shared/data/cifar10-jpeg.tar.gz $(GPU_CARRY)/; fi
 	@du -sh $(GPU_CARRY)
 

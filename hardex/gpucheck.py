@@ -32,9 +32,9 @@ kept), with a progress line for each step:
 trained again (remove them to measure again).
 
 On a CUDA machine whose Python has torch, torchvision, numpy, pandas, scipy, pyyaml, tqdm and
-pytest, the rest comes from local wheels (``make gpu-wheels`` here, then on that machine
-``pip install --no-index --no-deps --target build/gpu-site .whl/*.whl``; ``make gpu-check``
-does that itself): :data:`GPU_WHEELS` lists them. The book's rendering stack is not needed.
+pytest, the rest comes from local wheels (:mod:`hardex.wheels`: ``make gpu-wheels`` on a
+machine with pip, then on the GPU machine ``make gpu-check`` installs the missing ones with
+``pip --no-index``). The book's rendering stack (jupyter-book, papermill) is not needed.
 
 ``--device cpu`` with ``--stand-in tests/quick_structure.yaml`` is the CPU rehearsal
 (``make gpu-check DEVICE=cpu``): the same script on a tiny stand-in of the quick profile
@@ -79,60 +79,6 @@ MAX_FILES = 8
 # (whose PGD-20 images/s x 21 replaces it): the fast profile's stated fp32 training rate
 # (50,000 x 11 passes in 0.5 min) times 1.4 for input-only gradients.
 STATED_EVAL_PASSES_PER_S = 25000.0
-# The packages `hardex gpu-check` needs beyond those a CUDA machine's Python is assumed to
-# have (torch, torchvision, numpy, pandas, scipy, pyyaml, tqdm, pytest; and matplotlib,
-# seaborn, pillow, which the GPU image here has), each at the version of requirements.lock:
-# `make gpu-wheels` downloads exactly these into .whl/ (no dependencies resolved there).
-GPU_WHEELS = (
-    "pydantic", "pydantic-core", "annotated-types", "typing-inspection",  # hardex.config
-    "submitit",  # hardex.runs.executors (imported by the run store's plan)
-    "pyautoattack",  # hardex.attacks.autoattack (A3's comparison, bench's AutoAttack throughput)
-    # the chapters' IPython.display, outside a kernel (psutil, pygments: on the GPU image)
-    "ipython", "ipython-pygments-lexers", "jedi", "parso", "matplotlib-inline", "traitlets",
-    "pexpect", "ptyprocess", "prompt-toolkit", "wcwidth", "stack-data", "executing", "asttokens", "pure-eval",
-)
-
-
-def wheel_pins(lock: Path | None = None) -> list[str]:
-    """``name==version`` of each of :data:`GPU_WHEELS` as requirements.lock pins it (what
-    ``make gpu-wheels`` downloads); a package the lock does not pin is an error naming it."""
-    import re
-
-    lock = lock or repo_root() / "requirements.lock"
-    pins = {}
-    for line in lock.read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line)
-        if m:
-            pins[re.sub(r"[-_.]+", "-", m.group(1).lower())] = m.group(2)
-    missing = [w for w in GPU_WHEELS if w not in pins]
-    if missing:
-        raise ValueError(f"{lock}: no pin for {', '.join(missing)} (needed on the GPU machine; see GPU_WHEELS)")
-    return [f"{w}=={pins[w]}" for w in GPU_WHEELS]
-
-
-# Files of a downloaded wheel that nothing imports and that would not fit what a GPU session
-# carries (64 MiB with the working tree): pyautoattack 0.2.0 ships a 44 MB example model.
-SLIM_WHEELS = {"pyautoattack": ("pyautoattack/examples/",)}
-
-
-def slim_wheel(path: Path, drop: tuple[str, ...]) -> int:
-    """Rewrite the wheel at ``path`` without the members under ``drop`` (and their RECORD
-    lines); returns the bytes saved. pip installs the rest as before."""
-    import zipfile
-
-    before = path.stat().st_size
-    tmp = path.with_suffix(".slim")
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            if info.filename.startswith(drop):
-                continue
-            data = src.read(info.filename)
-            if info.filename.endswith(".dist-info/RECORD"):
-                data = "".join(line for line in data.decode().splitlines(keepends=True)
-                               if not line.startswith(drop)).encode()
-            dst.writestr(info, data)
-    os.replace(tmp, path)
-    return before - path.stat().st_size
 
 
 # --------------------------------------------------------------------------------------
@@ -727,16 +673,6 @@ def import_out(out: Path, root: Path | None = None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    if args.wheel_pins:
-        print("\n".join(wheel_pins()))
-        return 0
-    if args.slim_wheels:
-        for f in sorted(Path(args.slim_wheels).glob("*.whl")):
-            name = f.name.split("-")[0].replace("_", "-").lower()
-            if name in SLIM_WHEELS:
-                print(f"{f.name}: {slim_wheel(f, SLIM_WHEELS[name]) / 2**20:.1f} MiB of unused files dropped "
-                      f"({', '.join(SLIM_WHEELS[name])})")
-        return 0
     if args.import_out:
         for p in import_out(Path(args.import_out)):
             print(f"imported {p}")
@@ -856,6 +792,4 @@ def add_cli(sub) -> None:
     p.add_argument("--plan", action="store_true", help="print the quick profile's runs, epochs and estimated minutes")
     p.add_argument("--import", dest="import_out", metavar="OUT",
                    help="put a gpu-check's OUT into results/ (records, bench report, summary)")
-    p.add_argument("--wheel-pins", action="store_true", help="print the wheels a GPU machine needs (make gpu-wheels)")
-    p.add_argument("--slim-wheels", metavar="DIR", help="drop unused bulky files from the wheels in DIR (make gpu-wheels)")
     p.set_defaults(func=run)

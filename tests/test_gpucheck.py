@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hardex import book, cells, gpucheck
+from hardex import book, cells, gpucheck, wheels
 from hardex.paths import repo_root
 from hardex.runs import plan as runplan
 from hardex.runs.spec import RunSpec
@@ -94,22 +94,34 @@ def test_expect_rows_only_for_planners_that_ask(tmp_path, monkeypatch):
     assert not jobs.exists()  # never in the planning pass's job file (what hardex book would train)
 
 
-def test_wheel_pins_and_slim_wheel(tmp_path):
-    pins = gpucheck.wheel_pins()
-    assert [p.split("==")[0] for p in pins] == list(gpucheck.GPU_WHEELS)
+def test_wheel_pins_slim_and_what_is_missing(tmp_path):
+    pins = wheels.pins(repo_root() / "requirements.lock")
+    assert [p.split("==")[0] for p in pins] == list(wheels.GPU_WHEELS)
     lock = tmp_path / "lock"
     lock.write_text("pydantic==2.0\n")
     with pytest.raises(ValueError, match="no pin for pydantic-core"):
-        gpucheck.wheel_pins(lock)
+        wheels.pins(lock)
     w = tmp_path / "pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(w, "w") as z:
         z.writestr("pkg/__init__.py", "x = 1\n")
         z.writestr("pkg/examples/big.pt", b"\0" * 100000)
         z.writestr("pkg-1.0.dist-info/RECORD", "pkg/__init__.py,,\npkg/examples/big.pt,,\n")
-    assert gpucheck.slim_wheel(w, ("pkg/examples/",)) > 0
+    assert wheels.slim(w, ("pkg/examples/",)) > 0
     with zipfile.ZipFile(w) as z:
         assert z.namelist() == ["pkg/__init__.py", "pkg-1.0.dist-info/RECORD"]
         assert z.read("pkg-1.0.dist-info/RECORD").decode() == "pkg/__init__.py,,\n"
+    # top-level modules: a package, a single module, the metadata left out
+    m = tmp_path / "yaml_like-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(m, "w") as z:
+        z.writestr("json/__init__.py", "")  # a module this Python has
+        z.writestr("onefile_mod_xyz.py", "")
+        z.writestr("yaml_like-1.0.dist-info/METADATA", "")
+    assert wheels.top_level(m) == ["json", "onefile_mod_xyz"] and wheels.top_level(w) == ["pkg"]
+    assert wheels.missing([m, w]) == [m, w]  # onefile_mod_xyz and pkg are not importable here
+    j = tmp_path / "j-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(j, "w") as z:
+        z.writestr("json/__init__.py", "")
+    assert wheels.missing([j]) == []
 
 
 def test_eval_passes_by_hand():
