@@ -214,15 +214,22 @@ def run_cmd(check: Check, cmd: list[str], log_path: Path, timeout: float, cwd: P
         f.flush()
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd or check.root, env=check.env(),
                                 start_new_session=True)
+        def stop() -> None:  # as Ctrl-C stops training: the current epoch is abandoned, checkpoints intact
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=INTERRUPT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
         try:
             return proc.wait(timeout=max(timeout, 1.0)), False
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                return proc.wait(timeout=INTERRUPT_GRACE_S), True
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                return proc.wait(), True
+            stop()
+            return proc.returncode, True
+        except KeyboardInterrupt:  # the step runs in its own session: pass the interruption on
+            stop()
+            raise
 
 
 def _tail(path: Path, n: int = 5) -> str:

@@ -256,3 +256,20 @@ def test_actual_line_against_the_records(tmp_path):
     # parent: 3 epochs x 1.5 s; child: only its own epoch 3 (its record starts with the parent's 1-2)
     assert line.startswith("training: estimated 2.0 min, actual 6 s for the 2 planned runs that finished")
     assert actual_line([ChapterPlan("x", jobs=[{"hash": "0" * 16, "seconds": 5.0}])], tmp_path / "runs") is None
+
+
+def test_run_cmd_stops_a_step_cleanly_at_its_deadline(tmp_path):
+    """Past its time a step gets SIGINT (as Ctrl-C: training keeps its last checkpoint) and
+    may finish cleanly; the check goes on."""
+    import sys
+    import time
+
+    check = gpucheck.Check(tmp_path, tmp_path, tmp_path, "cpu", 1e18)
+    code = ("import time, sys\ntry:\n    print('started', flush=True)\n    time.sleep(60)\n"
+            "except KeyboardInterrupt:\n    print('stopped cleanly', flush=True)\n    sys.exit(130)\n")
+    t0 = time.time()
+    rc, late = gpucheck.run_cmd(check, [sys.executable, "-c", code], tmp_path / "log", timeout=2.0)
+    assert (rc, late) == (130, True) and time.time() - t0 < 20
+    assert "stopped cleanly" in (tmp_path / "log").read_text()
+    rc, late = gpucheck.run_cmd(check, [sys.executable, "-c", "print('quick')"], tmp_path / "log", timeout=30.0)
+    assert (rc, late) == (0, False)
