@@ -305,7 +305,8 @@ t0 = time.perf_counter()
 # DPLS finishes (stand-ins of the same cost), and the evaluate_run calls below
 ls_like = [ex.continuation(t3[(alg, e, "", s_)], t3_T, targets={"kind": "ls", "lam": 0.9, "from_epoch": t3_T + 1})
            for alg in t3_algorithms for e in t3_eps for s_ in seeds_for(e)]
-expect(ls_like, "LS at the DPLS run's average factor")
+expect(ls_like, "LS at the DPLS run's average factor", after=[t3[(alg, e, "dpls", s_)] for alg in t3_algorithms
+                                                             for e in t3_eps for s_ in seeds_for(e)])
 for n_, atts in EVAL_GROUPS.items():
     expect_evaluation([*t3.values(), *ls_like], atts, n_, {"pgd20": 21, "a3": a3_passes_per_example})
 stage1 = {**{("t3", *k): s for k, s in t3.items()}, **{("fig9", k): s for k, s in fig9.items()}}

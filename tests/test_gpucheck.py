@@ -92,6 +92,15 @@ def test_expect_rows_only_for_planners_that_ask(tmp_path, monkeypatch):
     assert rows[1] == {"evaluation": {"run": s.short_hash, "attacks": ["pgd20", "a3"], "n": 1000,
                                       "passes_per_example": {"pgd20": 21.0, "a3": 200.0}}}
     assert not jobs.exists()  # never in the planning pass's job file (what hardex book would train)
+    # once the runs it waits for are done, the real run is planned by ensure itself: no stand-in
+    store = RunStore(tmp_path / "runs2", extra_roots=())
+    monkeypatch.delenv(runplan.PLAN_ENV)
+    done = runplan.ensure([spec(epochs=2)], store, progress=False, trainer=FakeTrainer)[0].spec
+    monkeypatch.setenv(runplan.PLAN_ENV, str(jobs))
+    exp.unlink()
+    runplan.expect(s, "LS later", after=[done], store=store)
+    runplan.expect(s, "LS later", after=[done, spec(epochs=5)], store=store)
+    assert len(exp.read_text().splitlines()) == 1
 
 
 def test_wheel_pins_slim_and_what_is_missing(tmp_path):

@@ -171,17 +171,22 @@ def job_row(store: RunStore, job: Job, level: int) -> dict:
             "needs": sorted({d.short_hash for d in needs(s)}), "keep": list(job.keep), "spec": s.to_yaml()}
 
 
-def expect(like: RunSpec | Iterable[RunSpec], why: str, store: RunStore | None = None) -> None:
-    """Stand-ins for runs whose specs are known only once other runs finish (e.g. LS at the
-    DPLS run's recorded average factor), for a planner that counts them: in a planning pass
-    with ``HARDEX_PLAN_EXPECT=<file>`` set, one `job_row` per ``like`` (a spec of the same
+def expect(like: RunSpec | Iterable[RunSpec], why: str, after: Iterable[RunSpec] = (),
+           store: RunStore | None = None) -> None:
+    """Stand-ins for runs whose specs are known only once the runs ``after`` finish (e.g. LS
+    at the DPLS run's recorded average factor), for a planner that counts them: in a planning
+    pass with ``HARDEX_PLAN_EXPECT=<file>`` set, one `job_row` per ``like`` (a spec of the same
     cost: model, schedule, branch point, data) is appended to that file, its hash prefixed
-    "~" and marked ``"provisional": why``. They are estimates only and never trained (the
-    file is not the planning pass's job file). A no-op anywhere else."""
+    "~" and marked ``"provisional": why``; none when every run of ``after`` is done (the
+    real runs are then planned by the chapter's own ``ensure``). They are estimates only and
+    never trained (the file is not the planning pass's job file). A no-op anywhere else."""
     plan_file = os.environ.get(EXPECT_ENV)
     if not plan_file or not os.environ.get(PLAN_ENV):
         return
     store = store if store is not None else RunStore()
+    after = list(after)
+    if after and all(store.open(s) is not None for s in after):
+        return
     rows = []
     for s in [like] if isinstance(like, RunSpec) else list(like):
         row = job_row(store, Job(s), 1 + len(needs(s)))
