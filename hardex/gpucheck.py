@@ -326,12 +326,12 @@ def eval_passes(spec: Any, epochs_left: int) -> float:
     return passes
 
 
-def eval_rate(bench: dict | None, device: str) -> tuple[float, str]:
-    """Evaluation passes per second and where the figure comes from."""
+def eval_rate(bench: dict | None, device: str, name: str = "bench.json") -> tuple[float, str]:
+    """Evaluation passes per second and where the figure comes from (``name``: the report's)."""
     for e in (bench or {}).get("eval", []):
         if e.get("model") == "preact_resnet18" or device == "cpu":
             ips = e["pgd20"]["images_per_s"]
-            return ips * 21, f"PGD-20 throughput of bench.json ({ips:.0f} images/s, fp32)"
+            return ips * 21, f"PGD-20 throughput of {name} ({ips:.0f} images/s, fp32)"
     return STATED_EVAL_PASSES_PER_S, f"a stated {STATED_EVAL_PASSES_PER_S:.0f} passes/s, not measured"
 
 
@@ -377,7 +377,7 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
                                   bench=buildplan.latest_bench(repo_root(), buildplan.this_device())
                                   if buildplan.gpu_visible() == gpu else None)
     bench = est.bench[1] if est.bench else None
-    rate, rate_src = eval_rate(bench, "cuda" if gpu else "cpu")
+    rate, rate_src = eval_rate(bench, "cuda" if gpu else "cpu", est.bench[0].name if est.bench else "")
     total_train = total_eval = 0.0
     sources: set[str] = set()
     lines = []
@@ -767,8 +767,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
     steps = check.summary.get("steps", {})
     failed = [k for k, v in steps.items() if "FAILED" in str(v.get("status"))]
+    short = [f"{k} {v.get('status')}" for k, v in steps.items() if v.get("status") not in ("done", "passed")]
     check.log(f"done in {time.time() - check.t0:.0f} s; " + (f"FAILED: {', '.join(failed)}" if failed else
-                                                              "every step passed or stopped cleanly")
+                                                              "every step passed" if not short else
+                                                              "stopped cleanly: " + "; ".join(short))
               + f"; next: hardex gpu-check --import {out} && git add results/")
     return 1 if failed else 0
 
