@@ -371,7 +371,8 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
             check.log(f"plan: {name}: the planning pass failed ({_tail(check.work / 'plan.log', 2)})")
     if bench_path is not None and bench_path.exists():
         # root = the report's folder, so the estimate says "from bench.json" (the file under OUT)
-        est = buildplan.Estimator(bench_path.parent, PROFILE, gpu=gpu, bench=(bench_path, json.loads(bench_path.read_text())))
+        est = buildplan.Estimator(bench_path.parent, PROFILE, gpu=gpu,
+                                  bench=(bench_path, json.loads(bench_path.read_text())))
     else:
         est = buildplan.Estimator(repo_root(), PROFILE, gpu=gpu,
                                   bench=buildplan.latest_bench(repo_root(), buildplan.this_device())
