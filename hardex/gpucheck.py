@@ -694,8 +694,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --device {device!r}: allowed cuda, cpu", file=sys.stderr)
         return 2
     if device == "cpu" and not args.stand_in and not args.plan:
-        print("error: --device cpu without --stand-in would train the quick profile on this CPU (hours); the CPU "
-              "rehearsal is --device cpu --stand-in tests/quick_structure.yaml", file=sys.stderr)
+        why = "--device cpu without --stand-in" if args.device else "no CUDA device is visible, and without --stand-in it"
+        print(f"error: {why} would train the quick profile on this CPU (hours); the CPU rehearsal is `make gpu-check "
+              "DEVICE=cpu` (--device cpu --stand-in tests/quick_structure.yaml)", file=sys.stderr)
         return 2
     if args.deadline_minutes <= 0:
         print(f"error: --deadline-minutes must be > 0, got {args.deadline_minutes}", file=sys.stderr)
