@@ -70,7 +70,7 @@ QUICK_CHAPTERS = ("dpls", "hard_examples")  # what params/quick runs, in trainin
 PROFILE = "quick"
 DEFAULT_DEADLINE_MIN = 9.0
 EXPORT_RESERVE_S = 25.0  # kept free before the deadline for the export
-INTERRUPT_GRACE_S = 30.0  # after SIGINT a step has this long to stop cleanly, then it is killed
+INTERRUPT_GRACE_S = 30.0  # after SIGTERM a step has this long to stop cleanly, then it is killed
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a GPU session brings back files up to 16 MiB
 MAX_FILES = 8
 # A stated figure, NOT measured: forward+backward passes per second of hardex's evaluation
@@ -207,15 +207,16 @@ class Check:
 
 def run_cmd(check: Check, cmd: list[str], log_path: Path, timeout: float, cwd: Path | None = None) -> tuple[int, bool]:
     """Run ``cmd`` with its output appended to ``log_path``; past ``timeout`` seconds it gets
-    SIGINT (training stops at once, the last checkpoint stays), then SIGKILL after
-    :data:`INTERRUPT_GRACE_S`. Returns (exit status, stopped at the deadline)."""
+    SIGTERM (:mod:`hardex.plainrun` turns it into KeyboardInterrupt: training stops at once,
+    the last checkpoint stays; SIGINT would be ignored by a child of a background job), then
+    SIGKILL after :data:`INTERRUPT_GRACE_S`. Returns (exit status, stopped at the deadline)."""
     with open(log_path, "a") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd or check.root, env=check.env(),
                                 start_new_session=True)
         def stop() -> None:  # as Ctrl-C stops training: the current epoch is abandoned, checkpoints intact
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=INTERRUPT_GRACE_S)
             except subprocess.TimeoutExpired:

@@ -268,13 +268,14 @@ def test_actual_line_against_the_records(tmp_path):
 
 
 def test_run_cmd_stops_a_step_cleanly_at_its_deadline(tmp_path):
-    """Past its time a step gets SIGINT (as Ctrl-C: training keeps its last checkpoint) and
-    may finish cleanly; the check goes on."""
+    """Past its time a step gets SIGTERM (hardex.plainrun turns it into KeyboardInterrupt, as
+    Ctrl-C: training keeps its last checkpoint) and may finish cleanly; the check goes on."""
     import sys
     import time
 
     check = gpucheck.Check(tmp_path, tmp_path, tmp_path, "cpu", 1e18)
-    code = ("import time, sys\ntry:\n    print('started', flush=True)\n    time.sleep(60)\n"
+    code = ("import signal, sys, time\nfrom hardex.plainrun import _on_term\nsignal.signal(signal.SIGTERM, _on_term)\n"
+            "try:\n    print('started', flush=True)\n    time.sleep(60)\n"
             "except KeyboardInterrupt:\n    print('stopped cleanly', flush=True)\n    sys.exit(130)\n")
     t0 = time.time()
     rc, late = gpucheck.run_cmd(check, [sys.executable, "-c", code], tmp_path / "log", timeout=2.0)
