@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -451,6 +452,10 @@ def build(
         return 0
     for c, reason in not_run.values():
         notice_page(c, out, f"**Not run on the `{profile}` profile:** {reason}", root)
+        led_f = out / "ledger" / f"{c.name}.json"  # for the appendix: every item of it "not run on <profile>"
+        led_f.parent.mkdir(parents=True, exist_ok=True)
+        led_f.write_text(json.dumps({"chapter": c.name, "profile": profile, "data": "-", "not_run": reason,
+                                     "cells": [], "claims": [], "power": []}))
         print(f"{c.name} ({profile}): not run on this profile ({reason})", flush=True)
     jobs = {cp.name: (cp.jobs, cp.complete) for cp in plans}
 

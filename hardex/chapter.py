@@ -427,6 +427,9 @@ def landing(ledgers: Mapping[str, Mapping[str, Any]], profile: str, chapters: It
         for ch in chs:
             led = ledgers[ch]
             title = next((h.title for h in headings(ch, root) if h.level == 1), ch)
+            if led.get("not_run"):  # hardex book's record of a chapter this profile does not run
+                out += [f"**[{_cell(_heading_text(title))}]({link_base}{ch}.ipynb)**: not run on profile `{prof}`.", ""]
+                continue
             out += [f"**[{_cell(_heading_text(title))}]({link_base}{ch}.ipynb)** (data: {_cell(led.get('data', ''))})", "",
                     glance_markdown(led.get("claims", []), ch, link_prefix=f"{link_base}{ch}.ipynb", root=root), ""]
     return "\n".join(out)

@@ -247,6 +247,17 @@ def test_render_only_build_pages(tmp_path, monkeypatch):
     assert "Not run on the `quick` profile:** too long for this profile" in text["skipped"]
     assert not (tmp_path / "runs" / missing.short_hash).exists()  # nothing trained
     assert not (out / "missing.failed.ipynb").exists()
+    # the appendix and the landing page say "not run on quick" for the skipped chapter's items
+    from hardex.chapter import landing
+    from hardex.ledger import load_ledgers
+    from hardex.report import reproduction_tables
+
+    leds = load_ledgers(out / "ledger")
+    assert leds["skipped"]["not_run"] == "too long for this profile"
+    assert "**: not run on profile `quick`." in landing(leds, "quick", ["have", "missing", "skipped"], root=proj)
+    mem = {"skipped": {**leds["skipped"], "chapter": "memorization"}}
+    items = reproduction_tables({"memorization": mem["skipped"]}, ["memorization"])["items"]
+    assert (items[items["chapter"] == "memorization"]["status"] == "not run on profile quick: too long for this profile").all()
 
 
 def test_actual_line_against_the_records(tmp_path):
