@@ -11,7 +11,7 @@ LOCK_PINS := torch==2.14.1 torchvision==0.29.1
 # pip itself is not in the lock (pip-tools leaves it out); this is the one that installs it
 PIP_VERSION := 26.3
 
-.PHONY: book test unit nbval slurm browser env lock clean
+.PHONY: book test unit nbval slurm browser env lock clean gpu-check gpu-install gpu-wheels gpu-import book-quick
 
 env: $(STAMP)
 
@@ -60,3 +60,49 @@ nbval: $(STAMP)
 
 clean:
 	rm -rf _build _executed build
+
+# ---------------------------------------------------------------------------------------------
+# When a GPU is at hand (README, "When a GPU is at hand"): `make gpu-check OUT=<folder>`.
+# On a CUDA machine whose python3 has torch, torchvision, numpy, pandas, scipy, pyyaml, tqdm and
+# pytest; the other packages (hardex.wheels.GPU_WHEELS) come from .gpu/wheels (make gpu-wheels,
+# here) and CIFAR-10 from .gpu/cifar10-jpeg.tar.gz. DEVICE=cpu: the CPU rehearsal on the tiny
+# stand-in tests/quick_structure.yaml, then the render-only book from its exported records
+# (RENDER=0: without it, e.g. where jupyter-book is not installed).
+OUT      ?= build/gpu-check-out
+DEVICE   ?=
+RENDER   ?= 1
+DEADLINE ?=
+GPU_PY   ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+GPU_CARRY := .gpu
+GPU_SITE  := build/gpu-site
+GPU_PYVER ?= 3.12
+GPU_RUN   = PYTHONPATH=$(CURDIR):$(CURDIR)/$(GPU_SITE) HARDEX_DATA="$${HARDEX_DATA:-$(CURDIR)/.data}" $(GPU_PY) -m hardex.cli
+
+## make gpu-check [OUT=folder] [DEVICE=cpu] [DEADLINE=minutes]: CUDA tests, bench, the quick profile, records in OUT
+gpu-check: $(if $(wildcard $(GPU_CARRY)/wheels/*.whl),gpu-install)
+	$(GPU_RUN) gpu-check --out $(OUT) $(if $(DEADLINE),--deadline-minutes $(DEADLINE)) \
+	  $(if $(filter cpu,$(DEVICE)),--device cpu --stand-in tests/quick_structure.yaml $(if $(filter 1,$(RENDER)),--render))
+
+## make gpu-install: the wheels of .gpu/wheels this python lacks into build/gpu-site (hardex.wheels; no network)
+gpu-install:
+	$(GPU_PY) -m hardex.wheels install $(GPU_CARRY)/wheels $(GPU_SITE)
+
+## make gpu-wheels [GPU_PYVER=3.12]: the wheels a GPU machine may lack (hardex.wheels.GPU_WHEELS, at the versions of
+## requirements.lock), and the offline CIFAR-10 archive when ../shared/data has it, into .gpu/ (git-ignored; carry it)
+gpu-wheels: $(STAMP)
+	rm -rf $(GPU_CARRY)/wheels && mkdir -p $(GPU_CARRY)/wheels
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYVER) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d $(GPU_CARRY)/wheels $$($(BIN)/python -m hardex.wheels pins requirements.lock)
+	$(BIN)/python -m hardex.wheels slim $(GPU_CARRY)/wheels
+	@if [ -f ../shared/data/cifar10-jpeg.tar.gz ]; then cp ../shared/data/cifar10-jpeg.tar.gz $(GPU_CARRY)/; fi
+	@du -sh $(GPU_CARRY)
+
+## make gpu-import OUT=folder: a gpu-check's records, bench report and summary into results/ (then commit them)
+gpu-import: $(STAMP)
+	$(BIN)/hardex gpu-check --import $(OUT)
+
+## make book-quick [STRICT=1]: the quick profile's book from the records under results/ (render-only: nothing
+## trains), next to the smoke book: build/book-quick/_build/html
+book-quick: $(STAMP)
+	$(BIN)/hardex render-book --profile quick --dest build/book-quick $(if $(STRICT),--strict)

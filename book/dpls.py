@@ -69,6 +69,12 @@ t3_final_pgd_steps = [10]
 t3_final_subset = 300
 # pruning: top share of the hardest examples, from T + 1
 t3_prune_fraction = 0.1
+# t3_probe_k / t3_probe_max: the Table 3 prefixes carry the hard_examples chapter's probe sets
+# (top-k hard, top-k easy, all; at most t3_probe_max examples each; 0 = no probes), so that where
+# the schedules agree one run is this chapter's prefix and that chapter's Table 1 baseline and
+# eps-8 Figs. 3/4 run (quick); the continuations inherit them
+t3_probe_k = 0
+t3_probe_max = 0
 # t3_seeds: training seeds of the Table 3 block at the profile's eps (each seed its own prefix and
 # continuations; list `seed` first so it shares the other chapters' baseline); the other eps
 # blocks train `seed` only. The verdicts pool the seeds
@@ -76,7 +82,13 @@ t3_seeds = [0]
 # robust evaluation by hardex.evaluate.evaluate_run (eval_n test examples; 0 = all); [] = final.json PGD only
 eval_attacks = ["pgd20", "a3"]
 eval_n = 50
-# Fig. 9: the 200-epoch setup; quintile probes (probe_max examples per quintile; 0 = all)
+# eval_n_per_attack: test examples of an attack where it differs from eval_n (0 = the whole test
+# split), e.g. {"pgd20": 0}; verdict_attack: the robust column the verdicts use ("" = A3 when
+# evaluated, else PGD; "pgd20" or "a3")
+eval_n_per_attack = {}
+verdict_attack = ""
+# Fig. 9: the 200-epoch setup; quintile probes (probe_max examples per quintile; 0 = all);
+# fig9_epochs 0 = Fig. 9 not built on this profile
 fig9_epochs = 5
 fig9_milestones = [3, 4]
 fig9_T = 3
@@ -98,11 +110,12 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex, targets
-from hardex.chapter import finish, glue_figure, note, setup
+from hardex.chapter import finish, glue_figure, glue_not_run, note, records_table, setup
 from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.evaluate import evaluate_run
+from hardex.evaluate import evaluate_run, expect_evaluation
 from hardex.report import captioned, compare, paper_value
 from hardex.runs import ensure
+from hardex.runs.plan import expect
 from hardex.train import Trainer
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -110,6 +123,13 @@ pd.set_option("display.precision", 3)
 P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "dpls")  # P: the parameters, as experiments' builders read them
 HAVE_EVAL = bool(eval_attacks)  # [] = final.json's PGD-k only, no A3
 K = max(t3_final_pgd_steps)
+if verdict_attack not in ("", *eval_attacks) or verdict_attack not in ("", "pgd20", "a3"):
+    raise ValueError(f"verdict_attack {verdict_attack!r}: allowed '', or one of pgd20, a3 that eval_attacks "
+                     f"{list(eval_attacks)} evaluates")
+unknown = sorted(set(eval_n_per_attack) - set(eval_attacks))
+if unknown:
+    raise ValueError(f"eval_n_per_attack names attacks not in eval_attacks {list(eval_attacks)}: {unknown}")
+FIG9 = fig9_epochs > 0
 
 # %% [markdown]
 # ## What this profile can detect
@@ -125,8 +145,19 @@ K = max(t3_final_pgd_steps)
 
 # %%
 LS_MARGIN = 1.0  # points: LS "shows no improvement" = within +-1 point of the baseline (TOST)
-PK = "a3" if eval_attacks and "a3" in eval_attacks else "pgd"  # the paper's column the verdicts use
-N_TEST = (eval_n or 10000) if eval_attacks else (t3_final_subset or 10000)
+VERDICT_ATTACK = verdict_attack or ("a3" if "a3" in eval_attacks else "pgd20" if eval_attacks else "")
+PK = "a3" if VERDICT_ATTACK == "a3" else "pgd"  # the paper's column the verdicts use
+
+
+def attack_n(a: str) -> int:
+    """Test examples ``evaluate_run`` attacks with ``a`` (0 = the whole split)."""
+    return int(eval_n_per_attack.get(a, eval_n))
+
+
+N_TEST = (attack_n(VERDICT_ATTACK) or 10000) if eval_attacks else (t3_final_subset or 10000)
+EVAL_GROUPS: dict = {}  # test examples -> the attacks evaluated on them (one evaluate_run each, cached)
+for a in eval_attacks:
+    EVAL_GROUPS.setdefault(attack_n(a), []).append(a)
 for e in t3_eps:
     key = f"{dataset}_eps{round(e * 255)}"
     for alg in t3_algorithms:
@@ -223,8 +254,9 @@ ALGS = {"pgd": "PGD", "trades": "TRADES"}
 def prefix(alg: str, e: float, s: int = seed):
     ev = {"subset": t3_eval_subset or None, "final_subset": t3_final_subset or None,
           "final_pgd_steps": list(t3_final_pgd_steps)}
+    probes = {"probes": ex.difficulty_probes(e, t3_probe_k, t3_probe_max)} if t3_probe_k else {}
     return ex.baseline({**P, "seed": s}, eps=e, algorithm=alg, epochs=t3_epochs, milestones=t3_milestones, T=t3_T,
-                       eval=ev)
+                       eval=ev, **probes)
 
 
 def table9_lam(alg: str) -> float:
@@ -233,8 +265,10 @@ def table9_lam(alg: str) -> float:
 
 quintiles = [{"name": "quintiles", "quantiles": {"n_bins": 5}, "metrics": ["adv_acc"],
               "max_examples": fig9_probe_max or None}]
-fig9_prefix = ex.baseline(P, epochs=fig9_epochs, milestones=fig9_milestones, T=fig9_T)
-FIG9_SHARED = fig9_prefix.hash == prefix("pgd", eps).hash
+same_schedule = (fig9_epochs, list(fig9_milestones), fig9_T) == (t3_epochs, list(t3_milestones), t3_T)
+fig9_prefix = None if not FIG9 else prefix("pgd", eps) if same_schedule else \
+    ex.baseline(P, epochs=fig9_epochs, milestones=fig9_milestones, T=fig9_T)
+FIG9_SHARED = FIG9 and fig9_prefix.hash == prefix("pgd", eps).hash
 
 SEEDS = list(dict.fromkeys(int(x) for x in t3_seeds)) or [seed]
 
@@ -254,15 +288,27 @@ for alg in t3_algorithms:
             t3[(alg, e, "pruning", s_)] = ex.prune_fraction_from(b, t3_T, "hard", t3_prune_fraction)
             t3[(alg, e, "dpls", s_)] = ex.continuation(b, t3_T, targets={"kind": "dpls", "lam": table9_lam(alg)},
                                                        **({"probes": probes} if probes else {}))
-fig9 = {"PGD": ex.continuation(fig9_prefix, fig9_T, probes=quintiles)}
-fig9["PGD+DPLS"] = (t3[("pgd", eps, "dpls", seed)] if FIG9_SHARED else
-                    ex.continuation(fig9_prefix, fig9_T, probes=quintiles,
-                                    targets={"kind": "dpls", "lam": table9_lam("pgd")}))
-print("Table 3 PGD prefix at the profile's eps is the shared baseline:", prefix("pgd", eps).hash == ex.baseline(P).hash)
-print("Fig. 9 prefix is the Table 3 PGD prefix:", FIG9_SHARED)
+fig9 = {}
+if FIG9:
+    fig9["PGD"] = ex.continuation(fig9_prefix, fig9_T, probes=quintiles)
+    fig9["PGD+DPLS"] = (t3[("pgd", eps, "dpls", seed)] if FIG9_SHARED else
+                        ex.continuation(fig9_prefix, fig9_T, probes=quintiles,
+                                        targets={"kind": "dpls", "lam": table9_lam("pgd")}))
+BASE_PROBES = {"probes": ex.difficulty_probes(eps, t3_probe_k, t3_probe_max)} if t3_probe_k else {}
+print("Table 3 PGD prefix at the profile's eps is the shared baseline" + (" (with the probe sets)" if t3_probe_k else "")
+      + ":", prefix("pgd", eps).hash == ex.baseline(P, **BASE_PROBES).hash)
+print("Fig. 9 prefix is the Table 3 PGD prefix:", FIG9_SHARED if FIG9 else "Fig. 9 not built on this profile")
 print("Table 3 training seeds:", SEEDS, "" if seed in SEEDS else f"(the profile's seed {seed} is not among them)")
 
 t0 = time.perf_counter()
+# for planners that count them (hardex gpu-check --plan): the LS runs, whose factor is known once
+# DPLS finishes (stand-ins of the same cost), and the evaluate_run calls below
+ls_like = [ex.continuation(t3[(alg, e, "", s_)], t3_T, targets={"kind": "ls", "lam": 0.9, "from_epoch": t3_T + 1})
+           for alg in t3_algorithms for e in t3_eps for s_ in seeds_for(e)]
+expect(ls_like, "LS at the DPLS run's average factor", after=[t3[(alg, e, "dpls", s_)] for alg in t3_algorithms
+                                                             for e in t3_eps for s_ in seeds_for(e)])
+for n_, atts in EVAL_GROUPS.items():
+    expect_evaluation([*t3.values(), *ls_like], atts, n_, {"pgd20": 21, "a3": a3_passes_per_example})
 stage1 = {**{("t3", *k): s for k, s in t3.items()}, **{("fig9", k): s for k, s in fig9.items()}}
 R = dict(zip(stage1, ensure(list(stage1.values()), progress=False)))
 avg_s = {(alg, e, s_): R[("t3", alg, e, "dpls", s_)].metrics[-1]["targets"]["avg_factor"]
@@ -274,6 +320,8 @@ avg = {(alg, e): avg_s[(alg, e, seeds_for(e)[0])] for alg in t3_algorithms for e
 ls_keys = [("t3", alg, e, "ls", s_) for alg in t3_algorithms for e in t3_eps for s_ in seeds_for(e)]
 R.update(zip(ls_keys, ensure([t3[k[1:]] for k in ls_keys], progress=False)))
 note(f"runs ready in {time.perf_counter() - t0:.1f} s")
+if profile != "smoke":  # where and when each record was made (records committed under results/ come from elsewhere)
+    display(records_table(R.values()))
 
 # %% [markdown]
 # ## Robust evaluation
@@ -285,18 +333,24 @@ note(f"runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %%
 def robust(rec) -> dict:
-    """Accuracies (fractions) and, from evaluate_run, the per-example outcomes ("bits")."""
+    """Accuracies (fractions) and, from evaluate_run, the per-example outcomes ("bits"); std
+    (clean) from the largest evaluated sample; "n" the verdicts' sample."""
     if HAVE_EVAL:
-        r = evaluate_run(rec, attacks=tuple(eval_attacks), n=eval_n or None, seed=0, which="final")
-        pe = r["per_example"]
-        return {"std": r["clean_acc"], "pgd": r["robust_acc"].get("pgd20"), "a3": r["robust_acc"].get("a3"),
-                "n": r["n"], "bits": {"std": pe["clean"], "pgd": pe.get("pgd20"), "a3": pe.get("a3")}}
+        res = {n_: evaluate_run(rec, attacks=tuple(atts), n=n_ or None, seed=0, which="final")
+               for n_, atts in EVAL_GROUPS.items()}
+        by_attack = {a: res[n_] for n_, atts in EVAL_GROUPS.items() for a in atts}
+        big = max(res.values(), key=lambda r: r["n"])
+        col = {"pgd": "pgd20", "a3": "a3"}
+        acc = {c: by_attack[a]["robust_acc"][a] if a in by_attack else None for c, a in col.items()}
+        bits = {c: by_attack[a]["per_example"][a] if a in by_attack else None for c, a in col.items()}
+        return {"std": big["clean_acc"], **acc, "n": by_attack[VERDICT_ATTACK]["n"],
+                "bits": {"std": big["per_example"]["clean"], **bits}}
     f = rec.final["final"]
     return {"std": f["clean_acc"], "pgd": f[f"pgd{K}_acc"], "a3": None, "n": t3_final_subset or 10000, "bits": None}
 
 
 PGD_LABEL = "PGD-20 (evaluate_run)" if HAVE_EVAL else f"PGD-{K} (final.json)"
-ROB_KEY = "a3" if HAVE_EVAL and "a3" in eval_attacks else "pgd"
+ROB_KEY = "a3" if HAVE_EVAL and VERDICT_ATTACK == "a3" else "pgd"
 ROB_LABEL = "A3" if ROB_KEY == "a3" else PGD_LABEL
 per_seed = {k[1:]: robust(rec) for k, rec in R.items() if k[0] == "t3"}  # (alg, eps, method, seed)
 # the tables show the mean over the seeds; the verdicts use every seed's outcomes
@@ -304,7 +358,8 @@ ours = {(alg, e, m): {c: (None if any(per_seed[(alg, e, m, s_)][c] is None for s
                           float(np.mean([per_seed[(alg, e, m, s_)][c] for s_ in seeds_for(e)])))
                       for c in ("std", "pgd", "a3")}
         for (alg, e, m, _s) in per_seed}
-print(f"robust columns: pgd = {PGD_LABEL}; a3 = {'A3 (evaluate_run)' if ROB_KEY == 'a3' else 'not evaluated'}; "
+HAVE_A3 = HAVE_EVAL and "a3" in eval_attacks
+print(f"robust columns: pgd = {PGD_LABEL}; a3 = {'A3 (evaluate_run)' if HAVE_A3 else 'not evaluated'}; "
       f"verdicts use {ROB_LABEL}")
 
 # %% [markdown]
@@ -318,7 +373,7 @@ print(f"robust columns: pgd = {PGD_LABEL}; a3 = {'A3 (evaluate_run)' if ROB_KEY 
 # NBVAL_CHECK_OUTPUT
 METHODS = {"": "", "pruning": "_pruning", "ls": "_ls", "dpls": "_dpls"}
 RENAME = {"pgd": f"pgd (paper: PGD-20, ours: {PGD_LABEL})", "a3": "a3 (paper: A3, ours: " +
-          ("A3)" if ROB_KEY == "a3" else "not evaluated)")}
+          ("A3)" if HAVE_A3 else "not evaluated)")}
 blocks = {}
 for e in t3_eps:
     key = f"{dataset}_eps{round(e * 255)}"
@@ -354,9 +409,9 @@ if HAVE_EVAL:
     for e in t3_eps:
         ci = pd.DataFrame({alg + sfx: {c: cell_ci(alg, e, m, c) for c in ("std", "pgd", "a3")}
                            for alg in t3_algorithms for m, sfx in METHODS.items()}).T
-        n_ex = per_seed[next(iter(per_seed))]["n"]
-        print(f"Table 3, {label_eps(e)}: ours, mean [95% CI] over {n_ex} test examples x {len(seeds_for(e))} seed(s)"
-              f"{SMOKE_TAG}")
+        n_ex = ", ".join(f"{'/'.join(atts)} on {n_ or 10000}" for n_, atts in EVAL_GROUPS.items())
+        print(f"Table 3, {label_eps(e)}: ours, mean [95% CI] over test examples ({n_ex}) x {len(seeds_for(e))} "
+              f"seed(s){SMOKE_TAG}")
         display(ci)
 else:
     print("per-cell intervals need evaluate_run's per-example outcomes (eval_attacks is empty on this profile)")
@@ -451,29 +506,39 @@ for key in missing:
 
 # %%
 BINS = ["80~100%", "60~80%", "40~60%", "20~40%", "0~20%"]  # easiest quintile first, as the probes report
-rows, qrows = [], []
-for arm, key in (("PGD", ("fig9", "PGD")), ("PGD+DPLS", ("fig9", "PGD+DPLS"))):
-    for m in R[key].metrics:  # a continuation's record starts with its prefix's epochs 1..T
-        rows.append({"model": arm, "epoch": m["epoch"], "split": "train", "robust accuracy": m["train_adv_acc"]})
-        if m.get("test_pgd_acc") is not None:
-            rows.append({"model": arm, "epoch": m["epoch"], "split": "test", "robust accuracy": m["test_pgd_acc"]})
-    for m in R[key].metrics[fig9_T:]:
-        for b, res in zip(BINS, m["probes"]["quintiles"]):
-            qrows.append({"model": arm, "epoch": m["epoch"], "quintile": b, "robust train accuracy": res["adv_acc"]})
-f9, q9 = pd.DataFrame(rows), pd.DataFrame(qrows)
-f9["curve"] = f9.model + " (" + f9.split + ")"
-fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
-sns.lineplot(data=f9, x="epoch", y="robust accuracy", hue="curve",
-             hue_order=["PGD (train)", "PGD (test)", "PGD+DPLS (train)", "PGD+DPLS (test)"], ax=axes[0])
-axes[0].set(xlabel="Epoch", ylabel="Robust Accuracy")
-sns.lineplot(data=q9, x="epoch", y="robust train accuracy", hue="quintile", hue_order=BINS[::-1], style="model",
-             style_order=["PGD", "PGD+DPLS"], ax=axes[1])
-axes[1].set(xlabel="Epoch", ylabel="Robust Accuracy")
-for ax in axes:
-    ax.axvline(fig9_T + 0.5, color="grey", lw=0.8)
-fig.suptitle(f"Fig. 9 ({DATA_LABEL}, {profile}{SMOKE_TAG}; {fig9_epochs} epochs, DPLS from epoch {fig9_T + 1})")
-plt.tight_layout()
-glue_figure("fig9", fig)
+
+
+def fig9_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, qrows = [], []
+    for arm, key in (("PGD", ("fig9", "PGD")), ("PGD+DPLS", ("fig9", "PGD+DPLS"))):
+        for m in R[key].metrics:  # a continuation's record starts with its prefix's epochs 1..T
+            rows.append({"model": arm, "epoch": m["epoch"], "split": "train", "robust accuracy": m["train_adv_acc"]})
+            if m.get("test_pgd_acc") is not None:
+                rows.append({"model": arm, "epoch": m["epoch"], "split": "test", "robust accuracy": m["test_pgd_acc"]})
+        for m in R[key].metrics[fig9_T:]:
+            for b, res in zip(BINS, m["probes"]["quintiles"]):
+                qrows.append({"model": arm, "epoch": m["epoch"], "quintile": b, "robust train accuracy": res["adv_acc"]})
+    f9 = pd.DataFrame(rows)
+    f9["curve"] = f9.model + " (" + f9.split + ")"
+    return f9, pd.DataFrame(qrows)
+
+
+if FIG9:
+    f9, q9 = fig9_frames()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
+    sns.lineplot(data=f9, x="epoch", y="robust accuracy", hue="curve",
+                 hue_order=["PGD (train)", "PGD (test)", "PGD+DPLS (train)", "PGD+DPLS (test)"], ax=axes[0])
+    axes[0].set(xlabel="Epoch", ylabel="Robust Accuracy")
+    sns.lineplot(data=q9, x="epoch", y="robust train accuracy", hue="quintile", hue_order=BINS[::-1], style="model",
+                 style_order=["PGD", "PGD+DPLS"], ax=axes[1])
+    axes[1].set(xlabel="Epoch", ylabel="Robust Accuracy")
+    for ax in axes:
+        ax.axvline(fig9_T + 0.5, color="grey", lw=0.8)
+    fig.suptitle(f"Fig. 9 ({DATA_LABEL}, {profile}{SMOKE_TAG}; {fig9_epochs} epochs, DPLS from epoch {fig9_T + 1})")
+    plt.tight_layout()
+    glue_figure("fig9", fig)
+else:
+    glue_not_run("fig9", f"Fig. 9: not run on profile {profile} (fig9_epochs = 0)")
 
 # %% [markdown]
 # ```{glue:figure} fig9
@@ -487,29 +552,42 @@ glue_figure("fig9", fig)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-last = f9.epoch.max()
-fig9_tab = f9[f9.epoch == last].pivot_table(index="model", columns="split", values="robust accuracy")
-fig9_tab["train - test"] = fig9_tab["train"] - fig9_tab["test"]
-qt = q9[q9.epoch == last].pivot_table(index="model", columns="quintile", values="robust train accuracy")[BINS[::-1]]
-print(f"Fig. 9 at the last epoch ({last}): robust accuracy (test: PGD-{eval_pgd_steps} on the per-epoch sample){SMOKE_TAG}")
-display(fig9_tab)
-print(f"Fig. 9 (right) at the last epoch: robust training accuracy per difficulty quintile{SMOKE_TAG}")
-display(qt)
-tr, te = fig9_tab["train"], fig9_tab["test"]
-# aggregate accuracies only (the records keep no per-example outcomes of these curves): unpaired
-# binomial intervals; train accuracy counts every training example of the epoch's batches
-n_train, n_test = train_subset or 50000, eval_subset or 10000
-n_quint = fig9_probe_max or n_train // 5
-st = led.stats
-led.record("Fig. 9", "DPLS lowers robust training accuracy and raises test robust accuracy (a smaller gap)",
-           st.combine([st.unpaired(tr["PGD+DPLS"], n_train, tr["PGD"], n_train, "<"),
-                       st.unpaired(te["PGD+DPLS"], n_test, te["PGD"], n_test, ">")]),
-           f"last epoch train: PGD {pts(tr['PGD'])}, DPLS {pts(tr['PGD+DPLS'])}; test (n {n_test}): PGD {pts(te['PGD'])}, "
-           f"DPLS {pts(te['PGD+DPLS'])}")
-_ = led.unpaired("Fig. 9", "DPLS prevents the memorization of the hardest examples: lower robust training accuracy "
-                 "on the hardest quintile (0~20%)", qt.loc["PGD+DPLS", "0~20%"], n_quint, qt.loc["PGD", "0~20%"],
+FIG9_CLAIMS = ("DPLS lowers robust training accuracy and raises test robust accuracy (a smaller gap)",
+               "DPLS prevents the memorization of the hardest examples: lower robust training accuracy "
+               "on the hardest quintile (0~20%)")
+
+
+def fig9_tables_and_claims() -> None:
+    last = f9.epoch.max()
+    fig9_tab = f9[f9.epoch == last].pivot_table(index="model", columns="split", values="robust accuracy")
+    fig9_tab["train - test"] = fig9_tab["train"] - fig9_tab["test"]
+    qt = q9[q9.epoch == last].pivot_table(index="model", columns="quintile", values="robust train accuracy")[BINS[::-1]]
+    print(f"Fig. 9 at the last epoch ({last}): robust accuracy (test: PGD-{eval_pgd_steps} on the per-epoch sample){SMOKE_TAG}")
+    display(fig9_tab)
+    print(f"Fig. 9 (right) at the last epoch: robust training accuracy per difficulty quintile{SMOKE_TAG}")
+    display(qt)
+    tr, te = fig9_tab["train"], fig9_tab["test"]
+    # aggregate accuracies only (the records keep no per-example outcomes of these curves): unpaired
+    # binomial intervals; train accuracy counts every training example of the epoch's batches
+    n_train, n_test = train_subset or 50000, eval_subset or 10000
+    n_quint = fig9_probe_max or n_train // 5
+    st = led.stats
+    led.record("Fig. 9", FIG9_CLAIMS[0],
+               st.combine([st.unpaired(tr["PGD+DPLS"], n_train, tr["PGD"], n_train, "<"),
+                           st.unpaired(te["PGD+DPLS"], n_test, te["PGD"], n_test, ">")]),
+               f"last epoch train: PGD {pts(tr['PGD'])}, DPLS {pts(tr['PGD+DPLS'])}; test (n {n_test}): PGD {pts(te['PGD'])}, "
+               f"DPLS {pts(te['PGD+DPLS'])}")
+    led.unpaired("Fig. 9", FIG9_CLAIMS[1], qt.loc["PGD+DPLS", "0~20%"], n_quint, qt.loc["PGD", "0~20%"],
                  n_quint, "<", evidence=f"0~20% (n {n_quint}): PGD {pts(qt.loc['PGD', '0~20%'])}, "
                  f"DPLS {pts(qt.loc['PGD+DPLS', '0~20%'])}")
+
+
+if FIG9:
+    fig9_tables_and_claims()
+else:
+    print(f"Fig. 9: not run on profile {profile} (fig9_epochs = 0)")
+    for c in FIG9_CLAIMS:
+        led.claim("Fig. 9", c, None, f"not run on profile {profile} (fig9_epochs = 0)")
 
 # %% [markdown]
 # ## Runs and cost
@@ -540,7 +618,7 @@ def run_minutes(spec, with_eval_run: bool) -> float:
     passes += len(spec.evaluation.which) * (c.eval.final_subset or 10000) * sum(k + 1 for k in c.eval.final_pgd_steps)
     if with_eval_run and HAVE_EVAL:
         per_attack = {"pgd20": 21, "a3": a3_passes_per_example}
-        passes += (eval_n or 10000) * sum(per_attack.get(a, 0) for a in eval_attacks)
+        passes += sum((attack_n(a) or 10000) * per_attack.get(a, 0) for a in eval_attacks)
     return n_ep * per_epoch * ex.training_fraction(spec) + passes * per_pass
 
 
@@ -560,7 +638,7 @@ if not SMOKE:
         f"TRADES epoch (`{model}`, 50k images), A3 {a3_passes_per_example} passes per example"
         + ("" if HAVE_EVAL else " (not counted: `eval_attacks` is empty, so no A3 runs)") + "."))
 else:
-    display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
+    display(Markdown(("Smoke profile" if profile == "smoke" else "CPU rehearsal") + ": CPU, no GPU-hour estimate."))
 
 # %% [markdown]
 # ## Verdicts
@@ -575,7 +653,8 @@ else:
 
 # %%
 if SMOKE:
-    print("smoke profile: plumbing only, no verdict (claims are recorded as 'no verdict (smoke)')")
+    print(("smoke profile" if profile == "smoke" else "CPU rehearsal") + ": plumbing only, no verdict (claims are "
+          "recorded as 'no verdict (smoke)')")
 with pd.option_context("display.max_colwidth", 200):
     display(led.verdicts())
 print("ledger:", Path(led.save()).name)

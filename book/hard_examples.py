@@ -52,11 +52,19 @@ dataset = "cifar10"
 # train_subset: 0 = the whole training split; else a class-balanced sample
 train_subset = 1000
 model = "tiny_cnn"
-# Table 1: PGD baseline to `epochs`, difficulty up to T, continuations from T + 1
+# Table 1: PGD baseline to `epochs`, difficulty up to T, continuations from T + 1 without the
+# top-k hard / easy examples (t1_fraction > 0: the top share instead of k; equal to the dpls
+# chapter's t3_prune_fraction, the hard row is that chapter's Table 3 pruning run); t1_eval:
+# the robust column ("" = final.json's PGD-k aggregates on final_subset, unpaired; "pgd20" =
+# evaluate_run's PGD-20 on t1_eval_n test images, 0 = all, paired per example; equal to the dpls
+# chapter's PGD-20 sample, the evaluation is shared)
 epochs = 5
 milestones = [3, 4]
 T = 3
 k = 100
+t1_fraction = 0.0
+t1_eval = ""
+t1_eval_n = 0
 eps = 0.031
 attack_steps = 2
 lr = 0.1
@@ -76,7 +84,7 @@ fig_k = 100
 fig_eps = [0.0, 0.0078, 0.0157, 0.031]
 # probe_max: examples measured per probe set; 0 = all
 probe_max = 100
-# Fig. 1: k hard + k random examples (difficulty from STD / PGD source runs to fig1_T)
+# Fig. 1: k hard + k random examples (difficulty from STD / PGD source runs to fig1_T); fig1_n_hard 0 = not built
 fig1_model = "tiny_cnn"
 fig1_n_hard = 100
 fig1_n_random = 100
@@ -104,15 +112,20 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
-from hardex.chapter import finish, note, setup, show_profile
+from hardex.chapter import ensure_available, finish, note, records_table, setup, show_profile
+from hardex.evaluate import evaluate_run, expect_evaluation
 from hardex.ledger import banner, data_label, label_eps, Ledger
 from hardex.report import captioned, compare, paper_value
 from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P, SMOKE, _, DATA_LABEL, led = setup(globals(), "hard_examples", show=False)  # P: as experiments' builders read it
-ROB = f"PGD-{max(final_pgd_steps)}"
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "hard_examples", show=False)  # P: as experiments' builders read it
+SMOKE_WORDS = SMOKE_TAG.strip(" ()")  # "smoke results" / "CPU rehearsal results" / ""
+if t1_eval not in ("", "pgd20"):
+    raise ValueError(f"t1_eval {t1_eval!r}: allowed '' (final.json's PGD-k) or 'pgd20' (evaluate_run, paired)")
+ROB = "PGD-20 (evaluate_run)" if t1_eval else f"PGD-{max(final_pgd_steps)}"
+FIG1 = fig1_n_hard > 0
 show_profile(P, led, f"Fig. 1 trains `{fig1_model}`.")
 
 # %% [markdown]
@@ -122,15 +135,17 @@ show_profile(P, led, f"Fig. 1 trains `{fig1_model}`.")
 # zero with 80% power, `hardex.stats.mde`) of Table 1's comparison, next to the paper's effect.
 # Our robust numbers are `final.json`'s aggregate PGD-k accuracies on `final_subset` test
 # images, compared unpaired (as if the two models disagreed on 50% of them), one training
-# seed. The figures' claims compare probe-set and per-epoch test-sample aggregates (sizes
+# seed; with `t1_eval = "pgd20"` they are PGD-20 per-example outcomes, compared paired. The figures' claims compare probe-set and per-epoch test-sample aggregates (sizes
 # `probe_max`, `eval_subset`); the paper prints no numbers for them. Stated assumptions.
 
 # %%
 for what, row in (("hard pruning - none", "hard_pruning"), ("easy pruning - none", "easy_pruning")):
-    led.power("Table 1", f"{what} (paper A3, ours {ROB})", final_subset or 10000, 1,
-              paper_value(f"table1.{row}.rob") - paper_value("table1.none.rob"), discordance=0.5,
-              note="unpaired (final.json aggregates)")
-print(f"Table 1 on {final_subset or 10000} test images, 1 training seed (profile {profile}):")
+    led.power("Table 1", f"{what} (paper A3, ours {ROB})", (t1_eval_n or 10000) if t1_eval else final_subset or 10000, 1,
+              paper_value(f"table1.{row}.rob") - paper_value("table1.none.rob"),
+              **({} if t1_eval else {"discordance": 0.5}),
+              note="paired (per-example outcomes)" if t1_eval else "unpaired (final.json aggregates)")
+print(f"Table 1 on {(t1_eval_n or 10000) if t1_eval else final_subset or 10000} test images, 1 training seed "
+      f"(profile {profile}):")
 with pd.option_context("display.precision", 2):
     display(led.power_table())
 
@@ -153,14 +168,23 @@ fig_runs = {e: ex.baseline(P, eps=e, epochs=fig_epochs, milestones=fig_milestone
             for e in fig_eps}
 shared = (eps in fig_runs and (fig_epochs, list(fig_milestones), fig_T) == (epochs, list(milestones), T))
 base = fig_runs[eps] if shared else ex.baseline(P)
-table1 = {"none": ex.continuation(base, T),
-          "easy_pruning": ex.prune_from(base, T, "easy", k),
-          "hard_pruning": ex.prune_from(base, T, "hard", k)}
+
+
+def pruned(which: str):
+    return ex.prune_fraction_from(base, T, which, t1_fraction) if t1_fraction else ex.prune_from(base, T, which, k)
+
+
+table1 = {"none": ex.continuation(base, T), "easy_pruning": pruned("easy"), "hard_pruning": pruned("hard")}
 
 t0 = time.perf_counter()
-fig_recs = dict(zip(fig_runs, ensure(list(fig_runs.values()), progress=False)))
-t1_recs = dict(zip(table1, ensure(list(table1.values()), progress=False)))
+asked = [*fig_runs.values(), *table1.values()]  # one ensure: the planning pass sees them all
+if t1_eval:  # for planners that count evaluations (hardex gpu-check --plan)
+    expect_evaluation(table1.values(), ["pgd20"], t1_eval_n, {"pgd20": 21})
+recs = ensure(asked, progress=False)
+fig_recs, t1_recs = dict(zip(fig_runs, recs[:len(fig_runs)])), dict(zip(table1, recs[len(fig_runs):]))
 note(f"Figs. 3/4 and Table 1 runs ready in {time.perf_counter() - t0:.1f} s")
+if profile != "smoke":  # where and when each record was made (records committed under results/ come from elsewhere)
+    display(records_table(recs))
 
 # %% [markdown]
 # ## Table 1: pruning the top-k easy or hard examples from epoch T + 1 (PGD)
@@ -175,22 +199,37 @@ note(f"Figs. 3/4 and Table 1 runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-ours = {row: {"std": r.final["final"]["clean_acc"], "rob": r.final["final"][f"pgd{max(final_pgd_steps)}_acc"]}
-        for row, r in t1_recs.items()}
+def t1_robust(r) -> dict:
+    """Clean and robust accuracy (fractions) and, with t1_eval, per-example robust outcomes."""
+    if t1_eval:
+        ev = evaluate_run(r, attacks=("pgd20",), n=t1_eval_n or None, seed=0, which="final")
+        return {"std": ev["clean_acc"], "rob": ev["robust_acc"]["pgd20"], "bits": ev["per_example"]["pgd20"]}
+    f = r.final["final"]
+    return {"std": f["clean_acc"], "rob": f[f"pgd{max(final_pgd_steps)}_acc"], "bits": None}
+
+
+t1_res = {row: t1_robust(r) for row, r in t1_recs.items()}
+ours = {row: {"std": v["std"], "rob": v["rob"]} for row, v in t1_res.items()}
 paper = {row: paper_value(f"table1.{row}") for row in table1}
 t1 = compare(ours, paper, metrics=["std", "rob"])
 t1 = t1.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
-caption = (f"Table 1, {DATA_LABEL}: the paper and ours, profile {profile}" + (" (smoke results)" if SMOKE else "")
-           + f"; k = {k}, T = {T}, {epochs} epochs; accuracy in %, diff = ours - paper in points")
+caption = (f"Table 1, {DATA_LABEL}: the paper and ours, profile {profile}" + SMOKE_TAG
+           + f"; {f'the top {t1_fraction:.0%}' if t1_fraction else f'k = {k}'}, T = {T}, {epochs} epochs; accuracy in %, "
+           "diff = ours - paper in points")
 display(captioned(led.table("Table 1", t1, note=f"robust column: paper A3, ours {ROB} (final model)"), caption, "table-1"))
 
 # %%
 r = {row: v["rob"] for row, v in ours.items()}
-st, N_FINAL = led.stats, final_subset or 10000  # final.json's aggregate accuracies: unpaired intervals
+st, N_FINAL = led.stats, final_subset or 10000
+if t1_eval:  # per-example outcomes on the same test images: paired intervals
+    b = {row: v["bits"] for row, v in t1_res.items()}
+    parts = [st.paired(b["hard_pruning"], b["none"]), st.paired(b["easy_pruning"], b["none"], "<=", tol=1.0)]
+else:  # final.json's aggregate accuracies: unpaired intervals
+    parts = [st.unpaired(r["hard_pruning"], N_FINAL, r["none"], N_FINAL),
+             st.unpaired(r["easy_pruning"], N_FINAL, r["none"], N_FINAL, "<=", tol=1.0)]
 _ = led.record("Table 1", "pruning the top-k hard examples from T+1 raises robust accuracy over no pruning, "
                "pruning the top-k easy ones does not (here: raises it by less than 1 point)",
-               st.combine([st.unpaired(r["hard_pruning"], N_FINAL, r["none"], N_FINAL),
-                           st.unpaired(r["easy_pruning"], N_FINAL, r["none"], N_FINAL, "<=", tol=1.0)]),
+               st.combine(parts),
               f"{ROB}: none {100 * r['none']:.2f}, easy pruning {100 * r['easy_pruning']:.2f}, "
               f"hard pruning {100 * r['hard_pruning']:.2f}")
 
@@ -226,7 +265,7 @@ gap = (right.xs("hard", level="subset") - right.xs("easy", level="subset")).rese
 gap = gap.melt(id_vars="epoch", var_name="metric", value_name="hard - easy EL2N")
 sns.lineplot(data=gap, x="epoch", y="hard - easy EL2N", hue="metric", ax=axes[1])
 axes[1].set(title=f"{label_eps(e_max)}: clean vs adversarial gap")
-fig.suptitle(f"Fig. 3 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+fig.suptitle(f"Fig. 3 ({DATA_LABEL}, {profile}{', ' + SMOKE_WORDS if SMOKE else ''})")
 plt.tight_layout()
 plt.show()
 
@@ -239,21 +278,45 @@ fig3[("gap", "clean")] = fig3[("el2n_clean", "hard")] - fig3[("el2n_clean", "eas
 if ("el2n_adv", "hard") in fig3:
     fig3[("gap", "adv")] = fig3[("el2n_adv", "hard")] - fig3[("el2n_adv", "easy")]
 fig3.index = [label_eps(e) for e in fig3.index]
-print(f"Fig. 3 at the last epoch ({pf.epoch.max()})" + (" (smoke results)" if SMOKE else ""))
+print(f"Fig. 3 at the last epoch ({pf.epoch.max()})" + SMOKE_TAG)
 display(fig3)
 
 # %%
 gaps = fig3[("gap", "clean")].to_numpy()
-# the probes record each set's mean EL2N per epoch, not per-example values: no interval
-NO_CI = "exact comparison of recorded probe-set means (no per-example values stored, so no interval)"
-_ = led.fact("Fig. 3", "hard examples keep a higher EL2N than easy ones at every eps",
-             bool((gaps > 0).all()), NO_CI, "last-epoch clean gaps: " + ", ".join(f"{g:.3f}" for g in gaps))
-_ = led.fact("Fig. 3", "the hard-easy EL2N gap grows with eps", bool(np.all(np.diff(gaps) > 0)), NO_CI,
-             "gaps by increasing eps: " + ", ".join(f"{g:.3f}" for g in gaps))
 top = fig3.iloc[-1]
-_ = led.fact("Fig. 3", f"(right) at {label_eps(e_max)} the adversarial gap exceeds the clean gap",
-             bool(top[("gap", "adv")] > top[("gap", "clean")]), NO_CI,
-              f"adv gap {top[('gap', 'adv')]:.3f} vs clean gap {top[('gap', 'clean')]:.3f}")
+last_probes = {e: rec.metrics[-1]["probes"] for e, rec in fig_recs.items()}
+HAVE_SD = all("el2n_clean_sd" in p_.get("hard", {}) for p_ in last_probes.values())
+claims3 = ("hard examples keep a higher EL2N than easy ones at every eps", "the hard-easy EL2N gap grows with eps",
+           f"(right) at {label_eps(e_max)} the adversarial gap exceeds the clean gap")
+ev3 = ("last-epoch clean gaps: " + ", ".join(f"{g:.3f}" for g in gaps),
+       "gaps by increasing eps: " + ", ".join(f"{g:.3f}" for g in gaps),
+       f"adv gap {top[('gap', 'adv')]:.3f} vs clean gap {top[('gap', 'clean')]:.3f}")
+if HAVE_SD:  # the probes record each set's EL2N sd: normal intervals over the probe examples of each run
+    st = led.stats
+    WHAT = "EL2N units, not points; over each run's probe examples (one training seed per eps)"
+
+    def term(e: float, name: str, metric: str = "el2n_clean") -> tuple[float, float, int]:
+        p_ = last_probes[e][name]
+        if metric == "gap":  # adversarial - clean EL2N of the same examples
+            return p_["el2n_adv"] - p_["el2n_clean"], p_["el2n_gap_sd"], p_["n"]
+        return p_[metric], p_[f"{metric}_sd"], p_["n"]
+
+    def contrast(terms: list, weights: list):
+        m, sd_, n_ = zip(*terms)
+        return st.summary_contrast(m, sd_, n_, weights, what=WHAT)
+
+    es = sorted(fig_eps)
+    results = (st.combine([contrast([term(e, "hard"), term(e, "easy")], [1, -1]) for e in es]),
+               st.combine([contrast([term(b_, "hard"), term(b_, "easy"), term(a_, "hard"), term(a_, "easy")],
+                                    [1, -1, -1, 1]) for a_, b_ in zip(es, es[1:])]),
+               contrast([term(e_max, "hard", "gap"), term(e_max, "easy", "gap")], [1, -1]))
+    for c, res, ev in zip(claims3, results, ev3):
+        _ = led.record("Fig. 3", c, res, ev)
+else:  # records without the sds: the recorded set means only
+    NO_CI = "exact comparison of recorded probe-set means (no per-example values stored, so no interval)"
+    holds3 = (bool((gaps > 0).all()), bool(np.all(np.diff(gaps) > 0)), bool(top[("gap", "adv")] > top[("gap", "clean")]))
+    for c, h, ev in zip(claims3, holds3, ev3):
+        _ = led.fact("Fig. 3", c, h, NO_CI, ev)
 
 # %% [markdown]
 # ## Fig. 4: train accuracy of all / easy / hard examples and test accuracy
@@ -287,7 +350,7 @@ axes[2].set(title="(c) hard-set train vs test, by eps")
 for ax in axes:
     for m in fig_milestones[:1]:
         ax.axvline(m + 0.5, color="grey", lw=0.8)
-fig.suptitle(f"Fig. 4 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+fig.suptitle(f"Fig. 4 ({DATA_LABEL}, {profile}{', ' + SMOKE_WORDS if SMOKE else ''})")
 plt.tight_layout()
 plt.show()
 
@@ -301,7 +364,7 @@ for e in fig_eps:
     rows.append({"eps": label_eps(e), "hard train acc at decay": h.get(decay), "hard train acc last": h.iloc[-1],
                  "test acc at decay": t.get(decay), "best test acc": t.max(), "test acc last": t.iloc[-1]})
 fig4 = pd.DataFrame(rows).set_index("eps")
-print(f"Fig. 4 summary (first lr decay after epoch {decay})" + (" (smoke results)" if SMOKE else ""))
+print(f"Fig. 4 summary (first lr decay after epoch {decay})" + SMOKE_TAG)
 display(fig4)
 
 # %%
@@ -341,12 +404,17 @@ def fig1_source(e: float):
     return ex.baseline(fig1_P, eps=e, milestones=fig1_milestones, T=fig1_T)
 
 
-fig1_src = {"STD": fig1_source(0.0), "PGD": fig1_source(fig1_eps)}
-variants = {"Fig. 1": (fig1_n_hard, fig1_n_random)}
-if fig10_n_hard:
+fig1_src = {"STD": fig1_source(0.0), "PGD": fig1_source(fig1_eps)} if FIG1 else {}
+variants = {"Fig. 1": (fig1_n_hard, fig1_n_random)} if FIG1 else {}
+if FIG1 and fig10_n_hard:
     variants["Fig. 10"] = (fig10_n_hard, fig10_n_random)
+FIG1_WHY = "" if FIG1 else "not built on this profile (fig1_n_hard = 0)"
 t0 = time.perf_counter()
-src_recs = dict(zip(fig1_src, ensure(list(fig1_src.values()), progress=False)))
+# in a render-only build without these records only Figs. 1 / 10 say so (ensure_available -> None)
+got = ensure_available(fig1_src.values()) if FIG1 else []
+if got is None:
+    variants, FIG1_WHY = {}, "not run yet (no record)"
+src_recs = dict(zip(fig1_src, got or []))
 rng = np.random.default_rng(seed)
 decay1 = fig1_milestones[0]
 fig1 = {}
@@ -366,9 +434,14 @@ for item, (n_hard, n_random) in variants.items():
         if item == "Fig. 10":  # its third branch: only the hard part after the decay
             fig1[(item, alg, "hard only")] = ex.continuation(
                 sub, decay1, edits=[{"kind": "keep", "from_epoch": decay1 + 1, "indices": hard_idx.tolist()}])
-fig1_recs = dict(zip(fig1, ensure(list(fig1.values()), progress=False)))
+got = ensure_available(fig1.values()) if fig1 else []
+if got is None:
+    variants, FIG1_WHY = {}, "not run yet (no record)"
+fig1_recs = dict(zip(fig1, got or []))
 note(f"Fig. 1 / 10 runs ready in {time.perf_counter() - t0:.1f} s")
-if "Fig. 10" not in variants:
+if FIG1_WHY:
+    print(f"Figs. 1 and 10: {FIG1_WHY}")
+elif "Fig. 10" not in variants:
     print("Fig. 10 is not built on this profile (fig10_n_hard = 0)")
 
 # %%
@@ -383,17 +456,20 @@ for item, (n_hard, n_random) in variants.items():
         ax.axvline(decay1 + 0.5, color="grey", lw=0.8)
         ax.set(title=f"{alg} ({'clean' if alg == 'STD' else 'robust, PGD-' + str(eval_pgd_steps)} test accuracy)")
     fig.suptitle(f"{item}: {n_hard} hard + {n_random} random ({DATA_LABEL}, {profile}"
-                 f"{', smoke results' if SMOKE else ''})")
+                 f"{', ' + SMOKE_WORDS if SMOKE else ''})")
     plt.tight_layout()
     plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-fin = (f1[f1.epoch == f1.epoch.max()]
-       .pivot_table(index=["figure", "algorithm"], columns="branch", values="test accuracy"))
-fin["prune - continue"] = fin["prune hard"] - fin["continue"]
-print(f"Fig. 1 / 10, last-epoch test accuracy (STD: clean, PGD: PGD-{eval_pgd_steps})" + (" (smoke results)" if SMOKE else ""))
-display(fin)
+if variants:
+    fin = (f1[f1.epoch == f1.epoch.max()]
+           .pivot_table(index=["figure", "algorithm"], columns="branch", values="test accuracy"))
+    fin["prune - continue"] = fin["prune hard"] - fin["continue"]
+    print(f"Fig. 1 / 10, last-epoch test accuracy (STD: clean, PGD: PGD-{eval_pgd_steps})" + SMOKE_TAG)
+    display(fin)
+else:
+    _ = led.claim("Fig. 1", "pruning the hard part at the lr decay helps, and more for PGD than for STD", None, FIG1_WHY)
 st, n_test = led.stats, eval_subset or 10000  # per-epoch test sample: aggregate accuracies, unpaired
 for item in variants:
     g = fin.loc[item, "prune - continue"]
@@ -412,7 +488,7 @@ if "Fig. 10" in variants:
                   "hard only - continue: " + ", ".join(f"{a} {100 * v:+.2f}" for a, v in (h["hard only"] - h["continue"]).items()))
 else:
     _ = led.claim("Fig. 10", "pruning the hard part helps more for PGD than for STD (10k + 10k)", None,
-                  "not built on this profile (fig10_n_hard = 0)")
+                  FIG1_WHY or "not built on this profile (fig10_n_hard = 0)")
 
 # %% [markdown]
 # ## Runs and cost
@@ -442,14 +518,15 @@ if not SMOKE:
                      "per PGD epoch), scaled by training-set size and epochs trained per run; probes and evaluation "
                      "add to it. The memorization chapter reuses this chapter's difficulty runs and baseline."))
 else:
-    display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
+    display(Markdown(("Smoke profile" if profile == "smoke" else "CPU rehearsal") + ": CPU, no GPU-hour estimate."))
 
 # %% [markdown]
 # ## Verdicts
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"profile {profile}, data {DATA_LABEL}" + (": plumbing only, no verdict" if SMOKE else ""))
+print(f"profile {profile}, data {DATA_LABEL}" + (f": plumbing only, no verdict ({SMOKE_WORDS})" if SMOKE and profile != "smoke"
+                                                  else ": plumbing only, no verdict" if SMOKE else ""))
 display(led.verdicts())
 _ = led.save()
 

@@ -51,12 +51,17 @@
 
 # %% tags=["parameters"]
 profile = "smoke"
-# folder with the committed bench reports, relative to the project root
+# folder with the committed bench reports, relative to the project root (the build's working directory)
 reports_dir = "results/bench"
 # at most this many reports are shown (newest first, GPU reports before CPU ones)
 max_reports = 4
+# folder with the committed `hardex gpu-check` summaries (hardex gpu-check --import), relative to the project root
+checks_dir = "results/gpu-check"
 
 # %%
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -64,12 +69,11 @@ from IPython.display import Markdown, display
 from hardex import bench
 from hardex.chapter import finish, setup
 from hardex.ledger import Ledger
-from hardex.paths import repo_root
 
 pd.set_option("display.precision", 2)
 P, _, _, _, led = setup(globals(), "performance", data="synthetic uint8 images (timing only)")
 
-reports = bench.latest_reports(repo_root() / reports_dir)
+reports = bench.latest_reports(Path(reports_dir).resolve())  # hardex book runs chapters in the project root
 gpu = [r for r in reports if r["environment"]["device"].startswith("cuda")]
 cpu = [r for r in reports if not r["environment"]["device"].startswith("cuda")]
 shown = (gpu + cpu)[:max_reports]
@@ -112,6 +116,51 @@ for r in shown:
         display(Markdown("Evaluation throughput (fp32, TF32 off). AutoAttack: labels = the model's own "
                          "predictions and eps 1e-4, so no point is broken early: the cost per robust image."))
         display(ev.style.format(precision=2).hide(axis="index"))
+
+# %% [markdown]
+# ## GPU checks: the quick profile's estimate against its actual time
+#
+# Each `hardex gpu-check` (``make gpu-check``, ten minutes on one GPU) sizes the quick profile
+# before it trains: its planning pass counts the runs and epochs, and its own short bench (or,
+# without one, the profile's stated per-epoch times) turns them into minutes. After the runs it
+# records what they took: the trained epochs' wall time (per-epoch evaluation and probes
+# included), `evaluate_run`'s attacks, and the whole step. The committed summaries
+# (`results/gpu-check/`) are shown here, newest first.
+
+# %%
+summaries = []
+for f in sorted(Path(checks_dir).glob("*.json")) if Path(checks_dir).is_dir() else []:
+    try:
+        summaries.append({**json.loads(f.read_text()), "_path": f"{checks_dir}/{f.name}"})
+    except ValueError:
+        continue
+summaries.sort(key=lambda s: str(s.get("environment", {}).get("date", "")), reverse=True)
+if not summaries:
+    display(Markdown("**No `hardex gpu-check` summary committed yet**: no GPU has run the quick profile. "
+                     "`make gpu-check OUT=<folder>` on a GPU, then `hardex gpu-check --import <folder>`."))
+for s in summaries[:max_reports]:
+    e = s.get("environment", {})
+    where = (f"{e.get('gpu')} (driver {e.get('driver')})" if e.get("gpu") else f"CPU {e.get('cpu')}")
+    display(Markdown(f"**{s.get('label', 'gpu-check')}** — {where}, torch {e.get('torch')}, CUDA {e.get('cuda')}, "
+                     f"cuDNN {e.get('cudnn')}, Python {e.get('python')}; commit {str(e.get('commit'))[:12]}"
+                     f"{' (dirty tree)' if str(e.get('commit')).endswith('-dirty') else ''}, "
+                     f"{e.get('date')}; deadline {s.get('deadline_minutes')} min, wall {s.get('wall_s')} s; "
+                     f"`{s['_path']}`."))
+    steps = pd.DataFrame([{"step": k, "status": v.get("status"), "seconds": v.get("seconds")}
+                          for k, v in s.get("steps", {}).items()])
+    if len(steps):
+        display(steps.style.format(precision=0).hide(axis="index"))
+    ea = s.get("estimate_vs_actual")
+    if ea:
+        display(pd.DataFrame([{
+            "estimated (min)": ea["estimate_s"] / 60, "of it training": ea["estimate_train_s"] / 60,
+            "of it evaluation": ea["estimate_eval_s"] / 60,
+            "actual: trained epochs (min)": ea["actual_train_s"] / 60,
+            "actual: evaluate_run (min)": ea["actual_eval_run_s"] / 60,
+            "actual: quick step wall (min)": (ea.get("quick_step_wall_s") or float("nan")) / 60,
+        }]).style.format(precision=2).hide(axis="index"))
+        display(Markdown(f"Training estimate {'; '.join(ea['estimate_source'])}; evaluation estimate from "
+                         f"{ea['eval_source']}."))
 
 # %% [markdown]
 # ## Against the targets, the paper and the reference code

@@ -6,7 +6,14 @@ Jupyter Book (``_config.yml``, ``_toc.yml`` at the top level; it renders ``_exec
 
 Every parameter file named on the command line is validated against its notebook's
 parameters cell before anything runs: an unknown key, a missing key or a value of the
-wrong type stops the build with one line that names the file and the key.
+wrong type stops the build with one line that names the file and the key. A parameter
+file that holds only ``not_run: <reason>`` marks a chapter the profile does not run (the
+quick profile runs two chapters): its page says so, with the reason.
+
+``--render-only`` trains and evaluates nothing (``HARDEX_RENDER_ONLY``, see
+:mod:`hardex.runs.plan`): chapters read the records in the run store and in results/, and a
+chapter that asks for a run or an evaluation without a record gets a page saying "not run
+yet (no record)" and naming it, instead of training.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -28,10 +36,11 @@ import yaml
 
 from hardex.paths import repo_root
 
-PROFILES = ("smoke", "fast", "paper")
+PROFILES = ("smoke", "quick", "fast", "paper")
 # Injected by `hardex book` itself; parameter files do not list it.
 INJECTED = ("profile",)
 EXECUTED_DIR = "_executed"
+NOT_RUN_KEY = "not_run"  # the only key of a parameter file whose chapter the profile does not run
 
 
 class ParamsError(ValueError):
@@ -71,8 +80,12 @@ def toc_chapters(root: Path | None = None) -> list[Chapter]:
 
 
 def _read_notebook(source: Path):
-    import jupytext
+    try:
+        import jupytext
+    except ImportError:  # e.g. a GPU machine without the book's rendering stack: the same cells
+        from hardex.cells import read_notebook
 
+        return read_notebook(source)
     return jupytext.read(source)
 
 
@@ -123,6 +136,19 @@ def _check_type(key: str, value: Any, default: Any, where: str) -> None:
         )
 
 
+def not_run_reason(profile: str, chapter: Chapter, root: Path | None = None) -> str | None:
+    """Why ``profile`` does not run ``chapter`` (its parameter file holds only ``not_run:
+    <reason>``), else None."""
+    path = (root or repo_root()) / "params" / profile / f"{chapter.name}.yaml"
+    try:
+        values = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError:
+        return None  # load_params reports it
+    if isinstance(values, dict) and set(values) == {NOT_RUN_KEY}:
+        return str(values[NOT_RUN_KEY])
+    return None
+
+
 def load_params(profile: str, chapter: Chapter, root: Path | None = None) -> dict[str, Any]:
     """Read params/<profile>/<chapter>.yaml and validate it against the parameters cell."""
     root = root or repo_root()
@@ -138,6 +164,9 @@ def load_params(profile: str, chapter: Chapter, root: Path | None = None) -> dic
         raise ParamsError(f"{where}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise ParamsError(f"{where}: expected a mapping of parameter names to values")
+    if set(values) == {NOT_RUN_KEY}:
+        raise ParamsError(f"{where}: chapter {chapter.name!r} is not run on profile {profile!r} "
+                          f"({values[NOT_RUN_KEY]})")
     defaults = notebook_parameters(chapter.source)
     allowed = [k for k in defaults if k not in INJECTED]
     for key in values:
@@ -163,6 +192,31 @@ def _placeholder(chapter: Chapter, out: Path) -> None:
         )
     ]
     nbformat.write(nb, out / f"{chapter.name}.ipynb")
+
+
+def notice_page(chapter: Chapter, out: Path, text: str, root: Path | None = None) -> Path:
+    """A chapter's page that holds only its title and ``text`` (Markdown): a chapter the
+    profile does not run, or one whose records are missing in a render-only build."""
+    import nbformat
+
+    from hardex.chapter import headings
+
+    title = next((h.title for h in headings(chapter.name, root) if h.level == 1),
+                 chapter.name.replace("_", " ").capitalize())
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{text}")]
+    out.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out / f"{chapter.name}.ipynb")
+    return out / f"{chapter.name}.ipynb"
+
+
+def _no_record(err: BaseException) -> str | None:
+    """The message of a render-only chapter's NoRecord (papermill reports the kernel's
+    exception by name), else None."""
+    if getattr(err, "ename", None) == "NoRecord" or type(err).__name__ == "NoRecord":
+        text = str(getattr(err, "evalue", None) or err)
+        return text.removeprefix("not run yet (no record): ")
+    return None
 
 
 # Cell tags MyST-NB reads (https://myst-nb.readthedocs.io, "hide or remove content").
@@ -354,12 +408,14 @@ def build(
     strict: bool = False,
     executor: dict | None = None,
     dry_run: bool = False,
+    render_only: bool = False,
 ) -> int:
     """Execute chapters (then render the book when ``html``). ``plan`` (as `hardex book`
     does unless --no-plan): first the planning pass, its cost lines and the hardware check.
     ``executor``: executor settings (`hardex.runs.executors.executor_settings`); one that
     trains several runs at once trains every chapter's runs first (`hardex.buildtrain`).
-    ``dry_run`` (--plan): list every run that would train, by level, and train nothing."""
+    ``dry_run`` (--plan): list every run that would train, by level, and train nothing.
+    ``render_only``: train and evaluate nothing, render from records (module docstring)."""
     root = root or repo_root()
     out = out or root / EXECUTED_DIR
     known = toc_chapters(root)
@@ -369,8 +425,16 @@ def build(
         if name not in by_name:
             raise ParamsError(f"unknown chapter {name!r}; allowed: {', '.join(by_name)}")
         selected.append(by_name[name])
-    # Validate every parameter file before executing anything.
+    # Chapters this profile does not run get a page saying why (below); the others' parameter
+    # files are validated before anything executes.
+    not_run = {c.name: (c, r) for c in selected if (r := not_run_reason(profile, c, root)) is not None}
+    selected = [c for c in selected if c.name not in not_run]
     params = {c.name: load_params(profile, c, root) for c in selected}
+    if render_only:  # chapters read records only (hardex.runs.plan.RENDER_ENV): nothing to plan
+        from hardex.runs.plan import RENDER_ENV
+
+        os.environ[RENDER_ENV] = "1"
+        plan = plan_only = False
 
     # Notebook kernels must see this interpreter's environment (and so this hardex).
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
@@ -393,21 +457,31 @@ def build(
             print(line)
         print(f"(planning pass {time.perf_counter() - t0:.0f} s; nothing trained)")
         return 0
-    ex = make_executor(settings)  # bad settings (or no Slurm) stop the build before anything runs
-    export_settings(settings)  # the chapters' kernels train anything left on the same executor
-    ahead = wants_train_ahead(ex)
+    ex, ahead = None, False
+    if not render_only:  # a render-only build trains nowhere: no executor is needed
+        ex = make_executor(settings)  # bad settings (or no Slurm) stop the build before anything runs
+        export_settings(settings)  # the chapters' kernels train anything left on the same executor
+        ahead = wants_train_ahead(ex)
     plans: list = []
     if plan or plan_only or ahead:
         from hardex.buildplan import gpu_visible
 
         gpu = device != "cpu" and gpu_visible()
         plans, total = plan_build(profile, selected, params, root, gpu)
-        refusal = None if ex.name == "slurm" else check_hardware(profile, gpu, device, yes, total, names)
+        on_slurm = ex is not None and ex.name == "slurm"  # runs train where Slurm puts them
+        refusal = None if on_slurm else check_hardware(profile, gpu, device, yes, total, names)
         if refusal is not None:
             print(f"error: {refusal}", file=sys.stderr)
             return 2
     if plan_only:
         return 0
+    for c, reason in not_run.values():
+        notice_page(c, out, f"**Not run on the `{profile}` profile:** {reason}", root)
+        led_f = out / "ledger" / f"{c.name}.json"  # for the appendix: every item of it "not run on <profile>"
+        led_f.parent.mkdir(parents=True, exist_ok=True)
+        led_f.write_text(json.dumps({"chapter": c.name, "profile": profile, "data": "-", "not_run": reason,
+                                     "cells": [], "claims": [], "power": []}))
+        print(f"{c.name} ({profile}): not run on this profile ({reason})", flush=True)
     jobs = {cp.name: (cp.jobs, cp.complete) for cp in plans}
     failed: dict[str, list[str]] = {}
 
@@ -468,6 +542,17 @@ def build(
             except Exception as err:  # papermill's error names the failing cell and has its traceback
                 if got:
                     raise _Interrupted(got[0]) from None
+                missing = _no_record(err) if render_only else None
+                if missing is not None:  # a render-only build: the page says what has no record
+                    notice_page(chapter, out, f"**Not run yet (no record).** This page was rendered from records only "
+                                f"(`hardex book --profile {profile} --render-only`), and this chapter asks for runs "
+                                f"or evaluations that have none in the run store or in `results/`: {missing}.\n\n"
+                                "To make them: `make gpu-check OUT=<folder>` on a GPU (the quick profile), or "
+                                f"`hardex book --profile {profile}` where it can train; then `hardex gpu-check "
+                                "--import <folder>` and commit `results/`.", root)
+                    (out / f"{chapter.name}.failed.ipynb").unlink(missing_ok=True)
+                    print(f"[{i}/{len(selected)}] {chapter.name}: not run yet (no record)", flush=True)
+                    continue
                 if watcher is not None:
                     watcher.stop()
                 print(f"[{i}/{len(selected)}] {chapter.name} FAILED after {time.perf_counter() - t0:.1f} s; "
@@ -497,6 +582,12 @@ def build(
             signal.signal(s, h)
     if watcher is not None:
         watcher.stop()
+    if plans:  # estimate vs actual (hardex.buildplan.actual_line)
+        from hardex.buildplan import actual_line
+
+        line = actual_line(plans, _runs_dir(root))
+        if line:
+            print(line, flush=True)
 
     if not html:
         return 0
@@ -539,7 +630,7 @@ def _run(args: argparse.Namespace) -> int:
                      out=Path(args.out) if args.out else None, progress=not args.quiet,
                      root=Path(args.root) if args.root else None, device=args.device, yes=args.yes,
                      plan_only=args.plan_only, plan=not args.no_plan, strict=args.strict,
-                     executor=settings_from_args(args), dry_run=args.plan)
+                     executor=settings_from_args(args), dry_run=args.plan, render_only=args.render_only)
     except (ParamsError, ExecutorError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -566,4 +657,7 @@ def add_cli(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="Sphinx warnings are errors (jupyter-book build -W -n --keep-going), as CI builds the book")
     p.add_argument("--root", help="project root holding _toc.yml, book/ and params/ (default: this checkout)")
+    p.add_argument("--render-only", action="store_true",
+                   help="train and evaluate nothing: build every chapter from the records in the run store and "
+                        "results/; a chapter without its records says 'not run yet (no record)'")
     p.set_defaults(func=_run)

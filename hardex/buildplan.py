@@ -295,6 +295,30 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def actual_line(plans: list[ChapterPlan], runs: Path) -> str | None:
+    """After a build: the planned runs' estimated training time against the time their
+    trained epochs took (the records' per-epoch ``seconds``; a continuation's epochs before
+    its branch left out), or None when the plan trained nothing or nothing was estimated."""
+    from hardex.runs.store import load_record
+
+    est = actual = 0.0
+    n = 0
+    for cp in plans:
+        for j in cp.jobs:
+            d = Path(runs) / j["hash"]
+            if j.get("seconds") is None or not (d / "final.json").exists():
+                continue
+            rec = load_record(d)
+            start = rec.spec.start_from.epoch if rec.spec.start_from else 0
+            est += j["seconds"]
+            actual += sum(float(m.get("seconds") or 0.0) for m in rec.metrics if m["epoch"] > start)
+            n += 1
+    if not n:
+        return None
+    return (f"training: estimated {duration(est)}, actual {duration(actual)} for the {n} planned runs that finished "
+            "(the trained epochs' wall time, per-epoch evaluation and probes included)")
+
+
 def cost_line(cp: ChapterPlan, source: str) -> str:
     done = cp.done
     runs = len(cp.jobs)

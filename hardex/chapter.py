@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from hardex.ledger import FAILS, HOLDS, NO_VERDICT, NOT_RUN, VERDICTS, Ledger, banner, data_label, label_eps
+from hardex.ledger import FAILS, HOLDS, NO_VERDICT, NOT_RUN, VERDICTS, Ledger, banner, data_label, label_eps, rehearsal
 from hardex.paths import repo_root
 
 GLANCE_KEY = "verdicts-at-a-glance"
@@ -60,13 +60,14 @@ def setup(g: Mapping[str, Any], chapter: str, details: str = "", data: str | Non
     ``details`` (Markdown) says what else the reader needs to know about the setting."""
     P = dict(g)
     profile = g["profile"]
-    smoke = profile == "smoke"
+    smoke = profile == "smoke" or rehearsal()  # a CPU rehearsal's numbers mean nothing either
     label = data if data is not None else data_label(g["dataset"])
     led = Ledger(chapter, profile, label)
     _NOTES.clear()
     if show:
         show_profile(P, led, details, smoke_caveat)
-    return Setup(P, smoke, " (smoke results)" if smoke else "", label, led)
+    tag = " (CPU rehearsal results)" if profile != "smoke" and smoke else " (smoke results)" if smoke else ""
+    return Setup(P, smoke, tag, label, led)
 
 
 def show_profile(P: Mapping[str, Any], led: Ledger, details: str = "", smoke_caveat: str = "") -> None:
@@ -132,9 +133,10 @@ def profile_box(P: Mapping[str, Any], chapter: str, data: str, details: str = ""
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em;vertical-align:top'>{k}</th><td>{v}</td></tr>"
                    for k, v in rows)
     caveat = ""
-    if profile == "smoke" and "model" in P:  # a chapter that trains (theory and performance do not)
+    if (profile == "smoke" or rehearsal()) and "model" in P:  # a chapter that trains (theory and performance do not)
         text = banner(profile, data, 0, "", smoke_caveat)
-        caveat = f"<p style='margin:0.4em 0 0 0'>{_inline_md(text[text.index('**Smoke profile'):])}</p>"
+        start = text.index("**Smoke profile") if profile == "smoke" else text.index("**CPU rehearsal")
+        caveat = f"<p style='margin:0.4em 0 0 0'>{_inline_md(text[start:])}</p>"
     names = [n for n in parameter_names(chapter) if n in P]
     params = ""
     if names:
@@ -327,6 +329,51 @@ def glue_figure(key: str, fig) -> None:
                       "scrapbook": {"name": key, "mime_prefix": _GLUE_PREFIX}})
 
 
+def glue_not_run(key: str, text: str) -> None:
+    """Glue a small figure that says ``text`` under ``key``, for a ``{glue:figure}`` whose
+    item this profile does not build (the page then still has the figure it names)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.8))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    glue_figure(key, fig)
+
+
+def ensure_available(specs: Iterable[Any]) -> list | None:
+    """``hardex.runs.ensure(specs)``, or None in a render-only build where some of them have no
+    record (the chapter then says "not run yet (no record)" for the items they feed)."""
+    from hardex.runs.plan import NoRecord, ensure
+
+    try:
+        return ensure(list(specs), progress=False)
+    except NoRecord:
+        return None
+
+
+def records_table(records: Iterable[Any]):
+    """Where and when each run record was made (``provenance.json``), one row per distinct run:
+    its short hash, what it is, device, the date training ended, the code's commit, wall
+    minutes, and whether the record is in the run store or among the committed ``results/``."""
+    import pandas as pd
+
+    from hardex.runs.plan import describe
+
+    rows, seen = [], set()
+    for rec in records:
+        h = rec.spec.short_hash
+        if h in seen:
+            continue
+        seen.add(h)
+        prov = rec.provenance or {}
+        commit = prov.get("git_commit") or "-"
+        where = "results/" if "results" in Path(rec.path).parts else "run store"
+        rows.append({"run": h[:10], "what": describe(rec.spec), "device": prov.get("device") or "-",
+                     "trained": str(prov.get("end") or "-")[:10], "commit": commit[:10] + ("-dirty" if commit.endswith("-dirty") else ""),
+                     "wall (min)": round(float(prov.get("wall_s") or 0.0) / 60, 1), "record": where})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame(columns=["what"])
+
+
 def build_details_html(notes: Iterable[str]) -> str:
     items = "".join(f"<li>{_inline_md(n)}</li>" for n in notes)
     return ("<details class='hardex-build-details'><summary>Build details (this build only: wall times, "
@@ -347,6 +394,8 @@ def finish(led: Ledger) -> None:
 
 PROFILE_NOTE = {
     "smoke": "plumbing only: a tiny CNN for a few epochs on a small sample, so no claim gets a verdict",
+    "quick": "one GPU for ten minutes (`make gpu-check`): Table 3 at eps 8/255 for PGD-AT and Table 1 / Figs. 3-4, "
+             "PreActResNet-18 on a 10,000-image sample with a 30-epoch schedule of the paper's shape, one seed",
     "fast": "one GPU, PreActResNet-18, compressed schedules with the paper's shape",
     "paper": "the paper's settings (WRN-28-10, 110/200 epochs)",
 }
@@ -378,6 +427,9 @@ def landing(ledgers: Mapping[str, Mapping[str, Any]], profile: str, chapters: It
         for ch in chs:
             led = ledgers[ch]
             title = next((h.title for h in headings(ch, root) if h.level == 1), ch)
+            if led.get("not_run"):  # hardex book's record of a chapter this profile does not run
+                out += [f"**[{_cell(_heading_text(title))}]({link_base}{ch}.ipynb)**: not run on profile `{prof}`.", ""]
+                continue
             out += [f"**[{_cell(_heading_text(title))}]({link_base}{ch}.ipynb)** (data: {_cell(led.get('data', ''))})", "",
                     glance_markdown(led.get("claims", []), ch, link_prefix=f"{link_base}{ch}.ipynb", root=root), ""]
     return "\n".join(out)

@@ -15,7 +15,8 @@ import sys
 from hardex.runs.errors import RunsFailed
 
 # Modules that contribute subcommands, in the order `hardex --help` lists them.
-_COMMAND_MODULES = ["hardex.book", "hardex.runs.cli", "hardex.progress", "hardex.bench"]
+_COMMAND_MODULES = ["hardex.book", "hardex.runs.cli", "hardex.progress", "hardex.bench", "hardex.gpucheck",
+                    "hardex.renderbook"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -529,6 +529,30 @@ def cache_key(attacks: Sequence[str], n: int | None, seed: int, which: str, eps:
     return f"{which}-{'+'.join(names)}-n{'all' if n is None else n}-s{seed}-eps{float(eps):.5g}-{h}"
 
 
+def expect_evaluation(runs: Any, attacks: Sequence[str], n: int | None,
+                      passes_per_example: dict[str, float]) -> None:
+    """For planners that count evaluations (`hardex gpu-check --plan`): in a planning pass
+    with ``HARDEX_PLAN_EXPECT=<file>`` set (:func:`hardex.runs.plan.expect`), one row per run
+    (a RunSpec) that a chapter will pass to :func:`evaluate_run` with ``attacks`` on ``n``
+    test examples (None / 0 = the whole split), with the stated forward+backward passes per
+    example of each attack (``passes_per_example``; an attack missing there counts 0). A
+    no-op anywhere else."""
+    import json
+    import os
+
+    from hardex.runs.plan import EXPECT_ENV, PLAN_ENV
+
+    path = os.environ.get(EXPECT_ENV)
+    if not path or not os.environ.get(PLAN_ENV):
+        return
+    names = list(attacks)
+    with open(path, "a") as f:
+        for spec in runs:
+            f.write(json.dumps({"evaluation": {"run": spec.short_hash, "attacks": names, "n": int(n or 0),
+                                               "passes_per_example": {a: float(passes_per_example.get(a, 0))
+                                                                      for a in names}}}) + "\n")
+
+
 def evaluate_run(
     record: Any,
     attacks: Sequence[str] | str = ("pgd20", "cw20", "a3"),
@@ -555,7 +579,9 @@ def evaluate_run(
     autoattack_options, masking, masking_n, masking_steps); they are part of the cache
     key. With a ``purifier`` the result is cached only under a ``purifier_id``.
     Returns :func:`evaluate_model`'s dict plus ``run``, ``which``, ``epoch``, ``seed``
-    and ``cached`` (True when read from the file).
+    and ``cached`` (True when read from the file). In a render-only build
+    (:func:`hardex.runs.plan.render_only`) a result not in the cache raises
+    :class:`hardex.runs.plan.NoRecord` instead of evaluating.
     """
     from hardex import data
     from hardex.runs.store import RunStore, _json_default, atomic_write_json
@@ -583,6 +609,11 @@ def evaluate_run(
                 return {**out, "cached": True}
         except ValueError:
             pass  # not ours or damaged (cannot be partial: written by rename); recompute
+    from hardex.runs.plan import NoRecord, render_only
+
+    if render_only():  # `hardex book --render-only` evaluates nothing
+        raise NoRecord(f"not run yet (no record): no cached evaluation {key} ({', '.join(names)}, n={n}, "
+                       f"seed {seed}, {which}) of run {record.spec.short_hash[:12]}")
     model, where = load_model(record, which)
     test = data.load_dataset(cfg.dataset.name, "test", root=data_root)
     sub = subset_test_split(test, n, seed)

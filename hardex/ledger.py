@@ -20,12 +20,17 @@ epochs): the statistics are computed and stored, the verdict is ``"no verdict (s
 :meth:`Ledger.power` records, before anything trains, the minimum detectable effect of a
 planned comparison next to the paper's effect.
 
+A CPU rehearsal (``HARDEX_REHEARSAL`` set: `hardex gpu-check --device cpu --stand-in ...` and
+the book it renders) runs a GPU profile's code on a tiny stand-in: like smoke, its ledgers
+keep the statistics and draw no verdict, and its pages say "CPU rehearsal".
+
 Where ledgers go: ``$HARDEX_LEDGER_DIR`` (``hardex book`` sets it to ``<out>/ledger``), else
 ``<repo>/_executed/ledger``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -46,7 +51,19 @@ assert (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE) == (HOLDS, FAILS, INCONCLU
 # models disagree on ~15% of test examples under a strong attack; one seed's effect has an sd
 # of ~0.5 points (seed-to-seed spread of robust accuracy differences on CIFAR-10)
 DISCORDANCE, SEED_SD = 0.15, 0.5
+# Profiles that train one seed per comparison and must not draw a verdict the seed spread could
+# undo: their one-seed intervals add the stated SEED_SD (hardex.stats, "One training seed").
+SINGLE_SEED_SD = {"quick": SEED_SD}
+_SEEDED = ("paired", "across_seeds", "equivalence", "unpaired")
 STAT_FIELDS = ("effect", "lo", "hi", "level", "method", "n", "seeds", "margin", "p", "direction")
+
+
+REHEARSAL_ENV = "HARDEX_REHEARSAL"
+
+
+def rehearsal() -> bool:
+    """Whether this process runs a CPU rehearsal on a stand-in (``HARDEX_REHEARSAL`` set, not "0")."""
+    return os.environ.get(REHEARSAL_ENV, "") not in ("", "0")
 
 
 def ledger_dir() -> Path:
@@ -81,6 +98,10 @@ def banner(profile: str, data: str, train_subset: int, details: str, smoke_cavea
     if profile == "smoke":
         text += ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
                  f"for a few epochs on a small sample{smoke_caveat} and say nothing about the paper's claims.")
+    elif rehearsal():
+        text += (f"**CPU rehearsal of the {profile} profile: plumbing only, no verdict.** Its numbers come from a "
+                 "tiny stand-in (a tiny CNN for a few epochs on a small sample, on a CPU) that runs the profile's "
+                 "code before a GPU does, and say nothing about the paper's claims.")
     return text
 
 
@@ -109,18 +130,39 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-class Ledger:
-    """One chapter's comparisons with the paper (see the module docstring)."""
+class _Stats:
+    """:mod:`hardex.stats` with a ledger's ``seed_sd`` as the default of the functions that
+    take one (``led.stats.unpaired(...)`` in a chapter then covers the seed spread too)."""
 
-    def __init__(self, chapter: str, profile: str, data: str):
+    def __init__(self, seed_sd: float):
+        self.seed_sd = seed_sd
+
+    def __getattr__(self, name: str) -> Any:
+        f = getattr(stats, name)
+        if self.seed_sd and name in _SEEDED:
+            return functools.partial(f, seed_sd=self.seed_sd)
+        return f
+
+
+class Ledger:
+    """One chapter's comparisons with the paper (see the module docstring). ``seed_sd``
+    (points): added to every one-seed interval (default: :data:`SINGLE_SEED_SD` of the
+    profile, else 0)."""
+
+    def __init__(self, chapter: str, profile: str, data: str, seed_sd: float | None = None):
         self.chapter, self.profile, self.data = chapter, profile, data
+        self.seed_sd = float(SINGLE_SEED_SD.get(profile, 0.0) if seed_sd is None else seed_sd)
+        self.rehearsal = rehearsal()  # a CPU rehearsal on a stand-in: no verdict, as smoke
         self.cells: list[dict[str, Any]] = []
         self.claims: list[dict[str, Any]] = []
         self.powers: list[dict[str, Any]] = []
 
     @property
     def smoke(self) -> bool:
-        return self.profile == "smoke"
+        """No verdict is drawn: the smoke profile, or a CPU rehearsal (:func:`rehearsal`)."""
+        return self.profile == "smoke" or self.rehearsal
+
+
 
     def table(self, item: str, table: pd.DataFrame, note: str = "") -> pd.DataFrame:
         """Record a :func:`hardex.report.compare` table (columns: (metric, paper|ours|diff))
@@ -137,7 +179,11 @@ class Ledger:
                 })
         return table
 
-    stats = stats  # the statistics module, reachable from a chapter as led.stats
+    @property
+    def stats(self) -> _Stats:
+        """The statistics module, reachable from a chapter as ``led.stats``, with this
+        ledger's ``seed_sd`` applied (see :class:`_Stats`)."""
+        return _Stats(self.seed_sd)
 
     def claim(self, item: str, claim: str, holds: stats.Comparison | None, evidence: str = "") -> str:
         """Record the paper's ``claim`` (made in ``item``). ``holds=None``: its runs were not
@@ -169,28 +215,29 @@ class Ledger:
         :func:`hardex.stats.equivalence`) when both are per-example outcomes (bit strings,
         arrays, or per-seed lists of them), else unpaired on aggregate accuracies (fractions,
         or per-seed lists of them) on ``n`` (and ``n_b``) examples."""
+        st = self.stats
         if _outcomes(a) and _outcomes(b):
-            return stats.paired(a, b, direction) if margin is None else stats.equivalence(a, b, margin)
+            return st.paired(a, b, direction) if margin is None else st.equivalence(a, b, margin)
         if n is None:
             raise ValueError("aggregate accuracies need the number of examples n")
-        return stats.unpaired(_agg(a), n, _agg(b), n if n_b is None else n_b, direction, margin)
+        return st.unpaired(_agg(a), n, _agg(b), n if n_b is None else n_b, direction, margin)
 
     def compare(self, item: str, claim: str, a, b, direction: str = ">", evidence: str = "", **kw) -> str:
         """Paired comparison of models ``a`` and ``b`` on the same test examples (per-example
         outcomes: bit strings / arrays, or per-seed lists of them); the claim says
         acc(a) - acc(b) ``direction`` 0 (:func:`hardex.stats.paired`)."""
-        return self.record(item, claim, stats.paired(a, b, direction, **kw), evidence)
+        return self.record(item, claim, self.stats.paired(a, b, direction, **kw), evidence)
 
     def equivalent(self, item: str, claim: str, a, b, margin: float, evidence: str = "", **kw) -> str:
         """A "no difference" claim: acc(a) - acc(b) within +-``margin`` points (TOST,
         :func:`hardex.stats.equivalence`)."""
-        return self.record(item, claim, stats.equivalence(a, b, margin, **kw), evidence)
+        return self.record(item, claim, self.stats.equivalence(a, b, margin, **kw), evidence)
 
     def unpaired(self, item: str, claim: str, acc_a, n_a: int, acc_b, n_b: int, direction: str = ">",
                  margin: float | None = None, evidence: str = "", **kw) -> str:
         """Aggregate accuracies (fractions) on ``n_a`` / ``n_b`` examples, no per-example
         outcomes (:func:`hardex.stats.unpaired`)."""
-        return self.record(item, claim, stats.unpaired(acc_a, n_a, acc_b, n_b, direction, margin, **kw), evidence)
+        return self.record(item, claim, self.stats.unpaired(acc_a, n_a, acc_b, n_b, direction, margin, **kw), evidence)
 
     def fact(self, item: str, claim: str, holds: bool, method: str = "exact (deterministic)",
              evidence: str = "", effect: float | None = None, n: int | None = None) -> str:
@@ -210,7 +257,8 @@ class Ledger:
         equivalence margin TOST confirms with 80% power at a true difference of 0
         (:func:`hardex.stats.min_equivalence_margin`), to set next to the claim's margin."""
         f = stats.min_equivalence_margin if equivalence else stats.mde
-        m = None if not n else f(int(n), int(seeds), discordance, seed_sd)
+        m = None if not n else f(int(n), int(seeds), discordance, seed_sd,
+                                 seed_sd_in_interval=int(seeds) == 1 and self.seed_sd > 0)
         pe = _num(paper_effect)
         row = {"item": item, "comparison": comparison, "examples": int(n) if n else None, "seeds": int(seeds),
                "paper effect": pe, "MDE": m, "discordance": discordance, "seed sd": seed_sd,
@@ -233,6 +281,7 @@ class Ledger:
 
     def to_dict(self) -> dict[str, Any]:
         return {"chapter": self.chapter, "profile": self.profile, "data": self.data,
+                **({"rehearsal": True} if self.rehearsal else {}),
                 "cells": self.cells, "claims": self.claims, "power": self.powers}
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:

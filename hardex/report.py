@@ -230,6 +230,8 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
             status = f"not run: chapter '{ch}' is not written yet"
         elif led is None:
             status = f"not run: chapter '{ch}' was not executed in this build (no ledger)"
+        elif led.get("not_run"):  # hardex book: a chapter the profile does not run
+            status = f"not run on profile {led.get('profile')}: {led['not_run']}"
         elif c.empty and v.empty:
             status = "built; no number or claim recorded"
         else:
@@ -249,7 +251,8 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
         led = ledgers.get(ch)
         its = items[items["chapter"] == ch]
         v = pd.DataFrame(led.get("claims", []) if led else [], columns=["verdict"])
-        run_state = (f"ran ({led['profile']})" if led else
+        run_state = (f"not run on profile {led['profile']}" if led and led.get("not_run") else
+                     f"ran ({led['profile']})" if led else
                      ("not written yet" if ch not in existing else "not executed in this build"))
         summary.append({"chapter": ch, "state": run_state, "data": led["data"] if led else "-",
                         "paper items": len(its),

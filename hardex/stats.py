@@ -21,6 +21,12 @@ Conventions
   joint example resample is a multinomial draw over the observed patterns of per-seed
   differences d_s in {-1, 0, 1}^k, exact as above. :func:`t_interval` (Student t over the
   per-seed differences) is the alternative when only per-seed numbers exist.
+- One training seed: the test-example bootstrap cannot see how much the effect would move
+  with another training seed. ``seed_sd`` (points, a stated assumption) adds that spread:
+  each bootstrap sample of the effect gets a normal draw of sd ``seed_sd`` (the convolution
+  of the example distribution with the seed distribution; :func:`with_seed_noise`), so the
+  interval, and so the verdict, covers both. With several seeds the hierarchical bootstrap
+  sees the seeds and ``seed_sd`` is not used.
 - Verdicts (:func:`verdict`): **holds** when the interval lies entirely on the claimed side of
   zero, **does not hold** when entirely on the other side, **inconclusive** when it contains
   zero. Claims of "no difference" use two one-sided tests (TOST, :func:`equivalence`): holds
@@ -47,6 +53,7 @@ __all__ = [
     "Comparison", "as_outcomes", "mcnemar_exact", "paired_bootstrap", "hierarchical_bootstrap",
     "t_interval", "paired", "across_seeds", "unpaired", "equivalence", "bootstrap_mean_diff",
     "deterministic", "two_sample", "contrast", "verdict", "mde", "min_equivalence_margin", "combine", "accuracy",
+    "with_seed_noise", "summary_contrast",
 ]
 
 
@@ -230,6 +237,21 @@ def _tost(samples: np.ndarray, margin: float, alpha: float) -> tuple[str, float,
     return INCONCLUSIVE, lo90, hi90
 
 
+def with_seed_noise(samples: np.ndarray, seed_sd: float, seed: int = 0) -> np.ndarray:
+    """Bootstrap samples of one seed's effect (points) plus a normal draw of sd ``seed_sd``
+    points each (``np.random.default_rng([seed, 1]).normal``): the distribution of the effect
+    when another training seed would move it by that much (module docstring)."""
+    if seed_sd < 0 or not math.isfinite(seed_sd):
+        raise ValueError(f"seed_sd must be a finite number of points >= 0, got {seed_sd!r}")
+    if not seed_sd:
+        return samples
+    return samples + np.random.default_rng([seed, 1]).normal(0.0, float(seed_sd), np.shape(samples))
+
+
+def _seed_note(seed_sd: float) -> str:
+    return f"; + a stated seed-to-seed sd of {seed_sd:g} points (one training seed)" if seed_sd else ""
+
+
 def _seed_lists(a: Any, b: Any) -> tuple[list[Any], list[Any]]:
     """([a], [b]) for one seed's outcomes, (list(a), list(b)) for per-seed lists of them."""
     multi = not isinstance(a, str) and len(a) > 0 and (isinstance(a[0], str) or np.ndim(a[0]) == 1)
@@ -249,24 +271,27 @@ def _samples(a: Any, b: Any, n_boot: int, seed: int) -> tuple[np.ndarray, int, i
 
 
 def paired(a: Any, b: Any, direction: str = ">", n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,
-           mcnemar: bool = True, tol: float = 0.0) -> Comparison:
+           mcnemar: bool = True, tol: float = 0.0, seed_sd: float = 0.0) -> Comparison:
     """acc(a) - acc(b) on the same test examples: effect, bootstrap interval, exact McNemar p
     and the verdict for the claim ``effect <direction> 0``. ``a`` and ``b`` are one seed's
     outcomes or per-seed lists of them (same test examples): then the hierarchical
     bootstrap and no McNemar p (see :func:`across_seeds`). ``mcnemar=False`` skips the
-    p-value (simulations). ``tol``: the tolerance of a ">=" / "<=" claim (:func:`verdict`)."""
+    p-value (simulations). ``tol``: the tolerance of a ">=" / "<=" claim (:func:`verdict`).
+    ``seed_sd``: one seed's interval also covers a stated seed spread (module docstring)."""
     s, n, k, per_seed = _samples(a, b, n_boot, seed)
+    if k == 1:
+        s = with_seed_noise(s, seed_sd, seed)
     lo, hi = _percentile(s, level)
     eff = float(per_seed.mean())
     if k == 1 and mcnemar:
         a_s, b_s = _seed_lists(a, b)
         mc = mcnemar_exact(a_s[0], b_s[0])
-        return Comparison(eff, lo, hi, f"paired bootstrap over test examples ({n_boot} resamples); exact McNemar p",
-                          n, 1, verdict(lo, hi, direction, tol), level, direction, p=mc["p"],
+        return Comparison(eff, lo, hi, f"paired bootstrap over test examples ({n_boot} resamples){_seed_note(seed_sd)}; "
+                          "exact McNemar p", n, 1, verdict(lo, hi, direction, tol), level, direction, p=mc["p"],
                           extra={"n10": mc["n10"], "n01": mc["n01"]})
     if k == 1:
-        return Comparison(eff, lo, hi, f"paired bootstrap over test examples ({n_boot} resamples)", n, 1,
-                          verdict(lo, hi, direction, tol), level, direction)
+        return Comparison(eff, lo, hi, f"paired bootstrap over test examples ({n_boot} resamples){_seed_note(seed_sd)}",
+                          n, 1, verdict(lo, hi, direction, tol), level, direction)
     return Comparison(eff, lo, hi, f"hierarchical bootstrap: test examples, then {k} seeds ({n_boot} resamples)",
                       n, k, verdict(lo, hi, direction, tol), level, direction,
                       extra={"per_seed": [float(x) for x in per_seed]})
@@ -289,25 +314,30 @@ def across_seeds(a_seeds: Sequence[Any], b_seeds: Sequence[Any], direction: str 
     return paired(list(a_seeds), list(b_seeds), direction, **kw)
 
 
-def equivalence(a: Any, b: Any, margin: float, alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 0) -> Comparison:
+def equivalence(a: Any, b: Any, margin: float, alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 0,
+                seed_sd: float = 0.0) -> Comparison:
     """Is acc(a) - acc(b) within +-``margin`` points? Two one-sided tests at ``alpha`` via the
     bootstrap: holds when the 1 - 2 alpha interval lies inside (-margin, margin). ``a``/``b``
-    as in :func:`paired`. The stored interval is the 90% one (for alpha 0.05)."""
+    as in :func:`paired`. The stored interval is the 90% one (for alpha 0.05). ``seed_sd``:
+    as in :func:`paired`."""
     s, n, k, per_seed = _samples(a, b, n_boot, seed)
+    if k == 1:
+        s = with_seed_noise(s, seed_sd, seed)
     v, lo, hi = _tost(s, float(margin), alpha)
-    how = "paired bootstrap" if k == 1 else f"hierarchical bootstrap ({k} seeds)"
+    how = ("paired bootstrap" + _seed_note(seed_sd)) if k == 1 else f"hierarchical bootstrap ({k} seeds)"
     return Comparison(float(per_seed.mean()), lo, hi, f"equivalence within +-{margin:g} points: TOST (alpha {alpha:g}) "
                       f"on the {how} ({n_boot} resamples)", n, k, v, 1 - 2 * alpha, "=", float(margin))
 
 
 def unpaired(acc_a: float | Sequence[float], n_a: int, acc_b: float | Sequence[float], n_b: int,
              direction: str = ">", margin: float | None = None, n_boot: int = N_BOOT, seed: int = 0,
-             level: float = 0.95, tol: float = 0.0) -> Comparison:
+             level: float = 0.95, tol: float = 0.0, seed_sd: float = 0.0) -> Comparison:
     """Aggregate accuracies only (fractions in [0, 1], no per-example outcomes), on ``n_a``
     and ``n_b`` examples. One seed: a parametric bootstrap of two independent binomials
     (conservative for models scored on the same examples: it ignores their positive
     correlation). Several seeds (sequences of per-seed accuracies): Student t over the per-seed
-    differences. ``margin``: an equivalence claim (TOST) instead of a directional one."""
+    differences. ``margin``: an equivalence claim (TOST) instead of a directional one.
+    ``seed_sd``: one seed's interval also covers a stated seed spread (as :func:`paired`)."""
     pa, pb = np.atleast_1d(np.asarray(acc_a, float)), np.atleast_1d(np.asarray(acc_b, float))
     if pa.size != pb.size:
         raise ValueError("need the same number of seeds for both models")
@@ -325,8 +355,10 @@ def unpaired(acc_a: float | Sequence[float], n_a: int, acc_b: float | Sequence[f
                           int(n_a), k, v, 2 * level - 1, "=", float(margin))
     rng = np.random.default_rng(seed)
     s = 100.0 * (rng.binomial(int(n_a), pa[0], n_boot) / n_a - rng.binomial(int(n_b), pb[0], n_boot) / n_b)
+    s = with_seed_noise(s, seed_sd, seed)
     eff = 100.0 * float(pa[0] - pb[0])
-    method = f"unpaired binomial bootstrap of aggregate accuracies ({n_boot} resamples; no per-example outcomes)"
+    method = (f"unpaired binomial bootstrap of aggregate accuracies ({n_boot} resamples; no per-example outcomes)"
+              + _seed_note(seed_sd))
     if margin is not None:
         v, lo, hi = _tost(s, float(margin), (1 - level))
         return Comparison(eff, lo, hi, f"equivalence within +-{margin:g} points: TOST on the " + method,
@@ -361,6 +393,26 @@ def contrast(accs: Sequence[float], ns: Sequence[int], weights: Sequence[float],
     return Comparison(100.0 * float(p @ w) + offset, lo, hi, f"unpaired binomial bootstrap of a contrast of {p.size} aggregate "
                       f"accuracies ({n_boot} resamples{'; ' + what if what else ''})", int(n.min()), 1,
                       verdict(lo, hi, direction), level, direction)
+
+
+def summary_contrast(means: Sequence[float], sds: Sequence[float], ns: Sequence[int], weights: Sequence[float],
+                     direction: str = ">", level: float = 0.95, scale: float = 1.0, what: str = "") -> Comparison:
+    """A linear contrast sum_i w_i mean_i (times ``scale``) of independent sample means known
+    only by their summary statistics (mean, sample sd, n; e.g. a probe set's mean EL2N and its
+    sd): a normal (z) interval with standard error sqrt(sum_i w_i^2 sd_i^2 / n_i). For a paired
+    difference on one set (adversarial - clean EL2N of the same examples) pass the mean
+    difference and the sd of the per-example differences as one term."""
+    m, sd, n, w = (np.asarray(v, dtype=np.float64) for v in (means, sds, ns, weights))
+    if not (m.shape == sd.shape == n.shape == w.shape) or m.ndim != 1 or not m.size:
+        raise ValueError("means, sds, ns and weights need the same (non-zero) length")
+    if (n < 2).any() or (sd < 0).any():
+        raise ValueError(f"need n >= 2 and sd >= 0 per term; got n {n.tolist()}, sd {sd.tolist()}")
+    eff = float(scale * (w @ m))
+    se = float(abs(scale) * math.sqrt(float(np.sum(w**2 * sd**2 / n))))
+    h = float(sps.norm.ppf(0.5 + level / 2)) * se
+    return Comparison(eff, eff - h, eff + h, f"normal interval of a contrast of {m.size} set means from their "
+                      f"sds{'; ' + what if what else ''}", int(n.min()), 1, verdict(eff - h, eff + h, direction),
+                      level, direction)
 
 
 def deterministic(holds: bool, method: str = "exact (deterministic)", effect: float | None = None,
@@ -402,7 +454,7 @@ def combine(parts: Sequence[Comparison], how: str = "all") -> Comparison:
 
 
 def mde(n: int, seeds: int = 1, discordance: float = 0.2, seed_sd: float = 0.0, level: float = 0.95,
-        power: float = 0.8) -> float:
+        power: float = 0.8, seed_sd_in_interval: bool = False) -> float:
     """Minimum detectable effect (points) of a paired comparison: the smallest true effect
     that gives "holds" (interval above 0) with probability ``power``.
 
@@ -418,25 +470,27 @@ def mde(n: int, seeds: int = 1, discordance: float = 0.2, seed_sd: float = 0.0, 
 
     Because the test-set part does not shrink with k, more seeds do not lower the MDE here;
     they make the interval honest: with one seed and ``seed_sd`` > 0 the interval misses the
-    seed spread, so "holds" comes more often than 2.5% of the time when the true effect is 0.
+    seed spread, so "holds" comes more often than 2.5% of the time when the true effect is 0,
+    unless the interval adds the stated spread itself (``seed_sd_in_interval``: the one-seed
+    intervals of :func:`paired` with ``seed_sd``), which widens it as k >= 2 does.
     """
     if n < 1 or seeds < 1:
         raise ValueError("n and seeds must be >= 1")
     z_a, z_b = sps.norm.ppf(0.5 + level / 2), sps.norm.ppf(power)
     var_e = 1e4 * discordance / n  # points^2
     var_true = var_e + seed_sd**2 / seeds
-    var_int = var_true if seeds > 1 else var_e
+    var_int = var_true if seeds > 1 or seed_sd_in_interval else var_e
     return float(z_a * math.sqrt(var_int) + z_b * math.sqrt(var_true))
 
 
 def min_equivalence_margin(n: int, seeds: int = 1, discordance: float = 0.2, seed_sd: float = 0.0,
-                           alpha: float = 0.05, power: float = 0.8) -> float:
+                           alpha: float = 0.05, power: float = 0.8, seed_sd_in_interval: bool = False) -> float:
     """The smallest equivalence margin (points) that TOST (:func:`equivalence`) confirms with
-    probability ``power`` when the true difference is 0 (the noise model of :func:`mde`):
-    z_{1-alpha} * se_interval + z_{(1+power)/2} * se_estimate."""
+    probability ``power`` when the true difference is 0 (the noise model of :func:`mde`,
+    ``seed_sd_in_interval`` as there): z_{1-alpha} * se_interval + z_{(1+power)/2} * se_estimate."""
     if n < 1 or seeds < 1:
         raise ValueError("n and seeds must be >= 1")
     var_e = 1e4 * discordance / n
     var_true = var_e + seed_sd**2 / seeds
-    var_int = var_true if seeds > 1 else var_e
+    var_int = var_true if seeds > 1 or seed_sd_in_interval else var_e
     return float(sps.norm.ppf(1 - alpha) * math.sqrt(var_int) + sps.norm.ppf(0.5 + power / 2) * math.sqrt(var_true))

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -596,7 +597,10 @@ class Trainer:
 
     def _probe_metrics(self, index: np.ndarray, metrics, seed: int) -> dict:
         """Clean / adversarial accuracy and EL2N of training examples (un-augmented,
-        current training labels, eval mode, fp32)."""
+        current training labels, eval mode, fp32): each the mean over the set; an EL2N
+        metric also gives its sample standard deviation over the set (``<metric>_sd``),
+        and with both EL2N metrics the sd of the per-example adversarial - clean difference
+        (``el2n_gap_sd``), so that set means can be compared with an interval."""
         ds = self.training_set(self.epoch)
         labels = np.full(self.num_examples, -1, dtype=np.int64)
         labels[ds.index.cpu().numpy()] = ds.labels.cpu().numpy()
@@ -608,6 +612,9 @@ class Trainer:
         g = torch.Generator(device=self.device).manual_seed(seed)
         a = self.cfg.attack
         sums = {"clean_acc": 0.0, "adv_acc": 0.0, "el2n_clean": 0.0, "el2n_adv": 0.0}
+        # float64 sums and sums of squares for the sds (float32 sums would cancel in sq - sum^2 / n)
+        dsums = {"el2n_clean": 0.0, "el2n_adv": 0.0, "el2n_gap": 0.0}
+        squares = {"el2n_clean": 0.0, "el2n_adv": 0.0, "el2n_gap": 0.0}
         bs = self.cfg.eval.batch_size
         with attacks.bn_eval(self.model), attacks.eval_precision():
             for s in range(0, len(index), bs):
@@ -620,6 +627,9 @@ class Trainer:
                 loss = difficulty.per_example_losses(z, y)
                 sums["clean_acc"] += float((1 - loss["zero_one"]).sum())
                 sums["el2n_clean"] += float(loss["el2n"].sum())
+                e_clean = loss["el2n"].double()
+                dsums["el2n_clean"] += float(e_clean.sum())
+                squares["el2n_clean"] += float(e_clean.square().sum())
                 if need_adv:
                     x_adv = attacks.pgd(self.model, x, y, a.eps, a.step, a.steps, loss=a.loss,
                                         random_start=a.random_start, start_std=a.start_std,
@@ -628,8 +638,22 @@ class Trainer:
                         la = difficulty.per_example_losses(self.model(x_adv), y)
                     sums["adv_acc"] += float((1 - la["zero_one"]).sum())
                     sums["el2n_adv"] += float(la["el2n"].sum())
+                    e_adv = la["el2n"].double()
+                    dsums["el2n_adv"] += float(e_adv.sum())
+                    squares["el2n_adv"] += float(e_adv.square().sum())
+                    dsums["el2n_gap"] += float((e_adv - e_clean).sum())
+                    squares["el2n_gap"] += float((e_adv - e_clean).square().sum())
+        n = len(index)
+
+        def sd(sq: float, total: float) -> float:  # sample sd from the sums (n - 1 in the denominator)
+            return math.sqrt(max(sq - total * total / n, 0.0) / (n - 1)) if n > 1 else 0.0
+
         for m in metrics:
-            out[m] = sums[m] / len(index)
+            out[m] = sums[m] / n
+            if m.startswith("el2n"):
+                out[f"{m}_sd"] = sd(squares[m], dsums[m])
+        if "el2n_clean" in metrics and "el2n_adv" in metrics:
+            out["el2n_gap_sd"] = sd(squares["el2n_gap"], dsums["el2n_gap"])
         return out
 
     def evaluate_state(self, model_state: dict) -> dict:

@@ -97,7 +97,8 @@ def test_every_shipped_params_file_validates():
     root = repo_root()
     for chapter in book.toc_chapters(root):
         for profile in book.PROFILES:
-            book.load_params(profile, chapter, root)
+            if book.not_run_reason(profile, chapter, root) is None:  # quick runs two chapters
+                book.load_params(profile, chapter, root)
 
 
 def test_training_precision_is_one_setting_per_profile():
@@ -107,10 +108,12 @@ def test_training_precision_is_one_setting_per_profile():
     for profile in book.PROFILES:
         seen = {}
         for chapter in book.toc_chapters(root):
+            if book.not_run_reason(profile, chapter, root) is not None:
+                continue
             p = book.load_params(profile, chapter, root)
             if "device" in p:
                 seen[chapter.name] = (p["precision"], p["channels_last"])
-        assert len(seen) >= 7, seen
+        assert len(seen) >= (2 if profile == "quick" else 7), seen
         assert len(set(seen.values())) == 1, (profile, seen)
         expected = ("fp32", False) if profile == "smoke" else ("bf16", True)
         assert set(seen.values()) == {expected}, (profile, seen)

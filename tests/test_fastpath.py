@@ -175,6 +175,7 @@ def test_compile_aot_eager_changes_nothing():
     _compile_check("aot_eager")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("HARDEX_TEST_INDUCTOR")),
                     reason="inductor codegen on CPU takes minutes on the 2-core CI machine; "
                            "runs with CUDA or HARDEX_TEST_INDUCTOR=1")
@@ -291,6 +292,7 @@ def test_bench_sync_check_reports_zero():
     assert bench.sync_checks(torch.device("cpu")) == {"pgd_host_syncs": 0, "cuda_sync_guard": "n/a (no CUDA device)"}
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_pgd_passes_cuda_sync_guard():
     assert bench.sync_checks(torch.device("cuda"))["cuda_sync_guard"] == "passed"

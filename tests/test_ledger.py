@@ -94,3 +94,17 @@ def test_banner():
     assert smoke.startswith("**Profile `smoke`**, data: CIFAR-10 (1000 class-balanced training images), model `tiny_cnn`. ")
     assert smoke.endswith("on a small sample, with shortened attacks, and say nothing about the paper's claims.")
     assert "no verdict" in smoke and "no verdict" not in text
+
+
+def test_quick_profile_ledger_adds_the_stated_seed_spread(tmp_path):
+    """Profile quick trains one seed: its ledger's intervals (led.compare and led.stats.*)
+    carry ledger.SEED_SD, so an effect a seed could undo gets no verdict."""
+    a, b = "1" * 5060 + "0" * 4940, "1" * 5000 + "0" * 5000  # +0.6 points, 60 discordant pairs: se 0.08
+    fast, quick = ledger.Ledger("x", "fast", "d"), ledger.Ledger("x", "quick", "d")
+    assert (fast.seed_sd, quick.seed_sd) == (0.0, ledger.SEED_SD)
+    assert fast.compare("T", "a > b", a, b) == "holds"
+    assert quick.compare("T", "a > b", a, b) == "inconclusive"
+    assert "seed-to-seed sd of 0.5" in quick.claims[-1]["method"]
+    assert quick.stats.unpaired(0.6, 100, 0.5, 100).method.endswith("(one training seed)")
+    assert quick.stats.mde is ledger.stats.mde and quick.stats.HOLDS == "holds"
+    assert quick.power("T", "a - b", 10000, 1, 2.0)["MDE"] > fast.power("T", "a - b", 10000, 1, 2.0)["MDE"]

@@ -216,3 +216,80 @@ def test_min_equivalence_margin_against_simulation():
     rate = _rate(lambda a, b: st.equivalence(a, b, m, n_boot=600, seed=1).verdict == st.HOLDS, sims)
     print(f"\nsmallest equivalence margin {m:.2f} points (n {n}): simulated power {100 * rate:.0f}%")
     assert abs(rate - 0.8) < 0.07
+
+
+# --------------------------------------------------------------------------- one seed + a stated seed spread
+
+
+def test_seed_sd_widens_a_one_seed_interval_as_a_normal_convolution():
+    """Against an independent computation: the bootstrap of paired 0/1 outcomes is close to
+    normal with variance (p10 + p01 - (p10 - p01)^2) / n; adding a normal seed spread of sd
+    s gives a half-width z * sqrt(se^2 + s^2)."""
+    n, n10, n01 = 10000, 900, 700
+    a = np.ones(n, bool)
+    b = np.ones(n, bool)
+    a[:n01] = False  # b right, a wrong
+    b[n01:n01 + n10] = False  # a right, b wrong
+    p10, p01 = n10 / n, n01 / n
+    se = 100 * math.sqrt((p10 + p01 - (p10 - p01) ** 2) / n)
+    plain = st.paired(a, b, n_boot=40000)
+    wide = st.paired(a, b, n_boot=40000, seed_sd=0.8)
+    z = 1.959964
+    assert (plain.hi - plain.lo) / 2 == pytest.approx(z * se, rel=0.03)
+    assert (wide.hi - wide.lo) / 2 == pytest.approx(z * math.sqrt(se**2 + 0.8**2), rel=0.03)
+    assert wide.effect == plain.effect == pytest.approx(100 * (p10 - p01))
+    assert "seed-to-seed sd of 0.8 points" in wide.method and "seed-to-seed" not in plain.method
+    # seed_sd = 0 is the plain bootstrap, bit for bit; several seeds ignore it (the hierarchical bootstrap sees them)
+    assert (st.paired(a, b, seed_sd=0.0).lo, st.paired(a, b, seed_sd=0.0).hi) == st.paired_bootstrap(a, b)
+    two = st.paired([a, a], [b, b]), st.paired([a, a], [b, b], seed_sd=5.0)
+    assert (two[0].lo, two[0].hi) == (two[1].lo, two[1].hi)
+    with pytest.raises(ValueError, match="seed_sd"):
+        st.paired(a, b, seed_sd=-1.0)
+
+
+def test_seed_sd_keeps_false_holds_rare_when_one_seed_moves_the_effect():
+    """One training seed whose true effect is 0 on average but moves by 0.5 points from seed
+    to seed: the plain one-seed interval says "holds" far more often than 2.5% of the time;
+    with seed_sd = 0.5 it does not."""
+    rng = np.random.default_rng(5)
+    n, disc, k = 10000, 0.15, 300
+    sims = []
+    for i, d in enumerate(rng.normal(0.0, 0.005, k)):  # each seed's true effect (fraction)
+        sims += _sims(100 + i, n, 0.5 + d / 2, 0.5 - d / 2, disc, k=1)
+    plain = _rate(lambda a, b: st.paired(a, b, n_boot=1000, mcnemar=False).verdict == st.HOLDS, sims)
+    wide = _rate(lambda a, b: st.paired(a, b, n_boot=1000, mcnemar=False, seed_sd=0.5).verdict == st.HOLDS, sims)
+    print(f"\nfalse 'holds' with one seed: plain {100 * plain:.1f}%, with seed_sd 0.5: {100 * wide:.1f}%")
+    assert plain > 0.06 and wide < 0.05
+
+
+def test_seed_sd_in_unpaired_equivalence_and_mde():
+    u0, u1 = st.unpaired(0.52, 10000, 0.50, 10000), st.unpaired(0.52, 10000, 0.50, 10000, seed_sd=1.0)
+    assert u1.hi - u1.lo > u0.hi - u0.lo and u1.effect == u0.effect
+    a = "1" * 5000 + "0" * 5000
+    e0, e1 = st.equivalence(a, a, 1.0), st.equivalence(a, a, 1.0, seed_sd=1.0)
+    assert e0.verdict == st.HOLDS and e1.verdict != st.HOLDS  # +-1 point cannot be confirmed past a 1-point seed sd
+    # the MDE of an interval that carries the seed spread: z_a and z_b both on the total sd
+    z_a, z_b = 1.959964, 0.841621
+    tot = math.sqrt(1e4 * 0.15 / 10000 + 0.25)
+    assert st.mde(10000, 1, 0.15, 0.5, seed_sd_in_interval=True) == pytest.approx((z_a + z_b) * tot, rel=1e-5)
+    assert st.mde(10000, 1, 0.15, 0.5) < st.mde(10000, 1, 0.15, 0.5, seed_sd_in_interval=True)
+
+
+def test_summary_contrast_against_a_bootstrap_of_the_raw_values():
+    """From means and sds only, the interval of mean(x) - mean(y) agrees with the bootstrap of
+    the raw values (bootstrap_mean_diff, an independent computation) for large samples."""
+    g = np.random.default_rng(3)
+    x, y = g.gamma(2.0, 0.3, 800), g.gamma(1.5, 0.2, 600)
+    c = st.summary_contrast([x.mean(), y.mean()], [x.std(ddof=1), y.std(ddof=1)], [x.size, y.size], [1, -1])
+    eff, lo, hi = st.bootstrap_mean_diff(x, y, n_boot=20000, seed=1)
+    assert c.effect == pytest.approx(eff) and (c.lo, c.hi) == pytest.approx((lo, hi), abs=0.004)
+    assert c.verdict == st.HOLDS and c.n == 600
+    # a paired difference enters as one term: mean and sd of the per-example differences
+    d = g.normal(0.01, 0.2, 500)
+    p = st.summary_contrast([d.mean()], [d.std(ddof=1)], [500], [1])
+    assert (p.hi - p.lo) / 2 == pytest.approx(1.959964 * d.std(ddof=1) / math.sqrt(500))
+    assert p.verdict == st.INCONCLUSIVE
+    with pytest.raises(ValueError, match="same"):
+        st.summary_contrast([1.0], [0.1, 0.2], [10], [1])
+    with pytest.raises(ValueError, match="n >= 2"):
+        st.summary_contrast([1.0], [0.1], [1], [1])

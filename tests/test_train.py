@@ -296,3 +296,34 @@ def test_trades_tracks_difficulty_from_its_attack_without_an_extra_forward(tiny_
     assert n0 - n1 == steps
     # nothing to reuse where a hook needs the clean logits before the attack
     assert not Trainer(small_cfg(algorithm="trades", sat={"from_epoch": 1}), data_root=tiny_root)._tracks_in_attack()
+
+
+def test_probe_el2n_sd_against_a_recomputation(tiny_root):
+    """A probe's EL2N means and sample sds (clean, adversarial, adversarial - clean per
+    example) equal numpy's over per-example EL2N recomputed here: the clean forward and the
+    same seeded PGD on the un-augmented images, in one chunk."""
+    from hardex import attacks, data
+    from hardex.difficulty import per_example_losses
+
+    tr = Trainer(small_cfg(), data_root=tiny_root)
+    tr.run_epoch()
+    idx = np.arange(0, 40, 2)
+    out = tr._probe_metrics(idx, ("clean_acc", "adv_acc", "el2n_clean", "el2n_adv"), seed=7)
+    pos = torch.as_tensor(tr._pos_of_index[idx])
+    x = data.to_float(tr.base_train.images[pos])
+    y = tr.base_train.labels[pos]
+    a = tr.cfg.attack
+    with attacks.bn_eval(tr.model), attacks.eval_precision():
+        with torch.no_grad():
+            clean = per_example_losses(tr.model(x), y)["el2n"].double().numpy()
+        x_adv = attacks.pgd(tr.model, x, y, a.eps, a.step, a.steps, loss=a.loss, random_start=a.random_start,
+                            start_std=a.start_std, generator=torch.Generator().manual_seed(7))
+        with torch.no_grad():
+            adv = per_example_losses(tr.model(x_adv), y)["el2n"].double().numpy()
+    assert out["n"] == 20
+    assert out["el2n_clean"] == pytest.approx(clean.mean(), rel=1e-5)
+    assert out["el2n_clean_sd"] == pytest.approx(clean.std(ddof=1), rel=1e-4)
+    assert out["el2n_adv"] == pytest.approx(adv.mean(), rel=1e-5)
+    assert out["el2n_adv_sd"] == pytest.approx(adv.std(ddof=1), rel=1e-4)
+    assert out["el2n_gap_sd"] == pytest.approx((adv - clean).std(ddof=1), rel=1e-4)
+    assert "clean_acc_sd" not in out

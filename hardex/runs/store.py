@@ -675,8 +675,8 @@ def _now() -> str:
 
 def _git_commit() -> str | None:
     root = repo_root()
-    if not (root / ".git").exists():
-        return None
+    if not (root / ".git").exists():  # a copy without git (a GPU session's tree): the commit it was sent from
+        return os.environ.get("HARDEX_GIT_COMMIT") or None
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
@@ -841,7 +841,7 @@ def _train_locked(store: RunStore, spec: RunSpec, keep: set[int], trainer_factor
 
     diff = trainer.difficulty_arrays()
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in diff.items()})
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in diff.items()})  # a subset's unused rows: zeros
     atomic_write_bytes(d / "difficulty.npz", buf.getvalue())
 
     best = trainer.best_state()

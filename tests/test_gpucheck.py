@@ -1,0 +1,296 @@
+"""`hardex gpu-check`'s parts that run without a GPU, and the render-only build.
+
+The whole script runs in CI as the CPU rehearsal (``make gpu-check DEVICE=cpu``); these
+tests pin down its pieces: render-only records (``NoRecord``), the planner's stand-ins, the
+wheel list, the evaluation-cost count, the export/import round trip, the percent-format
+reader against jupytext, and the quick profile's plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from hardex import book, cells, gpucheck, wheels
+from hardex.paths import repo_root
+from hardex.runs import plan as runplan
+from hardex.runs.spec import RunSpec
+from hardex.runs.store import RunStore
+from tests.test_store import FakeTrainer, child_of, spec
+
+
+def test_cells_reader_agrees_with_jupytext_on_every_chapter():
+    jupytext = pytest.importorskip("jupytext")
+    for f in sorted((repo_root() / "book").glob("*.py")):
+        a, b = jupytext.read(f), cells.read_notebook(f)
+        assert [(c.cell_type, c.source, c.get("metadata", {}).get("tags", [])) for c in a.cells] == \
+            [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in b.cells], f.name
+
+
+def test_cells_reader_on_a_hand_written_file(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text('# ---\n# jupyter:\n#   x: 1\n# ---\n\n# %% [markdown]\n# # Title\n#\n# text\n\n'
+                 '# %% tags=["parameters"]\na = 1\n\n\n# %%\nprint(a)\n')
+    nb = cells.read_notebook(f)
+    assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in nb.cells] == [
+        ("markdown", "# Title\n\ntext", None), ("code", "a = 1", ["parameters"]), ("code", "print(a)", None)]
+    f.write_text("# %% title=1\nx = 1\n")
+    with pytest.raises(ValueError, match="only tags"):
+        cells.read_notebook(f)
+
+
+def test_render_only_ensure_returns_records_and_names_the_missing(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs", extra_roots=())
+    parent = spec(epochs=3)
+    [rec] = runplan.ensure([parent], store, progress=False, trainer=FakeTrainer)
+    child = child_of(parent, 2, 0.9)
+    monkeypatch.setenv(runplan.RENDER_ENV, "1")
+    FakeTrainer.constructed = 0
+    assert runplan.ensure([parent], store, progress=False, trainer=FakeTrainer)[0].spec.hash == rec.spec.hash
+    with pytest.raises(runplan.NoRecord, match=r"not run yet \(no record\): 1 of the 2 runs") as err:
+        runplan.ensure([parent, child], store, progress=False, trainer=FakeTrainer)
+    assert child.short_hash[:12] in str(err.value) and FakeTrainer.constructed == 0
+    monkeypatch.setenv(runplan.RENDER_ENV, "0")
+    assert not runplan.render_only()
+
+
+def test_render_only_evaluate_run_reads_its_cache_only(tmp_path, monkeypatch):
+    from hardex import evaluate
+
+    store = RunStore(tmp_path / "runs", extra_roots=())
+    [rec] = runplan.ensure([spec(epochs=2)], store, progress=False, trainer=FakeTrainer)
+    key = evaluate.cache_key(["pgd20"], None, 0, "final", rec.spec.train.attack.eps, {})
+    (rec.path / "eval").mkdir()
+    (rec.path / "eval" / f"{key}.json").write_text(json.dumps({"key": key, "clean_acc": 0.5}))
+    monkeypatch.setenv(runplan.RENDER_ENV, "1")
+    assert evaluate.evaluate_run(rec, attacks=("pgd20",), n=None)["cached"] is True
+    with pytest.raises(runplan.NoRecord, match="no cached evaluation"):
+        evaluate.evaluate_run(rec, attacks=("pgd20",), n=100)
+
+
+def test_expect_rows_only_for_planners_that_ask(tmp_path, monkeypatch):
+    from hardex.evaluate import expect_evaluation
+
+    s = child_of(spec(epochs=4), 2, 0.9)
+    runplan.expect(s, "why")  # outside a planning pass: nothing
+    expect_evaluation([s], ["pgd20"], 0, {"pgd20": 21})
+    jobs, exp = tmp_path / "jobs", tmp_path / "expect"
+    monkeypatch.setenv(runplan.PLAN_ENV, str(jobs))
+    runplan.expect(s, "why")  # a planning pass that did not ask for stand-ins (hardex book's)
+    assert not exp.exists() and not jobs.exists()
+    monkeypatch.setenv(runplan.EXPECT_ENV, str(exp))
+    runplan.expect(s, "LS later", store=RunStore(tmp_path / "runs", extra_roots=()))
+    expect_evaluation([s], ["pgd20", "a3"], 1000, {"pgd20": 21, "a3": 200})
+    rows = [json.loads(x) for x in exp.read_text().splitlines()]
+    assert rows[0]["hash"] == "~" + s.short_hash and rows[0]["provisional"] == "LS later"
+    assert rows[0]["epochs_left"] == 2 and "(LS later)" in rows[0]["what"]
+    assert rows[1] == {"evaluation": {"run": s.short_hash, "attacks": ["pgd20", "a3"], "n": 1000,
+                                      "passes_per_example": {"pgd20": 21.0, "a3": 200.0}}}
+    assert not jobs.exists()  # never in the planning pass's job file (what hardex book would train)
+    # once the runs it waits for are done, the real run is planned by ensure itself: no stand-in
+    store = RunStore(tmp_path / "runs2", extra_roots=())
+    monkeypatch.delenv(runplan.PLAN_ENV)
+    done = runplan.ensure([spec(epochs=2)], store, progress=False, trainer=FakeTrainer)[0].spec
+    monkeypatch.setenv(runplan.PLAN_ENV, str(jobs))
+    exp.unlink()
+    runplan.expect(s, "LS later", after=[done], store=store)
+    runplan.expect(s, "LS later", after=[done, spec(epochs=5)], store=store)
+    assert len(exp.read_text().splitlines()) == 1
+
+
+def test_wheel_pins_slim_and_what_is_missing(tmp_path):
+    pins = wheels.pins(repo_root() / "requirements.lock")
+    assert [p.split("==")[0] for p in pins] == list(wheels.GPU_WHEELS)
+    lock = tmp_path / "lock"
+    lock.write_text("pydantic==2.0\n")
+    with pytest.raises(ValueError, match="no pin for pydantic-core"):
+        wheels.pins(lock)
+    w = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(w, "w") as z:
+        z.writestr("pkg/__init__.py", "x = 1\n")
+        z.writestr("pkg/examples/big.pt", b"\0" * 100000)
+        z.writestr("pkg-1.0.dist-info/RECORD", "pkg/__init__.py,,\npkg/examples/big.pt,,\n")
+    assert wheels.slim(w, ("pkg/examples/",)) > 0
+    with zipfile.ZipFile(w) as z:
+        assert z.namelist() == ["pkg/__init__.py", "pkg-1.0.dist-info/RECORD"]
+        assert z.read("pkg-1.0.dist-info/RECORD").decode() == "pkg/__init__.py,,\n"
+    # top-level modules: a package, a single module, the metadata left out
+    m = tmp_path / "yaml_like-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(m, "w") as z:
+        z.writestr("json/__init__.py", "")  # a module this Python has
+        z.writestr("onefile_mod_xyz.py", "")
+        z.writestr("yaml_like-1.0.dist-info/METADATA", "")
+    assert wheels.top_level(m) == ["json", "onefile_mod_xyz"] and wheels.top_level(w) == ["pkg"]
+    assert wheels.missing([m, w]) == [m, w]  # onefile_mod_xyz and pkg are not importable here
+    j = tmp_path / "j-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(j, "w") as z:
+        z.writestr("json/__init__.py", "")
+    assert wheels.missing([j]) == []
+
+
+def test_eval_passes_by_hand():
+    s = RunSpec(train={"model": {"name": "tiny_cnn"}, "epochs": 10, "schedule": {"milestones": [8]},
+                       "tracking": {"until_epoch": 5}, "dataset": {"subset": {"n": 1000}},
+                       "attack": {"steps": 4},
+                       "eval": {"subset": 100, "pgd_steps": 3, "final_pgd_steps": [10], "final_subset": 200},
+                       "probes": [{"name": "hard", "rule": {"k": 50}, "max_examples": 20},
+                                  {"name": "q", "quantiles": {"n_bins": 5}, "metrics": ["clean_acc"]}]})
+    per_epoch = 6 * 100 * (3 + 2)  # each trained epoch: clean + PGD-3 (+1: the last step's forward)
+    probes = 6 * (20 * (1 + 5)) + 6 * 5 * (1000 / 5) * 1  # hard: clean + PGD-4; quintiles clean only
+    final = 2 * 200 * (10 + 2)  # final and best models
+    assert gpucheck.eval_passes(s, 6) == pytest.approx(per_epoch + probes + final)
+
+
+def test_export_import_round_trip(tmp_path):
+    """A gpu-check's OUT (records.tar.gz of compact records, bench, summary) into results/."""
+    store = RunStore(tmp_path / "runs", extra_roots=())
+    recs = runplan.ensure([spec(epochs=3)], store, progress=False, trainer=FakeTrainer)
+    out = tmp_path / "out"
+    out.mkdir()
+    staged = store.export([r.spec.short_hash for r in recs], tmp_path / "stage")
+    with tarfile.open(out / "records.tar.gz", "w:gz") as tar:
+        for d in staged:
+            tar.add(d, arcname=d.name)
+    (out / "bench.json").write_text("{}")
+    (out / "summary.json").write_text(json.dumps({"environment": {"gpu": "NVIDIA H200", "date": "2026-12-02T10:00"}}))
+    root = tmp_path / "proj"
+    got = gpucheck.import_out(out, root)
+    h = recs[0].spec.short_hash
+    assert got == [f"results/{h}", "results/bench/h200-2026-12-02.json", "results/gpu-check/h200-2026-12-02.json"]
+    assert not list((root / "results" / h).rglob("*.pt"))
+    ro = RunStore(tmp_path / "fresh", extra_roots=[root / "results"])
+    FakeTrainer.constructed = 0
+    assert runplan.ensure([recs[0].spec], ro, progress=False, trainer=FakeTrainer)[0].final == recs[0].final
+    assert FakeTrainer.constructed == 0
+    assert gpucheck.import_out(out, root)[0].startswith("results/bench")  # records already there: left as they are
+
+
+def test_not_run_chapters_and_profiles():
+    chapters = {c.name: c for c in book.toc_chapters()}
+    assert book.not_run_reason("quick", chapters["memorization"]) and not book.not_run_reason("quick", chapters["dpls"])
+    assert book.not_run_reason("smoke", chapters["memorization"]) is None
+    with pytest.raises(book.ParamsError, match="not run on profile 'quick'"):
+        book.load_params("quick", chapters["memorization"])
+    assert "quick" in book.PROFILES
+
+
+def test_stand_in_rejects_unknown_keys(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("_all: {device: cpu}\ndpls: {no_such_key: 1}\n")
+    with pytest.raises(ValueError, match="no_such_key"):
+        gpucheck.stand_in_project(f, tmp_path / "p")
+
+
+@pytest.mark.slow
+def test_quick_plan_shares_one_prefix_and_fits_six_minutes(tmp_path, monkeypatch):
+    """The planning pass over params/quick (no training): dpls plans the prefix, pruning, DPLS
+    and (a stand-in for) LS; hard_examples adds only STD and easy pruning (its baseline and
+    hard-pruning row are dpls's runs); from the stated per-epoch times it fits ~6 minutes."""
+    monkeypatch.setenv("HARDEX_RUNS", str(tmp_path / "runs"))
+    check = gpucheck.Check(tmp_path, tmp_path, repo_root(), "cpu", 1e18)
+    plan = gpucheck.plan_quick(check, None, gpu=True)
+    jobs = {n: [j["what"] for j in ch["jobs"]] for n, ch in plan["chapters"].items()}
+    assert len(jobs["dpls"]) == 4 and sum("provisional" in j or "(LS" in j for j in jobs["dpls"]) == 1
+    assert len(jobs["hard_examples"]) == 2 and any(j.startswith("std ") for j in jobs["hard_examples"])
+    assert plan["epochs"] == 30 + 3 * 10 + 30 + 10
+    total_min = (plan["train_s"] + plan["eval_s"]) / 60
+    print(f"\nquick plan: {plan['runs']} runs, {plan['epochs']} epochs, est. {total_min:.1f} min")
+    assert 3 < total_min <= 6.5
+    assert any("not measured" in s for s in plan["train_source"])
+
+
+def _chapter(path: Path, body: str) -> None:
+    path.write_text('# %% [markdown]\n# # Chapter ' + path.stem + '\n\n# %% tags=["parameters"]\nprofile = "smoke"\n'
+                    'seed = 0\n\n# %%\n' + body + "\n")
+
+
+@pytest.mark.slow
+def test_render_only_build_pages(tmp_path, monkeypatch):
+    """hardex book --render-only on a three-chapter project: the chapter whose run has a
+    record renders it, the one whose run has none gets a "not run yet (no record)" page
+    naming the run, and the chapter the profile does not run says so; nothing trains."""
+    pytest.importorskip("papermill")  # the book's rendering stack (not on a GPU machine)
+    proj = tmp_path / "proj"
+    (proj / "book").mkdir(parents=True)
+    (proj / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                   "  - file: _executed/have\n  - file: _executed/missing\n  - file: _executed/skipped\n")
+    store = RunStore(tmp_path / "runs", extra_roots=())
+    have, missing = spec(epochs=2), spec(epochs=3)
+    runplan.ensure([have], store, progress=False, trainer=FakeTrainer)
+    for name, s in (("have", have), ("missing", missing)):
+        (proj / f"{name}.yaml").write_text(s.to_yaml())
+        _chapter(proj / "book" / f"{name}.py", "from hardex.runs import RunSpec, ensure\n"
+                 f"[rec] = ensure([RunSpec.from_yaml({str(proj / (name + '.yaml'))!r})], progress=False)\n"
+                 "print('epochs', len(rec.metrics))")
+    _chapter(proj / "book" / "skipped.py", "raise RuntimeError('never executed')")
+    for prof in ("quick",):
+        (proj / "params" / prof).mkdir(parents=True)
+        for name in ("have", "missing"):
+            (proj / "params" / prof / f"{name}.yaml").write_text("seed: 0\n")
+        (proj / "params" / prof / "skipped.yaml").write_text("not_run: too long for this profile\n")
+    monkeypatch.setenv("HARDEX_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored afterwards (build prepends to it)
+    monkeypatch.setenv("HARDEX_LEDGER_DIR", str(tmp_path / "ledger"))
+    monkeypatch.delenv(runplan.RENDER_ENV, raising=False)
+    out = tmp_path / "executed"
+    assert book.build("quick", html=False, out=out, root=proj, progress=False, render_only=True) == 0
+    monkeypatch.delenv(runplan.RENDER_ENV, raising=False)  # build set it for its kernels
+    text = {n: (out / f"{n}.ipynb").read_text() for n in ("have", "missing", "skipped")}
+    assert "epochs 2" in text["have"] and "Not run yet" not in text["have"]
+    assert "Not run yet (no record)" in text["missing"] and missing.short_hash[:12] in text["missing"]
+    assert "# Chapter missing" in text["missing"]
+    assert "Not run on the `quick` profile:** too long for this profile" in text["skipped"]
+    assert not (tmp_path / "runs" / missing.short_hash).exists()  # nothing trained
+    assert not (out / "missing.failed.ipynb").exists()
+    # the appendix and the landing page say "not run on quick" for the skipped chapter's items
+    from hardex.chapter import landing
+    from hardex.ledger import load_ledgers
+    from hardex.report import reproduction_tables
+
+    leds = load_ledgers(out / "ledger")
+    assert leds["skipped"]["not_run"] == "too long for this profile"
+    assert "**: not run on profile `quick`." in landing(leds, "quick", ["have", "missing", "skipped"], root=proj)
+    mem = {"skipped": {**leds["skipped"], "chapter": "memorization"}}
+    items = reproduction_tables({"memorization": mem["skipped"]}, ["memorization"])["items"]
+    assert (items[items["chapter"] == "memorization"]["status"] == "not run on profile quick: too long for this profile").all()
+
+
+def test_actual_line_against_the_records(tmp_path):
+    from hardex.buildplan import ChapterPlan, actual_line
+
+    class Timed(FakeTrainer):
+        def run_epoch(self) -> dict:
+            return {**super().run_epoch(), "seconds": 1.5}
+
+    store = RunStore(tmp_path / "runs", extra_roots=())
+    parent = spec(epochs=3)
+    child = child_of(parent, 2, 0.9)
+    recs = runplan.ensure([parent, child], store, progress=False, trainer=Timed)
+    rows = [{"hash": r.spec.short_hash, "seconds": 60.0} for r in recs] + [{"hash": "0" * 16, "seconds": 5.0}]
+    line = actual_line([ChapterPlan("x", jobs=rows)], tmp_path / "runs")
+    # parent: 3 epochs x 1.5 s; child: only its own epoch 3 (its record starts with the parent's 1-2)
+    assert line.startswith("training: estimated 2.0 min, actual 6 s for the 2 planned runs that finished")
+    assert actual_line([ChapterPlan("x", jobs=[{"hash": "0" * 16, "seconds": 5.0}])], tmp_path / "runs") is None
+
+
+def test_run_cmd_stops_a_step_cleanly_at_its_deadline(tmp_path):
+    """Past its time a step gets SIGTERM (hardex.plainrun turns it into KeyboardInterrupt, as
+    Ctrl-C: training keeps its last checkpoint) and may finish cleanly; the check goes on."""
+    import sys
+    import time
+
+    check = gpucheck.Check(tmp_path, tmp_path, tmp_path, "cpu", 1e18)
+    code = ("import signal, sys, time\nfrom hardex.plainrun import _on_term\nsignal.signal(signal.SIGTERM, _on_term)\n"
+            "try:\n    print('started', flush=True)\n    time.sleep(60)\n"
+            "except KeyboardInterrupt:\n    print('stopped cleanly', flush=True)\n    sys.exit(130)\n")
+    t0 = time.time()
+    rc, late = gpucheck.run_cmd(check, [sys.executable, "-c", code], tmp_path / "log", timeout=2.0)
+    assert (rc, late) == (130, True) and time.time() - t0 < 20
+    assert "stopped cleanly" in (tmp_path / "log").read_text()
+    rc, late = gpucheck.run_cmd(check, [sys.executable, "-c", "print('quick')"], tmp_path / "log", timeout=30.0)
+    assert (rc, late) == (0, False)
