@@ -258,6 +258,10 @@ def test_render_only_build_pages(tmp_path, monkeypatch):
     mem = {"skipped": {**leds["skipped"], "chapter": "memorization"}}
     items = reproduction_tables({"memorization": mem["skipped"]}, ["memorization"])["items"]
     assert (items[items["chapter"] == "memorization"]["status"] == "not run on profile quick: too long for this profile").all()
+    from hardex.chapter import items_markdown
+
+    md = items_markdown(items[items["chapter"] == "memorization"])
+    assert "memorization.ipynb)" in md and "memorization.ipynb#" not in md  # its page has no sections to link
 
 
 def test_actual_line_against_the_records(tmp_path):
