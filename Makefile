@@ -74,7 +74,8 @@ RENDER   ?= 1
 DEADLINE ?=
 GPU_PY   ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 GPU_CARRY := .gpu
-GPU_SITE  := build/gpu-site
+# per Python version: wheels for one interpreter must never shadow another's packages on PYTHONPATH
+GPU_SITE  = build/gpu-site-py$(shell $(GPU_PY) -c 'import sys; print("%d%d" % sys.version_info[:2])' 2>/dev/null)
 GPU_PYVER ?= 3.12
 GPU_RUN   = PYTHONPATH=$(CURDIR):$(CURDIR)/$(GPU_SITE) HARDEX_DATA="$${HARDEX_DATA:-$(CURDIR)/.data}" $(GPU_PY) -m hardex.cli
 
@@ -83,7 +84,7 @@ gpu-check: $(if $(wildcard $(GPU_CARRY)/wheels/*.whl),gpu-install)
 	$(GPU_RUN) gpu-check --out $(OUT) $(if $(DEADLINE),--deadline-minutes $(DEADLINE)) \
 	  $(if $(filter cpu,$(DEVICE)),--device cpu --stand-in tests/quick_structure.yaml $(if $(filter 1,$(RENDER)),--render))
 
-## make gpu-install: the wheels of .gpu/wheels this python lacks into build/gpu-site (hardex.wheels; no network)
+## make gpu-install: the wheels of .gpu/wheels this python lacks into build/gpu-site-py<version> (hardex.wheels; no network)
 gpu-install:
 	$(GPU_PY) -m hardex.wheels install $(GPU_CARRY)/wheels $(GPU_SITE)
 

@@ -444,7 +444,8 @@ def items_markdown(items, root: Path | None = None) -> str:
     for item, row in items.iterrows():
         ch = row.get("chapter")
         where = "-"
-        executed = "no ledger" not in str(row.get("status", ""))  # a placeholder page has no sections to link
+        status = str(row.get("status", ""))  # a placeholder or "not run on <profile>" page has no sections to link
+        executed = "no ledger" not in status and not status.startswith("not run on profile")
         if ch and ch != "-" and (root or repo_root()).joinpath("book", f"{ch}.py").exists():
             hs = cache.setdefault(ch, headings(ch, root))
             h = section_for(str(item), hs)

@@ -8,7 +8,7 @@ pygments). Everything else hardex imports without the book's rendering stack is
 - ``make gpu-wheels`` (on a machine with pip and a network) downloads exactly these, for the
   GPU machine's Python (3.12 by default) and x86-64 Linux, into ``.gpu/wheels`` (git-ignored;
   carry ``.gpu/`` along), and drops files nothing imports (:data:`SLIM`);
-- ``make gpu-install`` (``python -m hardex.wheels install .gpu/wheels build/gpu-site``, on the
+- ``make gpu-install`` (``python -m hardex.wheels install .gpu/wheels build/gpu-site-py312``, on the
   GPU machine, no network) installs those whose top-level modules that Python cannot import
   yet with ``pip install --no-index --no-deps --target``, leaving the machine's own packages in
   charge (the GPU image of this workplace has matplotlib, seaborn, cloudpickle, psutil; it

@@ -236,10 +236,10 @@ def test_render_only_build_pages(tmp_path, monkeypatch):
     monkeypatch.setenv("HARDEX_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("PATH", os.environ["PATH"])  # restored afterwards (build prepends to it)
     monkeypatch.setenv("HARDEX_LEDGER_DIR", str(tmp_path / "ledger"))
-    monkeypatch.delenv(runplan.RENDER_ENV, raising=False)
+    monkeypatch.setenv(runplan.RENDER_ENV, "0")  # recorded, so that the "1" build sets for its kernels is undone
     out = tmp_path / "executed"
     assert book.build("quick", html=False, out=out, root=proj, progress=False, render_only=True) == 0
-    monkeypatch.delenv(runplan.RENDER_ENV, raising=False)  # build set it for its kernels
+    assert runplan.render_only()
     text = {n: (out / f"{n}.ipynb").read_text() for n in ("have", "missing", "skipped")}
     assert "epochs 2" in text["have"] and "Not run yet" not in text["have"]
     assert "Not run yet (no record)" in text["missing"] and missing.short_hash[:12] in text["missing"]
@@ -258,6 +258,10 @@ def test_render_only_build_pages(tmp_path, monkeypatch):
     mem = {"skipped": {**leds["skipped"], "chapter": "memorization"}}
     items = reproduction_tables({"memorization": mem["skipped"]}, ["memorization"])["items"]
     assert (items[items["chapter"] == "memorization"]["status"] == "not run on profile quick: too long for this profile").all()
+    from hardex.chapter import items_markdown
+
+    md = items_markdown(items[items["chapter"] == "memorization"])
+    assert "memorization.ipynb)" in md and "memorization.ipynb#" not in md  # its page has no sections to link
 
 
 def test_actual_line_against_the_records(tmp_path):
