@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
-	$(BIN)/python -m hardex.lockfile check
+	$(BIN)/python -m hardex.tools.lockfile check
 	@touch $(STAMP)
 
 ## make lock [UPGRADE=1]: requirements.lock from pyproject.toml (core + book + test extras) with pip-tools;
@@ -64,7 +64,7 @@ clean:
 # ---------------------------------------------------------------------------------------------
 # When a GPU is at hand (README, "When a GPU is at hand"): `make gpu-check OUT=<folder>`.
 # On a CUDA machine whose python3 has torch, torchvision, numpy, pandas, scipy, pyyaml, tqdm and
-# pytest; the other packages (hardex.wheels.GPU_WHEELS) come from .gpu/wheels (make gpu-wheels,
+# pytest; the other packages (hardex.tools.wheels.GPU_WHEELS) come from .gpu/wheels (make gpu-wheels,
 # here) and CIFAR-10 from .gpu/cifar10-jpeg.tar.gz. DEVICE=cpu: the CPU rehearsal on the tiny
 # stand-in tests/quick_structure.yaml, then the render-only book from its exported records
 # (RENDER=0: without it, e.g. where jupyter-book is not installed).
@@ -84,18 +84,18 @@ gpu-check: $(if $(wildcard $(GPU_CARRY)/wheels/*.whl),gpu-install)
 	$(GPU_RUN) gpu-check --out $(OUT) $(if $(DEADLINE),--deadline-minutes $(DEADLINE)) \
 	  $(if $(filter cpu,$(DEVICE)),--device cpu --stand-in tests/quick_structure.yaml $(if $(filter 1,$(RENDER)),--render))
 
-## make gpu-install: the wheels of .gpu/wheels this python lacks into build/gpu-site-py<version> (hardex.wheels; no network)
+## make gpu-install: the wheels of .gpu/wheels this python lacks into build/gpu-site-py<version> (hardex.tools.wheels; no network)
 gpu-install:
-	$(GPU_PY) -m hardex.wheels install $(GPU_CARRY)/wheels $(GPU_SITE)
+	$(GPU_PY) -m hardex.tools.wheels install $(GPU_CARRY)/wheels $(GPU_SITE)
 
-## make gpu-wheels [GPU_PYVER=3.12]: the wheels a GPU machine may lack (hardex.wheels.GPU_WHEELS, at the versions of
+## make gpu-wheels [GPU_PYVER=3.12]: the wheels a GPU machine may lack (hardex.tools.wheels.GPU_WHEELS, at the versions of
 ## requirements.lock), and the offline CIFAR-10 archive when ../shared/data has it, into .gpu/ (git-ignored; carry it)
 gpu-wheels: $(STAMP)
 	rm -rf $(GPU_CARRY)/wheels && mkdir -p $(GPU_CARRY)/wheels
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYVER) --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-	  -d $(GPU_CARRY)/wheels $$($(BIN)/python -m hardex.wheels pins requirements.lock)
-	$(BIN)/python -m hardex.wheels slim $(GPU_CARRY)/wheels
+	  -d $(GPU_CARRY)/wheels $$($(BIN)/python -m hardex.tools.wheels pins requirements.lock)
+	$(BIN)/python -m hardex.tools.wheels slim $(GPU_CARRY)/wheels
 	@if [ -f ../shared/data/cifar10-jpeg.tar.gz ]; then cp ../shared/data/cifar10-jpeg.tar.gz $(GPU_CARRY)/; fi
 	@du -sh $(GPU_CARRY)
 

@@ -19,7 +19,7 @@
 # λ of the hardest example and the average factor it yields (Tables 16 and 17), label
 # smoothing against loss reweighting with the same difficulty (DPR, Table 18), and pruning the
 # top 10% hard examples with or without balancing the classes (Table 19). Every number comes
-# from a run record (`hardex.runs.ensure`) or from the paper's own tables (`hardex.report`).
+# from a run record (`hardex.runs.ensure`) or from the paper's own tables (`hardex.paper.report`).
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -93,7 +93,7 @@ t16_lams = [0.5, 0.1]
 t19_algorithm = "pgd"
 t19_fraction = 0.1
 t19_measures = ["zero_one"]
-# robust evaluation by hardex.evaluate.evaluate_run ("pgd20", "cw20", "a3"); [] = only
+# robust evaluation by hardex.evaluation.suite.evaluate_run ("pgd20", "cw20", "a3"); [] = only
 # final.json's PGD numbers
 eval_attacks = ["cw20"]
 # eval_n: test examples for evaluate_run (a seeded sample); 0 = the whole test split
@@ -120,11 +120,11 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
-from hardex.chapter import finish, note, setup, show_profile
+from hardex.book.chapter import finish, note, setup, show_profile
 from hardex.data import load_dataset
-from hardex.evaluate import evaluate_run
-from hardex.ledger import banner, data_label, Ledger
-from hardex.report import compare, paper_value
+from hardex.evaluation.suite import evaluate_run
+from hardex.paper.ledger import banner, data_label, Ledger
+from hardex.paper.report import compare, paper_value
 from hardex.runs.spec import Evaluation
 from hardex.runs import ensure
 
@@ -167,7 +167,7 @@ show_profile(P, led, f"DPLS λ = {dpls_lam}. Robust columns (final model): PGD {
 # ## What this profile can detect
 #
 # Before anything trains: the minimum detectable effect (MDE, points; 95% interval excluding
-# zero with 80% power, `hardex.stats.mde`) of the main comparisons of this chapter on this
+# zero with 80% power, `hardex.paper.stats.mde`) of the main comparisons of this chapter on this
 # profile's test examples (one training seed), next to the paper's effect (PGD-AT rows, the
 # robust column the verdicts use: A3, else PGD). Paired comparisons (per-example outcomes from
 # `evaluate_run`) assume the two models disagree on 15% of test examples; comparisons of
@@ -329,7 +329,7 @@ note(f"runs ready in {time.perf_counter() - t0:.1f} s")
 # Standard and PGD accuracy of the final model come from the run record (`final.json`: PGD-k,
 # step eps/4, on `final_subset` test examples) unless the profile asks `evaluate_run` for
 # `pgd20`; CW-20 (PGD with the CW margin loss, Table 19) and A3 come from
-# `hardex.evaluate.evaluate_run` on `eval_n` seeded test examples (cached in each run's
+# `hardex.evaluation.suite.evaluate_run` on `eval_n` seeded test examples (cached in each run's
 # directory) when the profile lists them, and are "not run" (NaN) otherwise. Where the paper
 # reports A3 only (Tables 14, 15: "Rob."), our "rob" is A3 when it was run, else PGD, and the
 # column says which.
@@ -652,7 +652,7 @@ if eval_masking and eval_attacks:
         display(masking)
     led.fact("Gradient masking", "none of the ablation runs (baselines, DPLS, DPR, pruning) shows signs of gradient masking",
              not bool(masking["suspicious"].fillna(False).any()),
-             "the masking check's own decision rule (hardex.robustness.masking_check), per run",
+             "the masking check's own decision rule (hardex.evaluation.robustness.masking_check), per run",
               f"{int(masking['suspicious'].fillna(False).sum())} of {len(masking)} runs flagged by the check")
 else:
     print("gradient-masking check not run on this profile (eval_masking is off)")

@@ -100,9 +100,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from hardex import experiments as ex
-from hardex.chapter import finish, note, setup, show_profile
-from hardex.ledger import banner, data_label, Ledger
-from hardex.report import compare, paper_value
+from hardex.book.chapter import finish, note, setup, show_profile
+from hardex.paper.ledger import banner, data_label, Ledger
+from hardex.paper.report import compare, paper_value
 from hardex.runs.spec import Evaluation, RunSpec
 from hardex.runs import ensure
 
@@ -115,7 +115,7 @@ show_profile(P, led, f"every method branches from the baseline after epoch T = {
 # ## What this profile can detect
 #
 # Before anything trains: the minimum detectable effect (MDE, points; 95% interval excluding
-# zero with 80% power, `hardex.stats.mde`) of this chapter's comparisons, next to the paper's
+# zero with 80% power, `hardex.paper.stats.mde`) of this chapter's comparisons, next to the paper's
 # effect (PGD-20). Our robust numbers are `final.json`'s aggregate PGD-k accuracies on
 # `final_subset` test examples, compared unpaired (as if the two models disagreed on 50% of the
 # examples), one training seed. Stated assumptions, not measurements.

@@ -21,7 +21,7 @@
 # evenly), for PGD-AT and TRADES, on four datasets and three eps; Fig. 9 shows that DPLS lowers
 # the training robust accuracy of the hardest examples and raises test robust accuracy. Every
 # number here comes from a run record (`hardex.runs.ensure`) or from the paper's text
-# (`hardex.report`).
+# (`hardex.paper.report`).
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -79,7 +79,7 @@ t3_probe_max = 0
 # continuations; list `seed` first so it shares the other chapters' baseline); the other eps
 # blocks train `seed` only. The verdicts pool the seeds
 t3_seeds = [0]
-# robust evaluation by hardex.evaluate.evaluate_run (eval_n test examples; 0 = all); [] = final.json PGD only
+# robust evaluation by hardex.evaluation.suite.evaluate_run (eval_n test examples; 0 = all); [] = final.json PGD only
 eval_attacks = ["pgd20", "a3"]
 eval_n = 50
 # eval_n_per_attack: test examples of an attack where it differs from eval_n (0 = the whole test
@@ -110,10 +110,10 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex, targets
-from hardex.chapter import finish, glue_figure, glue_not_run, note, records_table, setup
-from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.evaluate import evaluate_run, expect_evaluation
-from hardex.report import captioned, compare, paper_value
+from hardex.book.chapter import finish, glue_figure, glue_not_run, note, records_table, setup
+from hardex.paper.ledger import banner, data_label, label_eps, Ledger
+from hardex.evaluation.suite import evaluate_run, expect_evaluation
+from hardex.paper.report import captioned, compare, paper_value
 from hardex.runs import ensure
 from hardex.runs.plan import expect
 from hardex.train import Trainer
@@ -136,7 +136,7 @@ FIG9 = fig9_epochs > 0
 #
 # Before anything trains: for each Table 3 comparison, the **minimum detectable effect** (MDE,
 # points: the true effect the verdict's 95% interval excludes zero for with 80% power,
-# `hardex.stats.mde`) on this profile's test examples and seeds, next to the paper's effect (its
+# `hardex.paper.stats.mde`) on this profile's test examples and seeds, next to the paper's effect (its
 # Table 3, the robust column the verdicts use). Stated assumptions, not measurements: the two
 # models disagree on 15% of test examples, one seed's effect spreads by 0.5 points. For the LS
 # claim ("no improvement", an equivalence within ±`LS_MARGIN` points) the MDE column is the
@@ -644,7 +644,7 @@ else:
 # ## Verdicts
 #
 # Robust accuracy in the verdicts: A3 when `evaluate_run` provides it, else PGD (labelled in each
-# row's evidence). Each verdict comes from a 95% interval of the effect (points, `hardex.stats`):
+# row's evidence). Each verdict comes from a 95% interval of the effect (points, `hardex.paper.stats`):
 # **holds** when it lies entirely on the claimed side of zero, **does not hold** when entirely on
 # the other side, **inconclusive** when it contains zero; the LS claim is an equivalence test
 # (TOST, 90% interval within ±`LS_MARGIN`). With several training seeds the interval is a

@@ -16,7 +16,7 @@
 # The paper's headline robust numbers are A3 (adaptive auto attack, Liu et al., CVPR 2022),
 # not PGD, and a defense paper stands or falls with its evaluation: a weak attack or gradient
 # masking inflates every table. This chapter evaluates the shared PGD-AT baseline and its
-# DPLS continuation with every attack `hardex.evaluate` offers and checks the attacks against
+# DPLS continuation with every attack `hardex.evaluation.suite` offers and checks the attacks against
 # each other:
 #
 # - **Table 21**: MD (margin decomposition) and RayS (hard-label, black-box) next to A3;
@@ -41,7 +41,7 @@
 # %% [markdown]
 # ## How this chapter is built
 #
-# Every evaluation goes through `hardex.evaluate.evaluate_run`: fp32, eval mode, TF32 off,
+# Every evaluation goes through `hardex.evaluation.suite.evaluate_run`: fp32, eval mode, TF32 off,
 # a seeded test subset (or all 10,000 images), an example counted robust only if it is
 # correct on the clean input and at every point the attack returns; the results are cached
 # in each run's directory (`runs/<hash>/eval/`), so a rebuild reads them. Attack costs are
@@ -109,11 +109,11 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import experiments as ex
-from hardex.chapter import finish, note, setup, show_profile
-from hardex.a3 import default_schedule
-from hardex.evaluate import evaluate_run, precision_agreement
-from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.report import captioned, compare, paper_value
+from hardex.book.chapter import finish, note, setup, show_profile
+from hardex.evaluation.a3 import default_schedule
+from hardex.evaluation.suite import evaluate_run, precision_agreement
+from hardex.paper.ledger import banner, data_label, label_eps, Ledger
+from hardex.paper.report import captioned, compare, paper_value
 from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -131,7 +131,7 @@ show_profile(P, led, f"evaluated on {eval_n or 'all'} test images at {label_eps(
 # ## What this profile can detect
 #
 # Before anything is evaluated: the minimum detectable effect (MDE, points; 95% interval
-# excluding zero with 80% power, `hardex.stats.mde`) of the chapter's paired comparisons on
+# excluding zero with 80% power, `hardex.paper.stats.mde`) of the chapter's paired comparisons on
 # `eval_n` test images (every attack scores the same images, so every comparison is paired;
 # one training seed), next to the paper's effect. Stated assumptions: two models disagree on 15%
 # of the images; two attacks on one model on 5%. For "agree within" claims the MDE column is
@@ -276,7 +276,7 @@ def a3_group(k: str, classes) -> np.ndarray:
     return st.as_outcomes(pe["a3"])[np.isin(np.asarray(pe["labels"]), list(classes))]
 
 
-EASY, HARD = (0, 1, 7, 8, 9), (2, 3, 4, 5, 6)  # hardex.robustness.DEFAULT_GROUPS
+EASY, HARD = (0, 1, 7, 8, 9), (2, 3, 4, 5, 6)  # hardex.evaluation.robustness.DEFAULT_GROUPS
 _ = led.record("Table 20", "DPLS raises A3 robust accuracy on both the easy and the hard classes",
                st.combine([st.paired(a3_group("pgd_dpls", c), a3_group("pgd", c)) for c in (EASY, HARD)]),
               "; ".join(f"{k}: easy {100 * v['a3_easy']:.2f}, hard {100 * v['a3_hard']:.2f}" for k, v in g.items()))
@@ -429,12 +429,12 @@ for k, v in results.items():
 _ = led.fact("masking", "neither model shows signs of gradient masking (falling curve reaching ~0 at eps 0.5, "
              "FGSM not below PGD, RayS not below white-box)",
              bool(not any(v["masking"]["suspicious"] for v in results.values())),
-             "the masking check's own decision rule (hardex.robustness.masking_check), per model",
+             "the masking check's own decision rule (hardex.evaluation.robustness.masking_check), per model",
               "; ".join(f"{k}: {'suspicious' if v['masking']['suspicious'] else 'passed'}" for k, v in results.items()))
 _ = led.claim("bf16 training", "bf16-trained models are as robust as their fp32 evaluation says: "
               "no sign of gradient masking under fp32 attacks",
               led.stats.deterministic(not any(v["masking"]["suspicious"] for v in results.values()),
-                                      "the masking check's own decision rule (hardex.robustness.masking_check)")
+                                      "the masking check's own decision rule (hardex.evaluation.robustness.masking_check)")
               if precision == "bf16" else None,
               "the masking check above, on models trained with bf16 autocast" if precision == "bf16"
               else f"not run: this profile trains in {precision}")

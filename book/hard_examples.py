@@ -19,7 +19,7 @@
 # gap widens with the attack size (Fig. 3), and during robust overfitting the network keeps
 # fitting them while test robustness falls (Fig. 4). This chapter rebuilds those items from
 # runs in the run store (`hardex.runs.ensure`); every number comes from a run record or from
-# the paper's own table (`hardex.report`).
+# the paper's own table (`hardex.paper.report`).
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -112,10 +112,10 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
-from hardex.chapter import ensure_available, finish, note, records_table, setup, show_profile
-from hardex.evaluate import evaluate_run, expect_evaluation
-from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.report import captioned, compare, paper_value
+from hardex.book.chapter import ensure_available, finish, note, records_table, setup, show_profile
+from hardex.evaluation.suite import evaluate_run, expect_evaluation
+from hardex.paper.ledger import banner, data_label, label_eps, Ledger
+from hardex.paper.report import captioned, compare, paper_value
 from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -132,7 +132,7 @@ show_profile(P, led, f"Fig. 1 trains `{fig1_model}`.")
 # ## What this profile can detect
 #
 # Before anything trains: the minimum detectable effect (MDE, points; 95% interval excluding
-# zero with 80% power, `hardex.stats.mde`) of Table 1's comparison, next to the paper's effect.
+# zero with 80% power, `hardex.paper.stats.mde`) of Table 1's comparison, next to the paper's effect.
 # Our robust numbers are `final.json`'s aggregate PGD-k accuracies on `final_subset` test
 # images, compared unpaired (as if the two models disagreed on 50% of them), one training
 # seed; with `t1_eval = "pgd20"` they are PGD-20 per-example outcomes, compared paired. The figures' claims compare probe-set and per-epoch test-sample aggregates (sizes

@@ -20,7 +20,7 @@
 # only to the top n% "normal" (easy) ones, for 0 <= n <= 20% (Fig. 8). The paper finds that LS
 # on hard examples raises robust accuracy about as much as pruning them, with a smaller loss of
 # standard accuracy, while LS on normal examples lowers it. Every number here comes from a run
-# record (`hardex.runs.ensure`) or from the paper's text (`hardex.report`).
+# record (`hardex.runs.ensure`) or from the paper's text (`hardex.paper.report`).
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -88,8 +88,8 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex, paths
-from hardex.chapter import finish, note, setup, show_profile
-from hardex.ledger import banner, data_label, label_eps, Ledger
+from hardex.book.chapter import finish, note, setup, show_profile
+from hardex.paper.ledger import banner, data_label, label_eps, Ledger
 from hardex.runs.spec import FileScores
 from hardex.runs import ensure
 
@@ -104,7 +104,7 @@ show_profile(P, led, f"PGD-AT {label_eps(eps)}; every run branches from the base
 # ## What this profile can detect
 #
 # Before anything trains: the smallest robust-accuracy difference (MDE, points; 95% interval
-# excluding zero with 80% power, `hardex.stats.mde`) this profile can detect between two of
+# excluding zero with 80% power, `hardex.paper.stats.mde`) this profile can detect between two of
 # Fig. 8's runs, and the smallest equivalence margin it can confirm (Fig. 8c). Our numbers are
 # `final.json`'s aggregate accuracies on `final_subset` test images, compared unpaired (as if
 # the models disagreed on 50% of them), one training seed. The paper prints Fig. 8 as curves

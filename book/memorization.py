@@ -21,7 +21,7 @@
 # Table 8); and pruning a growing share of hard examples late in training raises robust
 # accuracy while pruning easy ones lowers it (Fig. 7). Appendix B.6 describes the hard and easy
 # sets (Figs. 14-16). Every number here comes from a run record (`hardex.runs.ensure`) or from
-# the paper's own tables (`hardex.report`).
+# the paper's own tables (`hardex.paper.report`).
 
 # %% [markdown]
 # ## Verdicts at a glance
@@ -100,10 +100,10 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from hardex import difficulty, experiments as ex
-from hardex.chapter import finish, note, setup
+from hardex.book.chapter import finish, note, setup
 from hardex.data import load_dataset
-from hardex.ledger import banner, data_label, label_eps, Ledger
-from hardex.report import captioned, compare, paper_value
+from hardex.paper.ledger import banner, data_label, label_eps, Ledger
+from hardex.paper.report import captioned, compare, paper_value
 from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -121,7 +121,7 @@ def final(rec) -> dict:
 # ## What this profile can detect
 #
 # Before anything trains: the minimum detectable effect (MDE, points; 95% interval excluding
-# zero with 80% power, `hardex.stats.mde`) of this chapter's comparisons of `final.json`'s
+# zero with 80% power, `hardex.paper.stats.mde`) of this chapter's comparisons of `final.json`'s
 # aggregate accuracies (unpaired, as if the two models disagreed on 50% of the test images; one
 # training seed), next to the paper's effect; Table 8's "change by less than 1.5 points" is an
 # equivalence within ±1.5 points (its MDE column: the smallest margin TOST can confirm). The
@@ -502,7 +502,7 @@ def minutes_per_epoch(spec) -> float:
 
 
 if not SMOKE:
-    from hardex.book import Chapter, load_params
+    from hardex.book.build import Chapter, load_params
     from hardex.paths import repo_root
 
     # the runs the hard_examples chapter trains too: its baseline and its Figs. 3/4 difficulty runs,

@@ -66,9 +66,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from hardex import bench
-from hardex.chapter import finish, setup
-from hardex.ledger import Ledger
+from hardex.tools import bench
+from hardex.book.chapter import finish, setup
+from hardex.paper.ledger import Ledger
 
 pd.set_option("display.precision", 2)
 P, _, _, _, led = setup(globals(), "performance", data="synthetic uint8 images (timing only)")
@@ -167,7 +167,7 @@ for s in summaries[:max_reports]:
 #
 # Targets are those of the speed issue (H100, batch 128). The paper's timing is its appendix's
 # 47 hours for 200 epochs of PGD-AT with WRN-28-10 on one RTX 8000; the other anchors are
-# reference code's logs (`hardex.bench.ANCHORS`, with their sources). Different GPUs: these
+# reference code's logs (`hardex.tools.bench.ANCHORS`, with their sources). Different GPUs: these
 # columns place our numbers, they are not like-for-like comparisons.
 
 # %%

@@ -16,7 +16,7 @@
 # Every table, figure and formal statement of the paper, the chapter of this book that
 # rebuilds it, and what that chapter found: the paper's number, ours and the difference for
 # each compared cell, and a verdict for each of the paper's qualitative claims, computed from
-# the 95% interval of its effect (`hardex.stats`): **holds** (the interval lies on the claimed
+# the 95% interval of its effect (`hardex.paper.stats`): **holds** (the interval lies on the claimed
 # side of zero), **does not hold** (entirely on the other side), **inconclusive** (it contains
 # zero), **not run** (the runs it needs were not made on this profile, or its chapter did not
 # run) or **no verdict (smoke)** (the smoke profile's tiny models say nothing about the paper;
@@ -24,10 +24,10 @@
 # bootstrap over test examples (with an exact McNemar test), a hierarchical bootstrap over
 # seeds and test examples, an equivalence test (TOST) within a stated margin, an unpaired
 # interval where only aggregate accuracies exist, or "exact" for deterministic facts. Nothing here is typed by hand: the list of items is the registry
-# `hardex.report.PAPER_ITEMS` (checked against the paper's list of experiments by the test
+# `hardex.paper.report.PAPER_ITEMS` (checked against the paper's list of experiments by the test
 # suite), the paper's numbers come from `hardex/paper/paper_results.yaml`, and everything
 # else from the ledgers the chapters saved when they ran in this build
-# (`hardex.ledger.load_ledgers`). Each row says on which profile and which copy of the data it
+# (`hardex.paper.ledger.load_ledgers`). Each row says on which profile and which copy of the data it
 # was measured.
 
 # %% [markdown]
@@ -48,8 +48,10 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from hardex import ledger, report
-from hardex.chapter import GLANCE_KEY, glue_markdown, items_markdown
+from hardex.paper import ledger
+
+from hardex.paper import report
+from hardex.book.chapter import GLANCE_KEY, glue_markdown, items_markdown
 from hardex.paths import repo_root
 
 pd.set_option("display.max_rows", None)
@@ -131,7 +133,7 @@ else:
 #
 # Stated by each chapter before anything trains: for its main comparisons, the minimum
 # detectable effect (MDE, points: the true effect a 95% interval excludes zero for with 80%
-# power, `hardex.stats.mde`) on the profile's test examples and training seeds, next to the
+# power, `hardex.paper.stats.mde`) on the profile's test examples and training seeds, next to the
 # paper's effect; `can confirm` says whether the paper's effect is at least the MDE, i.e.
 # whether this profile can confirm the paper at all. For equivalence claims the MDE column is
 # the smallest margin the profile can confirm, next to the claim's margin. `discordance` and

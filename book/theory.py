@@ -65,8 +65,8 @@ from IPython.display import Markdown, display
 from scipy.stats import pearsonr, spearmanr
 
 from hardex import theory as th
-from hardex.chapter import finish, setup
-from hardex.ledger import Ledger
+from hardex.book.chapter import finish, setup
+from hardex.paper.ledger import Ledger
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 4)

@@ -15,8 +15,8 @@ import sys
 from hardex.runs.errors import RunsFailed
 
 # Modules that contribute subcommands, in the order `hardex --help` lists them.
-_COMMAND_MODULES = ["hardex.book", "hardex.runs.cli", "hardex.progress", "hardex.bench", "hardex.gpucheck",
-                    "hardex.renderbook"]
+_COMMAND_MODULES = ["hardex.book.build", "hardex.runs.cli", "hardex.runs.progress", "hardex.tools.bench", "hardex.tools.gpucheck",
+                    "hardex.book.render"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by bad input (a spec, a parameter file, missing data): one line, exit 2."""
     errors: list[type[BaseException]] = []
-    for module, name in (("hardex.runs.spec", "SpecError"), ("hardex.book", "ParamsError"),
+    for module, name in (("hardex.runs.spec", "SpecError"), ("hardex.book.build", "ParamsError"),
                          ("hardex.data", "DataNotFoundError"), ("pydantic", "ValidationError")):
         try:
             errors.append(getattr(importlib.import_module(module), name))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hardex.a3 import A3Round, a3, cosine_step_sizes, default_schedule
+from hardex.evaluation.a3 import A3Round, a3, cosine_step_sizes, default_schedule
 from hardex.attacks import pgd
 
 EPS = 8 / 255

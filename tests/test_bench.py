@@ -13,7 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hardex import bench, models
+from hardex import models
+
+from hardex.tools import bench
 
 
 def _get(d, dotted):

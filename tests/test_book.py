@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hardex import book
+from hardex.book import build as book
 from hardex.paths import repo_root
 
 NOTEBOOK = '''\

@@ -1,11 +1,13 @@
-"""hardex.chapter: the chapters' shared setup, verdicts at a glance, the landing page; and the
+"""hardex.book.chapter: the chapters' shared setup, verdicts at a glance, the landing page; and the
 reader tags `hardex book` puts on executed notebooks."""
 
 import nbformat
 import pytest
 
-from hardex import book, chapter
-from hardex.ledger import NO_VERDICT, NOT_RUN
+from hardex.book import build as book
+
+from hardex.book import chapter
+from hardex.paper.ledger import NO_VERDICT, NOT_RUN
 
 
 def test_setup_returns_the_names_chapters_use_and_shows_the_profile_box(capsys):
@@ -68,7 +70,7 @@ def test_slugs_are_mysts(title, slug):
 
 
 def test_captioned_table_colours_differences_and_keeps_the_numbers_as_text():
-    from hardex.report import captioned, compare
+    from hardex.paper.report import captioned, compare
 
     t = compare({"a": {"std": 0.5, "pgd": 0.3}}, {"a": {"std": 48.0, "pgd": 33.0}, "b": {"std": 40.0, "pgd": 20.0}})
     shown = captioned(t, "Table 3, CIFAR-10, eps 8/255: the paper and ours", "table-3-x")
@@ -87,7 +89,7 @@ def test_glue_figure_outside_a_kernel_closes_the_figure_and_glues_nothing(capsys
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hardex.chapter import glue_figure
+    from hardex.book.chapter import glue_figure
 
     fig = plt.figure()
     glue_figure("fig-x", fig)
@@ -95,7 +97,7 @@ def test_glue_figure_outside_a_kernel_closes_the_figure_and_glues_nothing(capsys
 
 
 def test_effect_text_shows_a_stats_interval_as_an_interval():
-    from hardex.chapter import effect_text
+    from hardex.book.chapter import effect_text
 
     claim = {"item": "Table 3", "claim": "c", "verdict": "holds", "evidence": "", "effect": 2.0, "lo": 0.0,
              "hi": 6.0, "level": 0.95, "method": "paired bootstrap", "n": 50}

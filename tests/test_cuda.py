@@ -28,7 +28,9 @@ import os
 import pytest
 import torch
 
-from hardex import attacks, bench, data, fastpath
+from hardex import attacks, data, fastpath
+
+from hardex.tools import bench
 from hardex.config import TrainConfig
 from hardex.train import Trainer
 

@@ -1,4 +1,4 @@
-"""hardex.evaluate: attack names, feasibility, strength on an undefended model, worst case,
+"""hardex.evaluation.suite: attack names, feasibility, strength on an undefended model, worst case,
 exact pass counting, masking report, purifier path, run evaluation with its cache."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from hardex.a3 import a3, default_schedule
-from hardex.evaluate import (PassCounter, _check_feasible, cache_key, evaluate_model, evaluate_run, parse_attack,
+from hardex.evaluation.a3 import a3, default_schedule
+from hardex.evaluation.suite import (PassCounter, _check_feasible, cache_key, evaluate_model, evaluate_run, parse_attack,
                              precision_agreement, table)
 
 from tests.test_a3 import EPS, _cnn, _data
@@ -152,7 +152,7 @@ def test_masking_flags_fgsm_beating_pgd() -> None:
     random start) cannot cross a boundary at distance 0.02 > eps/2, one FGSM step of eps
     can; the check must flag the iterative attack as weaker than FGSM."""
     from hardex.attacks import pgd
-    from hardex.robustness import masking_check
+    from hardex.evaluation.robustness import masking_check
 
     class Mean(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hardex import book
+from hardex.book import build as book
 from hardex.paths import data_root, repo_root
 
 OVERRIDES = Path(__file__).with_name("fast_structure.yaml")

@@ -25,7 +25,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hardex import attacks, bench, data, fastpath, models
+from hardex import attacks, data, fastpath, models
+
+from hardex.tools import bench
 
 EPS = 8 / 255
 

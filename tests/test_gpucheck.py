@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from hardex import book, cells, gpucheck, wheels
+from hardex.book import build as book
+
+from hardex.book import cells
+
+from hardex.tools import gpucheck
+
+from hardex.tools import wheels
 from hardex.paths import repo_root
 from hardex.runs import plan as runplan
 from hardex.runs.spec import RunSpec
@@ -60,7 +66,7 @@ def test_render_only_ensure_returns_records_and_names_the_missing(tmp_path, monk
 
 
 def test_render_only_evaluate_run_reads_its_cache_only(tmp_path, monkeypatch):
-    from hardex import evaluate
+    from hardex.evaluation import suite as evaluate
 
     store = RunStore(tmp_path / "runs", extra_roots=())
     [rec] = runplan.ensure([spec(epochs=2)], store, progress=False, trainer=FakeTrainer)
@@ -74,7 +80,7 @@ def test_render_only_evaluate_run_reads_its_cache_only(tmp_path, monkeypatch):
 
 
 def test_expect_rows_only_for_planners_that_ask(tmp_path, monkeypatch):
-    from hardex.evaluate import expect_evaluation
+    from hardex.evaluation.suite import expect_evaluation
 
     s = child_of(spec(epochs=4), 2, 0.9)
     runplan.expect(s, "why")  # outside a planning pass: nothing
@@ -248,9 +254,9 @@ def test_render_only_build_pages(tmp_path, monkeypatch):
     assert not (tmp_path / "runs" / missing.short_hash).exists()  # nothing trained
     assert not (out / "missing.failed.ipynb").exists()
     # the appendix and the landing page say "not run on quick" for the skipped chapter's items
-    from hardex.chapter import landing
-    from hardex.ledger import load_ledgers
-    from hardex.report import reproduction_tables
+    from hardex.book.chapter import landing
+    from hardex.paper.ledger import load_ledgers
+    from hardex.paper.report import reproduction_tables
 
     leds = load_ledgers(out / "ledger")
     assert leds["skipped"]["not_run"] == "too long for this profile"
@@ -258,14 +264,14 @@ def test_render_only_build_pages(tmp_path, monkeypatch):
     mem = {"skipped": {**leds["skipped"], "chapter": "memorization"}}
     items = reproduction_tables({"memorization": mem["skipped"]}, ["memorization"])["items"]
     assert (items[items["chapter"] == "memorization"]["status"] == "not run on profile quick: too long for this profile").all()
-    from hardex.chapter import items_markdown
+    from hardex.book.chapter import items_markdown
 
     md = items_markdown(items[items["chapter"] == "memorization"])
     assert "memorization.ipynb)" in md and "memorization.ipynb#" not in md  # its page has no sections to link
 
 
 def test_actual_line_against_the_records(tmp_path):
-    from hardex.buildplan import ChapterPlan, actual_line
+    from hardex.book.planning import ChapterPlan, actual_line
 
     class Timed(FakeTrainer):
         def run_epoch(self) -> dict:
@@ -283,13 +289,13 @@ def test_actual_line_against_the_records(tmp_path):
 
 
 def test_run_cmd_stops_a_step_cleanly_at_its_deadline(tmp_path):
-    """Past its time a step gets SIGTERM (hardex.plainrun turns it into KeyboardInterrupt, as
+    """Past its time a step gets SIGTERM (hardex.book.plainrun turns it into KeyboardInterrupt, as
     Ctrl-C: training keeps its last checkpoint) and may finish cleanly; the check goes on."""
     import sys
     import time
 
     check = gpucheck.Check(tmp_path, tmp_path, tmp_path, "cpu", 1e18)
-    code = ("import signal, sys, time\nfrom hardex.plainrun import _on_term\nsignal.signal(signal.SIGTERM, _on_term)\n"
+    code = ("import signal, sys, time\nfrom hardex.book.plainrun import _on_term\nsignal.signal(signal.SIGTERM, _on_term)\n"
             "try:\n    print('started', flush=True)\n    time.sleep(60)\n"
             "except KeyboardInterrupt:\n    print('stopped cleanly', flush=True)\n    sys.exit(130)\n")
     t0 = time.time()

@@ -1,4 +1,4 @@
-"""hardex.ledger: chapters' comparison records for the paper-vs-reproduction appendix."""
+"""hardex.paper.ledger: chapters' comparison records for the paper-vs-reproduction appendix."""
 
 import json
 import math
@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from hardex import ledger
-from hardex.report import compare
+from hardex.paper import ledger
+from hardex.paper.report import compare
 
 
 def _table():

@@ -1,4 +1,4 @@
-"""requirements.lock: exact pins that satisfy pyproject.toml's ranges (hardex.lockfile)."""
+"""requirements.lock: exact pins that satisfy pyproject.toml's ranges (hardex.tools.lockfile)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from hardex import lockfile
+from hardex.tools import lockfile
 from hardex.paths import repo_root
 
 ROOT = repo_root()

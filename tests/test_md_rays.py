@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from hardex.attacks import pgd
-from hardex.md_attack import md_attack, md_step_sizes
-from hardex.rays import rays
+from hardex.evaluation.md_attack import md_attack, md_step_sizes
+from hardex.evaluation.rays import rays
 
 from tests.test_a3 import EPS, _acc, _cnn, _data, _feasible
 

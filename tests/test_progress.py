@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from hardex import buildplan, progress
-from hardex.book import check_hardware
+from hardex.book import planning as buildplan
+
+from hardex.runs import progress
+from hardex.book.build import check_hardware
 from hardex.runs.plan import describe, ensure
 from hardex.runs.store import RunStore, train_run
 from test_store import FakeTrainer, child_of, numbers, spec

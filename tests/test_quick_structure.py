@@ -12,7 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from hardex import book, gpucheck
+from hardex.book import build as book
+
+from hardex.tools import gpucheck
 from hardex.paths import repo_root
 
 STAND_IN = Path(__file__).with_name("quick_structure.yaml")

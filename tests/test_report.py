@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hardex import report
+from hardex.paper import report
 from hardex.paths import repo_root
 
 PAPER_TXT = repo_root().parent / "shared" / "paper" / "paper.txt"
@@ -101,7 +101,7 @@ def test_registry_keys_exist_and_items_are_unique():
 
 
 def _ledgers():
-    from hardex.ledger import Ledger
+    from hardex.paper.ledger import Ledger
 
     he = Ledger("hard_examples", "fast", "CIFAR-10 (JPEG copy)")
     he.table("Table 1", report.compare({"none": {"rob": 0.5}, "hard_pruning": {"rob": None}},
@@ -141,7 +141,7 @@ def test_reproduction_tables():
 
 
 def test_reproduction_tables_show_intervals_and_power_and_read_old_ledgers():
-    from hardex.ledger import Ledger
+    from hardex.paper.ledger import Ledger
 
     new = Ledger("dpls", "fast", "CIFAR-10")
     new.compare("Table 3", "DPLS > PGD", "1" * 60 + "0" * 40, "1" * 40 + "0" * 60)

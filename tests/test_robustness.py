@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hardex.a3 import a3
+from hardex.evaluation.a3 import a3
 from hardex.attacks import pgd
-from hardex.md_attack import md_attack
-from hardex.rays import rays
-from hardex.robustness import class_group_accuracy, masking_check, per_class_accuracy, worst_case
+from hardex.evaluation.md_attack import md_attack
+from hardex.evaluation.rays import rays
+from hardex.evaluation.robustness import class_group_accuracy, masking_check, per_class_accuracy, worst_case
 
 from tests.test_a3 import EPS, _cnn, _data
 

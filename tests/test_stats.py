@@ -1,4 +1,4 @@
-"""hardex.stats: each statistic against scipy / a float64 reference, calibration of the
+"""hardex.paper.stats: each statistic against scipy / a float64 reference, calibration of the
 verdicts by simulation, and the minimum detectable effect against a simulated power curve.
 Simulations are seeded and vectorised (the whole file runs in seconds)."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from hardex import stats as st
+from hardex.paper import stats as st
 
 N_SIM = 1000
 

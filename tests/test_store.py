@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hardex import lockfile
+from hardex.tools import lockfile
 from hardex.config import TrainConfig
 from hardex.runs.plan import ensure
 from hardex.runs.spec import RunSpec

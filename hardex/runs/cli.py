@@ -9,7 +9,7 @@
 ``--trainer module:attr`` (train) builds the trainer from another factory than
 ``hardex.train.Trainer`` (tests use a fake one).
 
-`hardex eval` runs :func:`hardex.evaluate.evaluate_run` on a run's final or best model
+`hardex eval` runs :func:`hardex.evaluation.suite.evaluate_run` on a run's final or best model
 (or a given checkpoint file) and prints a table and the JSON result (clean, robust per
 attack, worst case, per class, cost, masking check); the result is cached in the run's
 ``eval/`` folder.
@@ -85,7 +85,7 @@ def _eval_target(store: RunStore, target: str) -> tuple[Path, str | None]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hardex import evaluate as ev
+    from hardex.evaluation import suite as ev
 
     try:
         attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]

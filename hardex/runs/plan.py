@@ -12,7 +12,7 @@ are raised together at the end (`RunsFailed`). Where it trains is the executor's
 (`hardex.runs.executors`: this process, worker processes, Slurm); nothing here knows it.
 
 Planning pass: with ``HARDEX_PLAN_ONLY=<file>`` set, `ensure` appends the jobs it would
-train to that file (`job_row`) and raises `PlanOnly` instead of training (`hardex.buildplan`);
+train to that file (`job_row`) and raises `PlanOnly` instead of training (`hardex.book.planning`);
 `expect` records, for planners that ask (``HARDEX_PLAN_EXPECT=<file>``, `hardex gpu-check
 --plan`), stand-ins for runs whose specs are known only once others finish.
 
@@ -275,7 +275,7 @@ def ensure(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None, ex
     store = store if store is not None else RunStore()
     levels = plan(store, specs)
     plan_file = os.environ.get(PLAN_ENV)
-    if plan_file:  # a planning pass (hardex.buildplan): record the jobs, train nothing
+    if plan_file:  # a planning pass (hardex.book.planning): record the jobs, train nothing
         record_plan(plan_file, store, levels, specs)
         if levels:
             raise PlanOnly(f"{sum(len(level) for level in levels)} runs to train")

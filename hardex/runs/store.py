@@ -62,7 +62,7 @@ import torch
 from tqdm import tqdm  # plain bars: tqdm.auto warns in notebooks without ipywidgets
 
 import hardex
-from hardex.lockfile import lock_provenance
+from hardex.tools.lockfile import lock_provenance
 from hardex.paths import repo_root, runs_root
 from hardex.runs.spec import SHORT_HASH_LEN, FileScores, RunScores, RunSpec, SpecError, sha256_file
 
@@ -484,7 +484,7 @@ def _copy_record(src: Path, dest: Path) -> Path:
         for name in _RECORD_FILES:
             if (src / name).exists():
                 atomic_write_bytes(tmp / name, (src / name).read_bytes())
-        # cached evaluations (hardex.evaluate: eval/<key>.json) travel with the record
+        # cached evaluations (hardex.evaluation.suite: eval/<key>.json) travel with the record
         for f in sorted((src / "eval").glob("*.json")) if (src / "eval").is_dir() else []:
             atomic_write_bytes(tmp / "eval" / f.name, f.read_bytes())
         if dest.exists():
@@ -928,7 +928,7 @@ def branch_checkpoint(store: RunStore, spec: RunSpec, epoch: int, trainer: Train
 
 @functools.lru_cache(maxsize=1)
 def _lock_provenance() -> dict | None:
-    """The locked environment (hardex.lockfile); one look per process: it does not change."""
+    """The locked environment (hardex.tools.lockfile); one look per process: it does not change."""
     return lock_provenance()
 
 

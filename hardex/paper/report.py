@@ -178,7 +178,7 @@ def paper_items() -> pd.DataFrame:
 
 def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapters: Iterable[str]) -> dict[str, pd.DataFrame]:
     """The appendix "Paper vs reproduction" from the chapters' saved ledgers
-    (:func:`hardex.ledger.load_ledgers`) and the chapters whose source exists.
+    (:func:`hardex.paper.ledger.load_ledgers`) and the chapters whose source exists.
 
     Returns ``items`` (one row per paper item: chapter, status, profile, data, numbers
     compared, verdict counts), ``cells`` (every compared number: paper / ours / diff),
@@ -188,7 +188,7 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
     Cells and claims are attached to every item their label names (:func:`refs`); those
     naming no item of the registry are kept with item ``"(other)"``.
     """
-    from hardex.ledger import VERDICTS
+    from hardex.paper.ledger import VERDICTS
 
     existing = set(existing_chapters)
     reg = paper_items()
@@ -206,7 +206,7 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
     claims = pd.DataFrame(claim_rows, columns=["item", "label", "chapter", "profile", "data", "claim",
                                                "verdict", "effect", "lo", "hi", "level", "method", "n", "seeds",
                                                "evidence"])
-    from hardex.ledger import interval_text
+    from hardex.paper.ledger import interval_text
 
     # ledgers written before issue 15 carry no statistics: their columns stay empty
     claims.insert(claims.columns.get_loc("effect"), "effect [95% CI], points",

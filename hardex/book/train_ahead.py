@@ -2,7 +2,7 @@
 
 With an executor that trains several runs at once (``--slots N``, or Slurm), `hardex book`
 does not let each chapter train its own runs one ``ensure`` after another. It runs the
-planning pass (`hardex.buildplan`) over every chosen chapter, merges their jobs (a run
+planning pass (`hardex.book.planning`) over every chosen chapter, merges their jobs (a run
 several chapters share is one job), and hands them all to `hardex.runs.plan.train_jobs`,
 which keeps the executor's slots full across chapter boundaries, children after parents.
 Runs that can only be planned once others finish (the LS runs at the DPLS run's average
@@ -55,7 +55,8 @@ def train_ahead(root: Path, profile: str, chapters: list[str], executor: Any, st
                 first_plans: list | None = None, env: dict | None = None, say=print) -> dict[str, list[str]]:
     """Train every run the chapters plan, in rounds; returns {chapter: [error, ...]} for
     chapters whose runs failed (empty when every round trained)."""
-    from hardex import buildplan, progress
+    from hardex.book import planning as buildplan
+    from hardex.runs import progress
     from hardex.runs.plan import RunsFailed, train_jobs
 
     where = f"{executor.name} executor, {executor.slots} at once"

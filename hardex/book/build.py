@@ -83,7 +83,7 @@ def _read_notebook(source: Path):
     try:
         import jupytext
     except ImportError:  # e.g. a GPU machine without the book's rendering stack: the same cells
-        from hardex.cells import read_notebook
+        from hardex.book.cells import read_notebook
 
         return read_notebook(source)
     return jupytext.read(source)
@@ -199,7 +199,7 @@ def notice_page(chapter: Chapter, out: Path, text: str, root: Path | None = None
     profile does not run, or one whose records are missing in a render-only build."""
     import nbformat
 
-    from hardex.chapter import headings
+    from hardex.book.chapter import headings
 
     title = next((h.title for h in headings(chapter.name, root) if h.level == 1),
                  chapter.name.replace("_", " ").capitalize())
@@ -285,9 +285,10 @@ def _runs_dir(root: Path) -> Path:
 
 def plan_build(profile: str, selected: list[Chapter], params: dict[str, dict], root: Path, gpu: bool,
                env: dict | None = None) -> tuple[list, float | None]:
-    """The planning pass (hardex.buildplan) with estimates; prints one cost line per chapter
+    """The planning pass (hardex.book.planning) with estimates; prints one cost line per chapter
     and writes the plan file `hardex status --profile` reads. Returns (plans, total seconds)."""
-    from hardex import buildplan, progress
+    from hardex.book import planning as buildplan
+    from hardex.runs import progress
 
     runs = _runs_dir(root)
     t0 = time.perf_counter()
@@ -317,7 +318,7 @@ def plan_build(profile: str, selected: list[Chapter], params: dict[str, dict], r
 def check_hardware(profile: str, gpu: bool, device: str | None, yes: bool, total: float | None,
                    chapters: list[str]) -> str | None:
     """None when the build may go on, else the one line that refuses it."""
-    from hardex.buildplan import HARDWARE_TEXT, PROFILE_HARDWARE, duration
+    from hardex.book.planning import HARDWARE_TEXT, PROFILE_HARDWARE, duration
 
     want = PROFILE_HARDWARE.get(profile, "cpu")
     est = f"est. {duration(total)} of training on this machine"
@@ -383,9 +384,9 @@ LANDING = "landing.md"  # written into _executed/ for book/intro.md's {include}
 
 def write_landing(root: Path, profile: str, ledger_dir: Path) -> Path:
     """The landing page's "does the paper hold?" section from every saved ledger (one block
-    per profile; :func:`hardex.chapter.landing`), as ``_executed/landing.md``."""
-    from hardex.chapter import landing
-    from hardex.ledger import load_ledgers
+    per profile; :func:`hardex.book.chapter.landing`), as ``_executed/landing.md``."""
+    from hardex.book.chapter import landing
+    from hardex.paper.ledger import load_ledgers
 
     target = root / EXECUTED_DIR / LANDING
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -413,7 +414,7 @@ def build(
     """Execute chapters (then render the book when ``html``). ``plan`` (as `hardex book`
     does unless --no-plan): first the planning pass, its cost lines and the hardware check.
     ``executor``: executor settings (`hardex.runs.executors.executor_settings`); one that
-    trains several runs at once trains every chapter's runs first (`hardex.buildtrain`).
+    trains several runs at once trains every chapter's runs first (`hardex.book.train_ahead`).
     ``dry_run`` (--plan): list every run that would train, by level, and train nothing.
     ``render_only``: train and evaluate nothing, render from records (module docstring)."""
     root = root or repo_root()
@@ -438,18 +439,18 @@ def build(
 
     # Notebook kernels must see this interpreter's environment (and so this hardex).
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
-    # Chapters save their paper comparisons here; the appendix reads them (hardex.ledger).
+    # Chapters save their paper comparisons here; the appendix reads them (hardex.paper.ledger).
     os.environ["HARDEX_LEDGER_DIR"] = str(out.resolve() / "ledger")
     if device == "cpu":  # chapters whose device is "" (cuda if available) then train on the CPU
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     names = [c.name for c in selected]
-    from hardex.buildtrain import train_ahead, wants_train_ahead
+    from hardex.book.train_ahead import train_ahead, wants_train_ahead
     from hardex.runs.executors import executor_settings, export_settings, make_executor
 
     settings = executor if executor is not None else executor_settings()
     if dry_run:
-        from hardex.buildplan import planning_pass, plan_listing
-        from hardex.progress import PLANS_DIR
+        from hardex.book.planning import planning_pass, plan_listing
+        from hardex.runs.progress import PLANS_DIR
 
         t0 = time.perf_counter()
         plans = planning_pass(root, profile, names, _runs_dir(root) / PLANS_DIR)
@@ -464,7 +465,7 @@ def build(
         ahead = wants_train_ahead(ex)
     plans: list = []
     if plan or plan_only or ahead:
-        from hardex.buildplan import gpu_visible
+        from hardex.book.planning import gpu_visible
 
         gpu = device != "cpu" and gpu_visible()
         plans, total = plan_build(profile, selected, params, root, gpu)
@@ -485,7 +486,7 @@ def build(
     jobs = {cp.name: (cp.jobs, cp.complete) for cp in plans}
     failed: dict[str, list[str]] = {}
 
-    from hardex.progress import Watcher
+    from hardex.runs.progress import Watcher
 
     watcher = Watcher(_runs_dir(root)) if progress else None
     if watcher is not None:
@@ -582,8 +583,8 @@ def build(
             signal.signal(s, h)
     if watcher is not None:
         watcher.stop()
-    if plans:  # estimate vs actual (hardex.buildplan.actual_line)
-        from hardex.buildplan import actual_line
+    if plans:  # estimate vs actual (hardex.book.planning.actual_line)
+        from hardex.book.planning import actual_line
 
         line = actual_line(plans, _runs_dir(root))
         if line:

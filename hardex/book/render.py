@@ -73,7 +73,7 @@ def render(profile: str, dest: Path, project: Path | None = None, records: Path 
     """Build ``profile``'s book render-only in ``dest`` (see the module docstring); returns
     `hardex book`'s exit status. The HTML is ``dest/_build/html``. ``rehearsal``: the records
     are a CPU rehearsal's (``HARDEX_REHEARSAL``: no verdict, pages labelled)."""
-    from hardex import book
+    from hardex.book import build as book
 
     dest = Path(dest).resolve()
     root = project_copy(dest, project, bench, summary)
@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_cli(sub) -> None:
-    from hardex.book import PROFILES
+    from hardex.book.build import PROFILES
 
     p = sub.add_parser("render-book", help="a profile's book from records only, in a folder of its own "
                                            "(e.g. the quick book from results/, next to the smoke book)",

@@ -1,18 +1,18 @@
 """What a chapter compared with the paper: its tables and its verdicts on the paper's claims.
 
 Every chapter keeps one :class:`Ledger`. It records each table built with
-:func:`hardex.report.compare` (the paper's number, ours, the difference, per cell) and each
+:func:`hardex.paper.report.compare` (the paper's number, ours, the difference, per cell) and each
 qualitative claim of the paper with a computed verdict, then saves itself as JSON. The
 appendix "Paper vs reproduction" reads every chapter's ledger (:func:`load_ledgers`), so
 it shows only what chapters actually computed in this build.
 
 A verdict is computed from a statistic, never typed and never a bare ``a > b``
-(:mod:`hardex.stats`, issue 15): :meth:`Ledger.compare` (paired per-example outcomes of two
+(:mod:`hardex.paper.stats`, issue 15): :meth:`Ledger.compare` (paired per-example outcomes of two
 models, one seed or per-seed lists: bootstrap interval, exact McNemar), :meth:`Ledger.equivalent`
 (a "no difference" claim: TOST within a stated margin), :meth:`Ledger.unpaired` (aggregate
 accuracies only), :meth:`Ledger.fact` (a deterministic fact or seeded simulation, under a
-named method), :meth:`Ledger.record` (any :class:`hardex.stats.Comparison`, e.g. a
-:func:`hardex.stats.combine` of several). Each claim stores effect and interval (accuracy
+named method), :meth:`Ledger.record` (any :class:`hardex.paper.stats.Comparison`, e.g. a
+:func:`hardex.paper.stats.combine` of several). Each claim stores effect and interval (accuracy
 points), method, examples, seeds and verdict: holds / does not hold / inconclusive.
 ``claim(item, claim, None, evidence)`` records a claim whose runs were not made ("not run");
 a bool there is refused. On the smoke profile no verdict is drawn (tiny models, a few
@@ -41,7 +41,7 @@ import pandas as pd
 
 from hardex.paths import repo_root
 
-from hardex import stats
+from hardex.paper import stats
 
 HOLDS, FAILS, NOT_RUN, NO_VERDICT = "holds", "does not hold", "not run", "no verdict (smoke)"
 INCONCLUSIVE = "inconclusive"
@@ -52,7 +52,7 @@ assert (stats.HOLDS, stats.FAILS, stats.INCONCLUSIVE) == (HOLDS, FAILS, INCONCLU
 # of ~0.5 points (seed-to-seed spread of robust accuracy differences on CIFAR-10)
 DISCORDANCE, SEED_SD = 0.15, 0.5
 # Profiles that train one seed per comparison and must not draw a verdict the seed spread could
-# undo: their one-seed intervals add the stated SEED_SD (hardex.stats, "One training seed").
+# undo: their one-seed intervals add the stated SEED_SD (hardex.paper.stats, "One training seed").
 SINGLE_SEED_SD = {"quick": SEED_SD}
 _SEEDED = ("paired", "across_seeds", "equivalence", "unpaired")
 STAT_FIELDS = ("effect", "lo", "hi", "level", "method", "n", "seeds", "margin", "p", "direction")
@@ -131,7 +131,7 @@ def _num(v: Any) -> float | None:
 
 
 class _Stats:
-    """:mod:`hardex.stats` with a ledger's ``seed_sd`` as the default of the functions that
+    """:mod:`hardex.paper.stats` with a ledger's ``seed_sd`` as the default of the functions that
     take one (``led.stats.unpaired(...)`` in a chapter then covers the seed spread too)."""
 
     def __init__(self, seed_sd: float):
@@ -165,7 +165,7 @@ class Ledger:
 
 
     def table(self, item: str, table: pd.DataFrame, note: str = "") -> pd.DataFrame:
-        """Record a :func:`hardex.report.compare` table (columns: (metric, paper|ours|diff))
+        """Record a :func:`hardex.paper.report.compare` table (columns: (metric, paper|ours|diff))
         under ``item`` (e.g. ``"Table 3"``); returns the table, for display."""
         if not isinstance(table.columns, pd.MultiIndex) or table.columns.nlevels != 2:
             raise ValueError(f"{item}: expected a compare() table with (metric, paper/ours/diff) columns")
@@ -187,7 +187,7 @@ class Ledger:
 
     def claim(self, item: str, claim: str, holds: stats.Comparison | None, evidence: str = "") -> str:
         """Record the paper's ``claim`` (made in ``item``). ``holds=None``: its runs were not
-        made on this profile ("not run"); else a :class:`hardex.stats.Comparison` (see
+        made on this profile ("not run"); else a :class:`hardex.paper.stats.Comparison` (see
         :meth:`record`). A bool is refused: a verdict needs a statistic."""
         if holds is None:
             self.claims.append({"item": item, "claim": claim, "verdict": NOT_RUN, "evidence": evidence})
@@ -211,8 +211,8 @@ class Ledger:
     def test(self, a, b, direction: str = ">", n: int | None = None, margin: float | None = None,
              n_b: int | None = None) -> stats.Comparison:
         """The statistic for "model a beats model b" (or, with ``margin``, "a and b are
-        equivalent") without recording it: paired (:func:`hardex.stats.paired` /
-        :func:`hardex.stats.equivalence`) when both are per-example outcomes (bit strings,
+        equivalent") without recording it: paired (:func:`hardex.paper.stats.paired` /
+        :func:`hardex.paper.stats.equivalence`) when both are per-example outcomes (bit strings,
         arrays, or per-seed lists of them), else unpaired on aggregate accuracies (fractions,
         or per-seed lists of them) on ``n`` (and ``n_b``) examples."""
         st = self.stats
@@ -225,18 +225,18 @@ class Ledger:
     def compare(self, item: str, claim: str, a, b, direction: str = ">", evidence: str = "", **kw) -> str:
         """Paired comparison of models ``a`` and ``b`` on the same test examples (per-example
         outcomes: bit strings / arrays, or per-seed lists of them); the claim says
-        acc(a) - acc(b) ``direction`` 0 (:func:`hardex.stats.paired`)."""
+        acc(a) - acc(b) ``direction`` 0 (:func:`hardex.paper.stats.paired`)."""
         return self.record(item, claim, self.stats.paired(a, b, direction, **kw), evidence)
 
     def equivalent(self, item: str, claim: str, a, b, margin: float, evidence: str = "", **kw) -> str:
         """A "no difference" claim: acc(a) - acc(b) within +-``margin`` points (TOST,
-        :func:`hardex.stats.equivalence`)."""
+        :func:`hardex.paper.stats.equivalence`)."""
         return self.record(item, claim, self.stats.equivalence(a, b, margin, **kw), evidence)
 
     def unpaired(self, item: str, claim: str, acc_a, n_a: int, acc_b, n_b: int, direction: str = ">",
                  margin: float | None = None, evidence: str = "", **kw) -> str:
         """Aggregate accuracies (fractions) on ``n_a`` / ``n_b`` examples, no per-example
-        outcomes (:func:`hardex.stats.unpaired`)."""
+        outcomes (:func:`hardex.paper.stats.unpaired`)."""
         return self.record(item, claim, self.stats.unpaired(acc_a, n_a, acc_b, n_b, direction, margin, **kw), evidence)
 
     def fact(self, item: str, claim: str, holds: bool, method: str = "exact (deterministic)",
@@ -249,13 +249,13 @@ class Ledger:
               discordance: float = DISCORDANCE, seed_sd: float = SEED_SD, note: str = "",
               equivalence: bool = False) -> dict[str, Any]:
         """Record (and return) the minimum detectable effect (points; 95% interval, 80% power,
-        :func:`hardex.stats.mde`) of a planned comparison on ``n`` test examples and ``seeds``
+        :func:`hardex.paper.stats.mde`) of a planned comparison on ``n`` test examples and ``seeds``
         seeds, next to the paper's effect (points). ``discordance`` and ``seed_sd`` are stated
         assumptions (fraction of examples on which the two models disagree; sd of one seed's
         effect, points). ``n=None``: the comparison is not run on this profile.
         ``equivalence=True``: a "no difference" claim; the MDE column is then the smallest
         equivalence margin TOST confirms with 80% power at a true difference of 0
-        (:func:`hardex.stats.min_equivalence_margin`), to set next to the claim's margin."""
+        (:func:`hardex.paper.stats.min_equivalence_margin`), to set next to the claim's margin."""
         f = stats.min_equivalence_margin if equivalence else stats.mde
         m = None if not n else f(int(n), int(seeds), discordance, seed_sd,
                                  seed_sd_in_interval=int(seeds) == 1 and self.seed_sd > 0)

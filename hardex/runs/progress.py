@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from hardex.buildplan import duration
+from hardex.book.planning import duration
 from hardex.runs.plan import describe
 
 PLANS_DIR = "_plans"

@@ -4,7 +4,7 @@
 ``requirements.lock`` (written by ``make lock`` with pip-tools from pyproject.toml and its
 ``book`` and ``test`` extras, torch and torchvision pinned) names one exact version of every
 package, so "regenerate the book" means the same software everywhere. ``make book`` and
-``make test`` install from it and then run ``python -m hardex.lockfile check``, which fails
+``make test`` install from it and then run ``python -m hardex.tools.lockfile check``, which fails
 unless the interpreter's installed distributions are exactly the locked ones.
 
 Every run record's provenance carries :func:`lock_provenance`: the lock's sha256 and
@@ -103,7 +103,7 @@ def lock_provenance(root: Path | None = None) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hardex.lockfile", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m hardex.tools.lockfile", description=__doc__.splitlines()[0])
     p.add_argument("command", choices=["check", "sha256"],
                    help="check: installed distributions equal the lock; sha256: print the lock's hash")
     p.add_argument("--lock", type=Path, default=None, help=f"lock file (default: <checkout>/{LOCK_NAME})")

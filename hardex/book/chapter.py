@@ -1,7 +1,7 @@
 """What every chapter of the book does first and last, so the notebooks hold only their science.
 
 ``setup(globals(), "dpls", details=...)`` at the top of a chapter takes the parameters
-(``P``, as the experiment builders read them), opens the chapter's :class:`~hardex.ledger.Ledger`
+(``P``, as the experiment builders read them), opens the chapter's :class:`~hardex.paper.ledger.Ledger`
 and shows the profile box (profile, data, model, schedule, seeds; every parameter folded
 below it). ``note(...)`` keeps what belongs to one build only (wall times, run hashes) out of
 the prose: ``finish(led)`` at the end shows the notes in a collapsed "Build details" box and
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from hardex.ledger import FAILS, HOLDS, NO_VERDICT, NOT_RUN, VERDICTS, Ledger, banner, data_label, label_eps, rehearsal
+from hardex.paper.ledger import FAILS, HOLDS, NO_VERDICT, NOT_RUN, VERDICTS, Ledger, banner, data_label, label_eps, rehearsal
 from hardex.paths import repo_root
 
 GLANCE_KEY = "verdicts-at-a-glance"
@@ -95,7 +95,7 @@ def _value(v: Any) -> str:
 def parameter_names(chapter: str, root: Path | None = None) -> list[str]:
     """The names in the chapter's ``parameters`` cell, in order (``[]`` when unreadable)."""
     try:
-        from hardex.book import notebook_parameters
+        from hardex.book.build import notebook_parameters
 
         return list(notebook_parameters((root or repo_root()) / "book" / f"{chapter}.py"))
     except Exception:  # the box is a convenience; a chapter never fails for it
@@ -205,7 +205,7 @@ def headings(chapter: str, root: Path | None = None, max_level: int = 3) -> list
 def section_for(item: str, hs: list[Heading]) -> Heading | None:
     """The first section (level 2 or 3) whose heading names one of the paper items ``item``
     names; else the chapter's "Verdicts" section."""
-    from hardex.report import refs
+    from hardex.paper.report import refs
 
     wanted = refs(item)
     for ref in wanted:
@@ -244,7 +244,7 @@ def effect_text(claim: Mapping[str, Any]) -> str:
     if "effect" in extra:
         text = _fmt(extra.pop("effect"))
         lo, hi = extra.pop("lo", None), extra.pop("hi", None)
-        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):  # hardex.stats' interval
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):  # hardex.paper.stats' interval
             level = extra.pop("level", 0.95)
             text += f" [{_fmt(float(lo))}, {_fmt(float(hi))}] ({level:.0%} interval)"
         parts.append(text)
@@ -437,7 +437,7 @@ def landing(ledgers: Mapping[str, Mapping[str, Any]], profile: str, chapters: It
 
 def items_markdown(items, root: Path | None = None) -> str:
     """The appendix's "where each item is shown" (MyST Markdown): one row per paper item (a
-    :func:`hardex.report.reproduction_tables` ``items`` table), linked to the section of its
+    :func:`hardex.paper.report.reproduction_tables` ``items`` table), linked to the section of its
     chapter that names it, with its status."""
     lines = ["| paper item | shown in | status |", "|---|---|---|"]
     cache: dict[str, list[Heading]] = {}

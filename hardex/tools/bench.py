@@ -97,7 +97,7 @@ EPOCH_IMAGES = 50_000
 ALGORITHMS = ("pgd", "trades")
 
 #: Speed anchors from public reference code and its logs (not the paper's numbers; the
-#: paper's own timing is ``hardex.report.paper_value("timings....")``). Source:
+#: paper's own timing is ``hardex.paper.report.paper_value("timings....")``). Source:
 #: /work/shared/paper/ANCHORS.md, "Speed anchors".
 ANCHORS: dict[str, dict[str, Any]] = {
     "robust_overfitting_prn18_pgd10_fp32": {
@@ -599,7 +599,7 @@ def _git(*args: str) -> str | None:
 
 
 def _paper_timings() -> dict[str, Any]:
-    from hardex.report import paper_value
+    from hardex.paper.report import paper_value
 
     hours = paper_value("timings.pgd_cifar10_full_200_epochs_wrn28_10")
     return {"wrn28_10/pgd": {"hours_200_epochs": hours, "s_per_epoch": hours * 3600 / 200,

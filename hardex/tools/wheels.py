@@ -8,7 +8,7 @@ pygments). Everything else hardex imports without the book's rendering stack is
 - ``make gpu-wheels`` (on a machine with pip and a network) downloads exactly these, for the
   GPU machine's Python (3.12 by default) and x86-64 Linux, into ``.gpu/wheels`` (git-ignored;
   carry ``.gpu/`` along), and drops files nothing imports (:data:`SLIM`);
-- ``make gpu-install`` (``python -m hardex.wheels install .gpu/wheels build/gpu-site-py312``, on the
+- ``make gpu-install`` (``python -m hardex.tools.wheels install .gpu/wheels build/gpu-site-py312``, on the
   GPU machine, no network) installs those whose top-level modules that Python cannot import
   yet with ``pip install --no-index --no-deps --target``, leaving the machine's own packages in
   charge (the GPU image of this workplace has matplotlib, seaborn, cloudpickle, psutil; it
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu-install: {len(done)} wheels into {args[2]}" + (f": {', '.join(done)}" if done else
                                                                      " (this Python has every package already)"))
     else:
-        print("usage: python -m hardex.wheels pins LOCK | slim DIR | install DIR TARGET", file=sys.stderr)
+        print("usage: python -m hardex.tools.wheels pins LOCK | slim DIR | install DIR TARGET", file=sys.stderr)
         return 2
     return 0
 

@@ -11,7 +11,7 @@ kept), with a progress line for each step:
 (c) **bench**: a short `hardex bench` (PreActResNet-18, PGD-AT-10 and TRADES-10 against the
     reference-style loop, a minute or two), whose per-epoch times then size the next step;
 (d) **quick**: the quick profile's runs and evaluations: the chapters of
-    :data:`QUICK_CHAPTERS` executed in plain Python (:mod:`hardex.plainrun`, no Jupyter), so
+    :data:`QUICK_CHAPTERS` executed in plain Python (:mod:`hardex.book.plainrun`, no Jupyter), so
     the runs, hashes and cached evaluations are exactly the book's. First a planning pass
     prints each chapter's runs, epochs and estimated minutes (from this bench, else the
     profile's stated per-epoch times, labelled), then the runs train, with progress lines;
@@ -32,14 +32,14 @@ kept), with a progress line for each step:
 trained again (remove them to measure again).
 
 On a CUDA machine whose Python has torch, torchvision, numpy, pandas, scipy, pyyaml, tqdm and
-pytest, the rest comes from local wheels (:mod:`hardex.wheels`: ``make gpu-wheels`` on a
+pytest, the rest comes from local wheels (:mod:`hardex.tools.wheels`: ``make gpu-wheels`` on a
 machine with pip, then on the GPU machine ``make gpu-check`` installs the missing ones with
 ``pip --no-index``). The book's rendering stack (jupyter-book, papermill) is not needed.
 
 ``--device cpu`` with ``--stand-in tests/quick_structure.yaml`` is the CPU rehearsal
 (``make gpu-check DEVICE=cpu``): the same script on a tiny stand-in of the quick profile
 (every key and list kept, sizes shrunk), then, with ``--render``, the render-only book built
-from the exported records alone (:mod:`hardex.renderbook`), so that the first GPU run does not
+from the exported records alone (:mod:`hardex.book.render`), so that the first GPU run does not
 meet its own code for the first time. Its numbers mean nothing.
 
 ``--plan`` prints the planning pass's runs, epochs and estimated minutes and stops.
@@ -187,7 +187,7 @@ class Check:
         env["HARDEX_LEDGER_DIR"] = str(self.ledgers)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("HARDEX_GIT_COMMIT", self.summary.get("environment", {}).get("commit") or "")
-        if self.stand_in:  # its ledgers draw no verdict, its pages say "CPU rehearsal" (hardex.ledger)
+        if self.stand_in:  # its ledgers draw no verdict, its pages say "CPU rehearsal" (hardex.paper.ledger)
             env["HARDEX_REHEARSAL"] = "1"
         if self.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
@@ -207,7 +207,7 @@ class Check:
 
 def run_cmd(check: Check, cmd: list[str], log_path: Path, timeout: float, cwd: Path | None = None) -> tuple[int, bool]:
     """Run ``cmd`` with its output appended to ``log_path``; past ``timeout`` seconds it gets
-    SIGTERM (:mod:`hardex.plainrun` turns it into KeyboardInterrupt: training stops at once,
+    SIGTERM (:mod:`hardex.book.plainrun` turns it into KeyboardInterrupt: training stops at once,
     the last checkpoint stays; SIGINT would be ignored by a child of a background job), then
     SIGKILL after :data:`INTERRUPT_GRACE_S`. Returns (exit status, stopped at the deadline)."""
     with open(log_path, "a") as f:
@@ -341,8 +341,9 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
     each chapter's training and evaluation time: from the bench report at ``bench_path``
     (this device's), else the newest one of this device under results/bench, else the
     profile's stated per-epoch times for one GPU (``gpu``) or, on a CPU, as
-    :class:`hardex.buildplan.Estimator` scales them."""
-    from hardex import book, buildplan
+    :class:`hardex.book.planning.Estimator` scales them."""
+    from hardex.book import build as book
+    from hardex.book import planning as buildplan
     from hardex.runs.spec import RunSpec
 
     rows_by: dict[str, dict] = {}
@@ -353,7 +354,7 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
         jobs_f, exp_f = check.work / f"plan-{name}.jobs", check.work / f"plan-{name}.expect"
         for f in (jobs_f, exp_f):
             f.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "hardex.plainrun", name, "--profile", PROFILE, "--root", str(check.root),
+        cmd = [sys.executable, "-m", "hardex.book.plainrun", name, "--profile", PROFILE, "--root", str(check.root),
                "--plan", str(jobs_f), str(exp_f)]
         rc, _ = run_cmd(check, cmd, check.work / "plan.log", 300.0)
         rows = [json.loads(x) for f in (jobs_f, exp_f) if f.exists() for x in f.read_text().splitlines()]
@@ -413,7 +414,7 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
 
 
 def print_plan(check: Check, plan: dict[str, Any]) -> None:
-    from hardex.buildplan import duration
+    from hardex.book.planning import duration
 
     check.log(f"plan (profile {PROFILE}{', stand-in' if check.stand_in else ''}):")
     for line in plan["lines"]:
@@ -424,11 +425,11 @@ def print_plan(check: Check, plan: dict[str, Any]) -> None:
 
 
 class _Progress(threading.Thread):
-    """Progress lines from the run store while a chapter trains (hardex.progress.Watcher)."""
+    """Progress lines from the run store while a chapter trains (hardex.runs.progress.Watcher)."""
 
     def __init__(self, check: Check, chapter: str, jobs: list[dict]):
         super().__init__(daemon=True)
-        from hardex.progress import Watcher
+        from hardex.runs.progress import Watcher
 
         class _Out:
             def write(self_, s: str) -> None:
@@ -467,7 +468,7 @@ def step_quick(check: Check, plan: dict[str, Any]) -> None:
         watch = _Progress(check, name, jobs)
         watch.start()
         try:
-            rc, late = run_cmd(check, [sys.executable, "-m", "hardex.plainrun", name, "--profile", PROFILE,
+            rc, late = run_cmd(check, [sys.executable, "-m", "hardex.book.plainrun", name, "--profile", PROFILE,
                                        "--root", str(check.root)], check.out / "chapters.log", left)
         finally:
             watch.stop()
@@ -510,7 +511,7 @@ def actual_seconds(run_dirs: list[Path]) -> dict[str, float]:
 
 
 def verdicts(ledgers: Path) -> list[dict[str, Any]]:
-    from hardex.ledger import load_ledgers
+    from hardex.paper.ledger import load_ledgers
 
     out = []
     for ch, led in load_ledgers(ledgers).items():
@@ -521,7 +522,7 @@ def verdicts(ledgers: Path) -> list[dict[str, Any]]:
 
 
 def step_export(check: Check, plan: dict[str, Any] | None) -> None:
-    from hardex.buildplan import duration
+    from hardex.book.planning import duration
     from hardex.runs.store import RunStore
 
     t0 = time.time()
@@ -753,7 +754,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         step_export(check, plan)
     if args.render and stand_in is not None:
-        from hardex import renderbook
+        from hardex.book import render as renderbook
 
         t0 = time.time()
         check.log("render: the render-only quick book from the exported records alone")
@@ -779,7 +780,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def buildplan_gpu() -> bool:
-    from hardex.buildplan import gpu_visible
+    from hardex.book.planning import gpu_visible
 
     return gpu_visible()
 

@@ -42,7 +42,7 @@ PASS_SECONDS = 300  # at most this long per chapter in the planning pass (import
 
 
 # --------------------------------------------------------------------------------------
-# the planning pass (a subprocess: `python -m hardex.buildplan OUT ROOT PROFILE CHAPTER...`)
+# the planning pass (a subprocess: `python -m hardex.book.planning OUT ROOT PROFILE CHAPTER...`)
 
 
 def trains(source: Path) -> bool:
@@ -102,7 +102,7 @@ def _main(argv: list[str]) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from hardex import book
+    from hardex.book import build as book
 
     root_p = Path(root)
     by_name = {c.name: c for c in book.toc_chapters(root_p)}
@@ -134,7 +134,7 @@ class ChapterPlan:
 def planning_pass(root: Path, profile: str, chapters: list[str], work: Path, env: dict | None = None) -> list[ChapterPlan]:
     """Run the planning pass in a subprocess; jobs shared between chapters count once,
     in the first chapter that plans them."""
-    from hardex.book import toc_chapters
+    from hardex.book.build import toc_chapters
 
     sources = {c.name: c.source for c in toc_chapters(root)}
     if not any(trains(sources[c]) for c in chapters):  # nothing asks for runs: no subprocess
@@ -142,8 +142,8 @@ def planning_pass(root: Path, profile: str, chapters: list[str], work: Path, env
     work.mkdir(parents=True, exist_ok=True)
     out = work / f"plan-{profile}-{os.getpid()}.json"
     env = {**os.environ, **(env or {})}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", "hardex.buildplan", str(out), str(root), profile, *chapters],
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "hardex.book.planning", str(out), str(root), profile, *chapters],
                           cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not out.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -411,6 +411,6 @@ def plan_listing(plans: list[ChapterPlan], profile: str, root: Path, params: dic
 
 if __name__ == "__main__":
     # one module object for the planning pass and the book code it imports
-    from hardex.buildplan import _main as main
+    from hardex.book.planning import _main as main
 
     sys.exit(main(sys.argv[1:]))

@@ -10,7 +10,7 @@ The chapter's prints and displays go to stdout (IPython's ``display`` prints out
 kernel; figures are closed, matplotlib's Agg backend draws nothing); its ledger is saved as
 usual (``$HARDEX_LEDGER_DIR``).
 
-Run as ``python -m hardex.plainrun CHAPTER --profile P [--root ROOT] [--plan JOBS EXPECT]``:
+Run as ``python -m hardex.book.plainrun CHAPTER --profile P [--root ROOT] [--plan JOBS EXPECT]``:
 exit 0 when every cell ran, 130 when interrupted (SIGINT / SIGTERM: the run store keeps its
 last checkpoint), 1 when a cell raised (its traceback on stderr). ``--plan`` is a planning
 pass (``hardex.runs.plan.PLAN_ENV`` / ``EXPECT_ENV``): it stops at the first ``ensure`` with
@@ -32,7 +32,7 @@ from typing import Any
 def code_cells(source: Path) -> list[tuple[str, bool]]:
     """(code, is the parameters cell) for each code cell; IPython magics and shell lines
     (``%...``, ``!...``) dropped, as the planning pass does."""
-    from hardex.book import _read_notebook
+    from hardex.book.build import _read_notebook
 
     out = []
     for cell in _read_notebook(source).cells:
@@ -49,7 +49,7 @@ def run_chapter(name: str, profile: str, root: Path | None = None, params: dict[
     import matplotlib
 
     matplotlib.use("Agg")
-    from hardex import book
+    from hardex.book import build as book
 
     root = Path(root) if root is not None else None
     chapter = {c.name: c for c in book.toc_chapters(root)}[name]
@@ -66,7 +66,7 @@ def _on_term(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hardex.plainrun", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m hardex.book.plainrun", description=__doc__.splitlines()[0])
     ap.add_argument("chapter")
     ap.add_argument("--profile", required=True)
     ap.add_argument("--root", help="project root (default: this checkout)")

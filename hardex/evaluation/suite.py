@@ -7,9 +7,9 @@ Attack names (``attacks=``):
 - ``pgdK``: PGD-K with cross-entropy, step eps/4 (the paper's evaluation), uniform start;
 - ``cwK``: PGD-K with the CW margin loss (Table 19's "CW" column), step eps/4;
 - ``fgsm``: one signed-gradient step of size eps (used by the masking check);
-- ``a3``: adaptive auto attack (:mod:`hardex.a3`), its reference schedule;
+- ``a3``: adaptive auto attack (:mod:`hardex.evaluation.a3`), its reference schedule;
 - ``autoattack``: AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square) via pyautoattack;
-- ``md``: margin-decomposition attack (:mod:`hardex.md_attack`);
+- ``md``: margin-decomposition attack (:mod:`hardex.evaluation.md_attack`);
 - ``rays`` / ``raysQ``: RayS, hard-label, query budget ``rays_queries`` (default 10,000,
   the reference default) or Q;
 - ``pgdK@bf16`` / ``cwK@bf16``: the same attack with its forward and backward passes under
@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from hardex import attacks as atk
-from hardex.robustness import DEFAULT_GROUPS, class_group_accuracy, masking_check, per_class_accuracy, worst_case
+from hardex.evaluation.robustness import DEFAULT_GROUPS, class_group_accuracy, masking_check, per_class_accuracy, worst_case
 
 __all__ = [
     "ATTACK_FORMS",
@@ -214,7 +214,7 @@ def _run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Te
         assert model.forward_passes == counter
         return ok
     if spec.kind == "a3":
-        from hardex.a3 import a3
+        from hardex.evaluation.a3 import a3
 
         res = a3(model, x, y, eps, seed=seed, batch_size=batch_size, **dict(opts.get("a3", {})))
         _check_feasible(spec.name, res.x_adv, x, eps)
@@ -223,7 +223,7 @@ def _run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Te
         aa = dict(opts.get("autoattack", {}))
         return atk.autoattack(model, x, y, eps, batch_size=batch_size, seed=seed, return_mask=True, **aa).to(dev)
     if spec.kind == "md":
-        from hardex.md_attack import md_attack
+        from hardex.evaluation.md_attack import md_attack
 
         masks = []
         for i in range(0, n, batch_size):
@@ -233,7 +233,7 @@ def _run_attack(spec: AttackSpec, model: nn.Module, x: torch.Tensor, y: torch.Te
             masks.append(rob)
         return torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool, device=dev)
     if spec.kind == "rays":
-        from hardex.rays import rays
+        from hardex.evaluation.rays import rays
 
         q = spec.steps if spec.steps is not None else int(opts.get("rays_queries", 10000))
         masks = []
@@ -289,8 +289,8 @@ def evaluate_model(
     tensors, x in [0, 1]) under ``attacks`` (names, see the module docstring).
 
     ``step_size``: PGD / CW step (default eps / 4). ``a3_options`` / ``md_options`` /
-    ``autoattack_options``: keyword arguments of :func:`hardex.a3.a3`,
-    :func:`hardex.md_attack.md_attack`, :func:`hardex.attacks.autoattack` (e.g. a shorter
+    ``autoattack_options``: keyword arguments of :func:`hardex.evaluation.a3.a3`,
+    :func:`hardex.evaluation.md_attack.md_attack`, :func:`hardex.attacks.autoattack` (e.g. a shorter
     schedule for smoke runs). ``masking``: run the gradient-masking check on the first
     ``masking_n`` examples (PGD-``masking_steps`` with the margin loss on an eps grid,
     FGSM, and the RayS result when RayS is among the attacks). ``purifier``: a callable
