@@ -11,7 +11,7 @@ LOCK_PINS := torch==2.14.1 torchvision==0.29.1
 # pip itself is not in the lock (pip-tools leaves it out); this is the one that installs it
 PIP_VERSION := 26.3
 
-.PHONY: book test unit nbval slurm browser env lock clean gpu-check gpu-install gpu-wheels gpu-import book-quick
+.PHONY: book test lint unit nbval slurm browser env lock clean gpu-check gpu-install gpu-wheels gpu-import book-quick
 
 env: $(STAMP)
 
@@ -42,9 +42,13 @@ book: $(STAMP)
 browser: $(STAMP)
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider -m browser tests/test_browser.py
 
-## make test: unit tests; beside them nbval over freshly executed smoke notebooks, then the
+## make test: the import contracts and the unit tests; beside them nbval over freshly executed smoke notebooks, then the
 ## tests marked slurm (skipped with a reason where no Slurm answers; tools/single-node-slurm start)
-test: unit nbval slurm
+test: lint unit nbval slurm
+
+## make lint: the layers of hardex (import-linter contracts in pyproject.toml: no import circle, core <- runs <- ...)
+lint: $(STAMP)
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q --durations=15 -m "not browser and not slurm"

@@ -502,7 +502,7 @@ def minutes_per_epoch(spec) -> float:
 
 
 if not SMOKE:
-    from hardex.book.build import Chapter, load_params
+    from hardex.book.sources import Chapter, load_params
     from hardex.paths import repo_root
 
     # the runs the hard_examples chapter trains too: its baseline and its Figs. 3/4 difficulty runs,

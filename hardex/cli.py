@@ -15,7 +15,7 @@ import sys
 from hardex.runs.errors import RunsFailed
 
 # Modules that contribute subcommands, in the order `hardex --help` lists them.
-_COMMAND_MODULES = ["hardex.book.build", "hardex.runs.cli", "hardex.runs.progress", "hardex.tools.bench", "hardex.tools.gpucheck",
+_COMMAND_MODULES = ["hardex.book.build", "hardex.runs.cli", "hardex.evaluation.cli", "hardex.runs.progress", "hardex.tools.bench", "hardex.tools.gpucheck",
                     "hardex.book.render"]
 
 

@@ -384,7 +384,7 @@ def load_unlabeled(source, sha256: str | None = None) -> tuple[torch.Tensor, tor
     Returns (uint8 N x C x H x W, int64 labels). ``sha256``: the file's, checked."""
     if isinstance(source, (str, os.PathLike)):
         if sha256 is not None:
-            from hardex.runs.spec import sha256_file
+            from hardex.provenance import sha256_file
             got = sha256_file(source)
             if got != sha256:
                 raise ValueError(f"unlabelled data {source}: sha256 {got} differs from the config's {sha256}")

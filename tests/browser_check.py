@@ -30,7 +30,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from hardex.book.build import EXECUTED_DIR, toc_chapters
+from hardex.book.sources import EXECUTED_DIR, toc_chapters
 
 VIEWPORT = {"width": 1400, "height": 900}
 GLANCE_ID = "verdicts-at-a-glance"

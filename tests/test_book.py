@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hardex.book import build as book
+from hardex.book import sources
 from hardex.paths import repo_root
 
 NOTEBOOK = '''\
@@ -48,9 +48,9 @@ def run_cli(root: Path, *args: str):
 
 def test_parameters_cell_is_read(tmp_path):
     root = make_project(tmp_path, {"a": "print(n)"}, {"a": GOOD})
-    chapter = book.toc_chapters(root)[0]
-    assert book.notebook_parameters(chapter.source) == {"profile": "smoke", "n": 3, "scale": 1.5, "name": "x", "flags": [1, 2]}
-    assert book.load_params("smoke", chapter, root) == {"n": 4, "scale": 2, "name": "y", "flags": [3], "profile": "smoke"}
+    chapter = sources.toc_chapters(root)[0]
+    assert sources.notebook_parameters(chapter.source) == {"profile": "smoke", "n": 3, "scale": 1.5, "name": "x", "flags": [1, 2]}
+    assert sources.load_params("smoke", chapter, root) == {"n": 4, "scale": 2, "name": "y", "flags": [3], "profile": "smoke"}
 
 
 @pytest.mark.parametrize(
@@ -89,28 +89,28 @@ def test_unknown_chapter_and_profile(tmp_path):
     root = make_project(tmp_path, {"a": "pass"}, {"a": GOOD})
     result = run_cli(root, "--chapters", "nope")
     assert result.returncode == 2 and "unknown chapter 'nope'" in result.stderr
-    with pytest.raises(book.ParamsError, match="unknown profile"):
-        book.load_params("huge", book.toc_chapters(root)[0], root)
+    with pytest.raises(sources.ParamsError, match="unknown profile"):
+        sources.load_params("huge", sources.toc_chapters(root)[0], root)
 
 
 def test_every_shipped_params_file_validates():
     root = repo_root()
-    for chapter in book.toc_chapters(root):
-        for profile in book.PROFILES:
-            if book.not_run_reason(profile, chapter, root) is None:  # quick runs two chapters
-                book.load_params(profile, chapter, root)
+    for chapter in sources.toc_chapters(root):
+        for profile in sources.PROFILES:
+            if sources.not_run_reason(profile, chapter, root) is None:  # quick runs two chapters
+                sources.load_params(profile, chapter, root)
 
 
 def test_training_precision_is_one_setting_per_profile():
     """Every chapter that trains reads `precision` and `channels_last`; within a profile they
     agree (so a run shared between chapters has one spec), and GPU profiles use the fast path."""
     root = repo_root()
-    for profile in book.PROFILES:
+    for profile in sources.PROFILES:
         seen = {}
-        for chapter in book.toc_chapters(root):
-            if book.not_run_reason(profile, chapter, root) is not None:
+        for chapter in sources.toc_chapters(root):
+            if sources.not_run_reason(profile, chapter, root) is not None:
                 continue
-            p = book.load_params(profile, chapter, root)
+            p = sources.load_params(profile, chapter, root)
             if "device" in p:
                 seen[chapter.name] = (p["precision"], p["channels_last"])
         assert len(seen) >= (2 if profile == "quick" else 7), seen

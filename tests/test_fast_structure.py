@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hardex.book import sources
 from hardex.book import build as book
 from hardex.paths import data_root, repo_root
 
@@ -41,7 +42,7 @@ def fast_structure_params() -> dict[str, dict[str, Any]]:
 
 
 def test_overrides_keep_the_fast_structure():
-    fast_chapters = {c.name for c in book.toc_chapters()}
+    fast_chapters = {c.name for c in sources.toc_chapters()}
     params = fast_structure_params()
     assert {"hard_examples", "memorization", "label_smoothing", "dpls", "ablations", "comparisons",
             "evaluation"} <= set(params) <= fast_chapters
@@ -67,7 +68,7 @@ def test_fast_profile_chapters_run_on_tiny_data(tmp_path, monkeypatch, capsys, c
     shutil.copy(root / "_toc.yml", proj / "_toc.yml")
     shutil.copytree(root / "book", proj / "book")
     params = fast_structure_params()
-    for chapter in book.toc_chapters(root):
+    for chapter in sources.toc_chapters(root):
         src = root / "params" / "fast" / f"{chapter.name}.yaml"
         text = yaml.safe_dump(params[chapter.name]) if chapter.name in params else src.read_text()
         (proj / "params" / "fast" / f"{chapter.name}.yaml").write_text(text)
@@ -75,7 +76,7 @@ def test_fast_profile_chapters_run_on_tiny_data(tmp_path, monkeypatch, capsys, c
     monkeypatch.setenv("HARDEX_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("HARDEX_LEDGER_DIR", str(out / "ledger"))  # restored afterwards (build sets it)
     monkeypatch.setenv("PATH", os.environ["PATH"])  # restored afterwards (build prepends to it)
-    chapters = [c.name for c in book.toc_chapters(root) if c.name in params] + ["reproduction"]
+    chapters = [c.name for c in sources.toc_chapters(root) if c.name in params] + ["reproduction"]
     status = book.build("fast", chapters, html=False, out=out, root=proj, progress=False)
     printed = capsys.readouterr().out
     chapter_times += [("fast-structure", line) for line in printed.splitlines() if " done in " in line]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hardex.book import sources
 from hardex.book import build as book
 
 from hardex.book import cells
@@ -177,12 +178,12 @@ def test_export_import_round_trip(tmp_path):
 
 
 def test_not_run_chapters_and_profiles():
-    chapters = {c.name: c for c in book.toc_chapters()}
-    assert book.not_run_reason("quick", chapters["memorization"]) and not book.not_run_reason("quick", chapters["dpls"])
-    assert book.not_run_reason("smoke", chapters["memorization"]) is None
-    with pytest.raises(book.ParamsError, match="not run on profile 'quick'"):
-        book.load_params("quick", chapters["memorization"])
-    assert "quick" in book.PROFILES
+    chapters = {c.name: c for c in sources.toc_chapters()}
+    assert sources.not_run_reason("quick", chapters["memorization"]) and not sources.not_run_reason("quick", chapters["dpls"])
+    assert sources.not_run_reason("smoke", chapters["memorization"]) is None
+    with pytest.raises(sources.ParamsError, match="not run on profile 'quick'"):
+        sources.load_params("quick", chapters["memorization"])
+    assert "quick" in sources.PROFILES
 
 
 def test_stand_in_rejects_unknown_keys(tmp_path):

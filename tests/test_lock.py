@@ -9,7 +9,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from hardex.tools import lockfile
+from hardex import provenance as lockfile
 from hardex.paths import repo_root
 
 ROOT = repo_root()

@@ -303,7 +303,7 @@ def test_teachers_spec_hash_and_validation():
 def test_ensure_trains_teachers_first_and_passes_their_models(tmp_path, tiny_cifar):
     from hardex.runs.spec import RunSpec
     from hardex.runs.plan import ensure
-    from hardex.runs.store import load_teachers
+    from hardex.runs.training import load_teachers
     from test_store import real_spec, store_at
 
     std, rob = real_spec(algorithm="std"), real_spec(swa={"from_epoch": 2})
@@ -313,7 +313,7 @@ def test_ensure_trains_teachers_first_and_passes_their_models(tmp_path, tiny_cif
     (rec,) = ensure([kd], store, progress=False)
     assert rec.done and store.open(std) is not None and store.open(rob) is not None
     models = load_teachers(store, kd)
-    from hardex.runs.store import load_checked
+    from hardex.runs.files import load_checked
     best = load_checked(store.open(std).path / "best.pt")["model"]
     assert all(torch.equal(models["std"].state_dict()[k], v) for k, v in best.items())
     # "final" of an SWA run is the average (with its refreshed BN), not the last weights

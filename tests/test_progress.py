@@ -18,8 +18,10 @@ from hardex.book import planning as buildplan
 
 from hardex.runs import progress
 from hardex.book.build import check_hardware
-from hardex.runs.plan import describe, ensure
-from hardex.runs.store import RunStore, train_run
+from hardex.runs.describe import describe
+from hardex.runs.plan import ensure
+from hardex.runs.store import RunStore
+from hardex.runs.training import train_run
 from test_store import FakeTrainer, child_of, numbers, spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,7 +123,8 @@ epochs = 4
 
 # %%
 from test_store import FakeTrainer, spec
-from hardex.runs.plan import describe, ensure
+from hardex.runs.describe import describe
+from hardex.runs.plan import ensure
 
 [rec] = ensure([spec(epochs=epochs)], trainer=FakeTrainer, progress=False)
 '''

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from hardex.book import build as book
+from hardex.book import sources
 
 from hardex.tools import gpucheck
 from hardex.paths import repo_root
@@ -26,10 +26,10 @@ SWITCH_KEYS = {"fig1_n_hard", "fig10_n_hard", "fig9_epochs"}
 
 def test_stand_in_keeps_the_quick_structure(tmp_path):
     root = gpucheck.stand_in_project(STAND_IN, tmp_path / "project")
-    chapters = {c.name: c for c in book.toc_chapters(repo_root())}
+    chapters = {c.name: c for c in sources.toc_chapters(repo_root())}
     for name in gpucheck.QUICK_CHAPTERS:
         quick = yaml.safe_load((repo_root() / "params" / "quick" / f"{name}.yaml").read_text())
-        stand = book.load_params("quick", chapters[name], root)  # validated against the chapter
+        stand = sources.load_params("quick", chapters[name], root)  # validated against the chapter
         assert set(stand) - {"profile"} == set(quick), name
         for k, v in quick.items():
             if isinstance(v, list):
@@ -42,7 +42,7 @@ def test_stand_in_keeps_the_quick_structure(tmp_path):
                 assert (stand[k] == 0) == (v == 0), (name, k)
         assert stand["device"] == "cpu" and stand["model"] == "tiny_cnn", name
     # the chapters the quick profile does not run stay so in the copy
-    not_run = [c for c in chapters.values() if book.not_run_reason("quick", c, root)]
+    not_run = [c for c in chapters.values() if sources.not_run_reason("quick", c, root)]
     assert {c.name for c in not_run} == set(chapters) - set(gpucheck.QUICK_CHAPTERS) - {"performance", "reproduction"}
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from hardex import methods as M
 from hardex import targets as tgt
 from hardex import train as train_mod
-from hardex.runs.spec import sha256_file
+from hardex.provenance import sha256_file
 from hardex.train import Trainer
 from test_train import make_tiny_cifar, small_cfg, strip
 

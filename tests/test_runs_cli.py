@@ -106,10 +106,13 @@ def test_eval_table_json_cache_and_errors(tmp_path, tiny_cifar, capsys):  # noqa
 def test_add_cli_registers_commands():
     import argparse
 
+    from hardex.evaluation import cli as eval_cli
     from hardex.runs import cli as runs_cli
 
     parser = argparse.ArgumentParser()
-    runs_cli.add_cli(parser.add_subparsers(dest="command"))
+    sub = parser.add_subparsers(dest="command")
+    runs_cli.add_cli(sub)
+    eval_cli.add_cli(sub)
     for argv in (["train", "x.yaml"], ["eval", "abc"], ["runs", "ls"], ["runs", "show", "a"], ["runs", "rm", "a"],
                  ["runs", "gc"], ["runs", "export", "a", "--to", "r"], ["runs", "import", "r"]):
         assert callable(parser.parse_args(argv).func), argv

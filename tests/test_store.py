@@ -20,17 +20,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hardex.tools import lockfile
+from hardex import provenance as lockfile
 from hardex.config import TrainConfig
 from hardex.runs.plan import ensure
 from hardex.runs.spec import RunSpec
-from hardex.runs.store import (
-    CorruptRunError,
-    RunStore,
-    _without_timing,
-    load_checked,
-    read_metrics,
-)
+from hardex.runs.files import CorruptRunError, _without_timing, load_checked, read_metrics
+from hardex.runs.store import RunStore
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -95,7 +95,7 @@ def _value(v: Any) -> str:
 def parameter_names(chapter: str, root: Path | None = None) -> list[str]:
     """The names in the chapter's ``parameters`` cell, in order (``[]`` when unreadable)."""
     try:
-        from hardex.book.build import notebook_parameters
+        from hardex.book.sources import notebook_parameters
 
         return list(notebook_parameters((root or repo_root()) / "book" / f"{chapter}.py"))
     except Exception:  # the box is a convenience; a chapter never fails for it
@@ -357,7 +357,7 @@ def records_table(records: Iterable[Any]):
     minutes, and whether the record is in the run store or among the committed ``results/``."""
     import pandas as pd
 
-    from hardex.runs.plan import describe
+    from hardex.runs.describe import describe
 
     rows, seen = [], set()
     for rec in records:

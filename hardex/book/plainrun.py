@@ -28,11 +28,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from hardex.book import sources
+
 
 def code_cells(source: Path) -> list[tuple[str, bool]]:
     """(code, is the parameters cell) for each code cell; IPython magics and shell lines
     (``%...``, ``!...``) dropped, as the planning pass does."""
-    from hardex.book.build import _read_notebook
+    from hardex.book.sources import _read_notebook
 
     out = []
     for cell in _read_notebook(source).cells:
@@ -49,11 +51,10 @@ def run_chapter(name: str, profile: str, root: Path | None = None, params: dict[
     import matplotlib
 
     matplotlib.use("Agg")
-    from hardex.book import build as book
 
     root = Path(root) if root is not None else None
-    chapter = {c.name: c for c in book.toc_chapters(root)}[name]
-    values = params if params is not None else book.load_params(profile, chapter, root)
+    chapter = {c.name: c for c in sources.toc_chapters(root)}[name]
+    values = params if params is not None else sources.load_params(profile, chapter, root)
     ns: dict[str, Any] = {"__name__": "__main__"}
     for i, (code, is_params) in enumerate(code_cells(chapter.source)):
         exec(compile(code, f"<{name} cell {i}>", "exec"), ns)

@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardex.book import sources
 from hardex.runs.plan import PLAN_ENV, PlanOnly
+from hardex.runs.progress import duration
 
 # What each profile is meant for (DESIGN.md, "Profiles"): the book refuses the wrong hardware.
 PROFILE_HARDWARE = {"smoke": "cpu", "quick": "gpu", "fast": "gpu", "paper": "cluster"}
@@ -102,10 +104,9 @@ def _main(argv: list[str]) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from hardex.book import build as book
 
     root_p = Path(root)
-    by_name = {c.name: c for c in book.toc_chapters(root_p)}
+    by_name = {c.name: c for c in sources.toc_chapters(root_p)}
     os.environ.setdefault("HARDEX_LEDGER_DIR", str(Path(out).parent / ".plan-ledger"))
     result = {}
     for name in names:
@@ -113,7 +114,7 @@ def _main(argv: list[str]) -> int:
         if not trains(chapter.source):
             result[name] = {"complete": True, "stopped": None, "jobs": [], "done": []}
             continue
-        params = book.load_params(profile, chapter, root_p)
+        params = sources.load_params(profile, chapter, root_p)
         result[name] = _plan_chapter(chapter, params, Path(out).with_suffix(f".{name}.jobs"))
     Path(out).write_text(json.dumps(result, indent=1))
     return 0
@@ -134,7 +135,7 @@ class ChapterPlan:
 def planning_pass(root: Path, profile: str, chapters: list[str], work: Path, env: dict | None = None) -> list[ChapterPlan]:
     """Run the planning pass in a subprocess; jobs shared between chapters count once,
     in the first chapter that plans them."""
-    from hardex.book.build import toc_chapters
+    from hardex.book.sources import toc_chapters
 
     sources = {c.name: c.source for c in toc_chapters(root)}
     if not any(trains(sources[c]) for c in chapters):  # nothing asks for runs: no subprocess
@@ -283,23 +284,11 @@ class Estimator:
         return words or ("nothing to train" if not cp.jobs else "no estimate")
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def actual_line(plans: list[ChapterPlan], runs: Path) -> str | None:
     """After a build: the planned runs' estimated training time against the time their
     trained epochs took (the records' per-epoch ``seconds``; a continuation's epochs before
     its branch left out), or None when the plan trained nothing or nothing was estimated."""
-    from hardex.runs.store import load_record
+    from hardex.runs.records import load_record
 
     est = actual = 0.0
     n = 0

@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_cli(sub) -> None:
-    from hardex.book.build import PROFILES
+    from hardex.book.sources import PROFILES
 
     p = sub.add_parser("render-book", help="a profile's book from records only, in a folder of its own "
                                            "(e.g. the quick book from results/, next to the smoke book)",

@@ -480,7 +480,7 @@ def load_model(record: Any, which: str = "final", store: Any = None) -> tuple[nn
     kept checkpoint.
     """
     from hardex import data, models
-    from hardex.runs.store import load_checked
+    from hardex.runs.files import load_checked
 
     _check_which(which)
     spec = record.spec
@@ -584,7 +584,8 @@ def evaluate_run(
     :class:`hardex.runs.plan.NoRecord` instead of evaluating.
     """
     from hardex import data
-    from hardex.runs.store import RunStore, _json_default, atomic_write_json
+    from hardex.runs.files import _json_default, atomic_write_json
+    from hardex.runs.store import RunStore
 
     if not hasattr(record, "spec"):
         store = store if store is not None else RunStore()

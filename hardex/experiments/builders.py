@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from hardex.config import TrainConfig
-from hardex.runs.spec import RunSpec, RunScores
+from hardex.runs.describe import epochs_trained, training_fraction
+from hardex.runs.spec import RunScores, RunSpec
 
 
 def _none_if_zero(v: int | None) -> int | None:
@@ -170,29 +171,6 @@ def prune_fraction_from(parent: RunSpec, epoch: int, which: str, fraction: float
         return parent
     rule = {"measure": measure, "which": which, "fraction": float(fraction), "source": "self"}
     return continuation(parent, epoch, edits=[{"kind": "prune", "from_epoch": epoch + 1, "rule": rule}])
-
-
-def epochs_trained(spec: RunSpec) -> int:
-    """Epochs this run trains itself (a continuation starts after its parent's branch epoch)."""
-    return spec.train.epochs - (spec.start_from.epoch if spec.start_from else 0)
-
-
-def training_fraction(spec: RunSpec, full_size: int = 50000) -> float:
-    """Fraction of the full training split one epoch of this run sees, for cost estimates:
-    the dataset subset, then each keep / prune edit (explicit indices or a difficulty rule)."""
-    sub = spec.train.dataset.subset
-    n = sub.n if sub else full_size
-    kept = 1.0
-    for e in spec.train.edits:
-        if e.rule is not None:
-            size = e.rule.k / n if e.rule.k is not None else e.rule.fraction
-        else:
-            size = len(e.indices) / n
-        if e.kind == "keep":
-            kept = size
-        elif e.kind == "prune":
-            kept -= size
-    return (n / full_size) * kept
 
 
 def difficulty_probes(eps: float, k: int, max_examples: int | None = None, source: str = "self",

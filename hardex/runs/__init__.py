@@ -1,14 +1,20 @@
 """The run store and everything that makes runs done.
 
     spec       RunSpec: what a run is (validated, hashed; where it trains is not part of it)
-    store      RunStore: one folder per run, atomic files, locks, checkpoints, train_run
+    describe   a run in words, the epochs it trains and the share of the data it sees
+    files      atomic files, checksummed checkpoints, metrics.jsonl
+    records    RunRecord: a run as stored; load_record, is_done, export/import copies
+    store      RunStore: one folder per run, found by hash; locks, gc, export/import
+    training   train_run: train, resume, regenerate a checkpoint; provenance sessions
     plan       plan / ensure / train_jobs: which runs must train, in which order, on an executor
     errors     RunsFailed (what the CLI reports without importing torch)
     executors  where runs train: this process, N local workers, Slurm (submitit)
     worker     the process a local worker runs
-    cli        `hardex train | eval | runs`
+    progress   what is training, stopped, failed, done (`hardex status`, the book's progress lines)
+    cli        `hardex train | runs`
 
-Imports go one way: spec <- store <- executors <- plan <- cli. ``from hardex.runs import
+Imports go one way: spec <- describe, files <- records <- store <- training <- executors <-
+plan <- progress, cli (checked by the import-linter contracts in pyproject.toml). ``from hardex.runs import
 ensure, RunSpec, RunStore`` is the short form.
 """
 

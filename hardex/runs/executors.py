@@ -9,7 +9,7 @@ scheduler is `hardex.runs.plan.train_jobs`; executors know nothing of plans or c
 and the store knows nothing of executors.
 
 Every job calls `EnsureJob`, which trains (or resumes) exactly one spec with
-`hardex.runs.store.train_run` under the run's lock. A killed, preempted or requeued job
+`hardex.runs.training.train_run` under the run's lock. A killed, preempted or requeued job
 therefore resumes from the run's newest checkpoint, and a run is never trained twice at
 once: a second job for it waits on the lock and then finds it done.
 
@@ -53,7 +53,9 @@ import submitit
 import yaml
 
 from hardex.runs.spec import RunSpec, SpecError
-from hardex.runs.store import RunStore, TrainerFactory, atomic_write_json, train_run
+from hardex.runs.files import atomic_write_json
+from hardex.runs.store import RunStore
+from hardex.runs.training import TrainerFactory, train_run
 
 EXECUTOR_ENV = "HARDEX_EXECUTOR"
 EXECUTOR_FILE_ENV = "HARDEX_EXECUTOR_FILE"

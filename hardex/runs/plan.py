@@ -32,10 +32,14 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hardex.runs.describe import describe, training_fraction
 from hardex.runs.errors import RunsFailed
 from hardex.runs.executors import configured_executor
 from hardex.runs.spec import RunScores, RunSpec
-from hardex.runs.store import RunRecord, RunStore, TrainerFactory, _Run, _sidecar, is_done
+from hardex.runs.files import _sidecar
+from hardex.runs.records import RunRecord, is_done
+from hardex.runs.store import RunStore
+from hardex.runs.training import TrainerFactory, _Run
 
 PLAN_ENV = "HARDEX_PLAN_ONLY"
 RENDER_ENV = "HARDEX_RENDER_ONLY"
@@ -125,26 +129,6 @@ def plan(store: RunStore, specs: Iterable[RunSpec]) -> list[list[Job]]:
 # the planning pass's record of a job
 
 
-def describe(spec: RunSpec) -> str:
-    """A short human description of a run from its spec, e.g.
-    ``pgd+dpls(0.5) preact_resnet18 prune <-1a2b3c4d@27``."""
-    t = spec.train
-    what = t.algorithm
-    if t.targets.kind != "onehot":
-        what += f"+{t.targets.kind}({t.targets.lam:g})"
-    for name in ("awp", "swa", "sat", "te", "kd", "adaptive_target", "reweight", "rst"):
-        if getattr(t, name, None) is not None:
-            what += f"+{name}"
-    parts = [what, t.model.name]
-    if t.algorithm != "std" and t.attack.eps != 0.031:
-        parts.append(f"eps={t.attack.eps:g}")
-    if t.edits:
-        parts.append("+".join(e.kind for e in t.edits))
-    if spec.start_from is not None:
-        parts.append(f"<-{spec.start_from.parent.short_hash[:8]}@{spec.start_from.epoch}")
-    return " ".join(parts)
-
-
 def epochs_left(store: RunStore, spec: RunSpec, keep: tuple[int, ...] = ()) -> int:
     """Epochs a job still trains: from its newest checkpoint, else its branch epoch, else 0.
     A done run asked for a missing branch checkpoint regenerates up to that epoch."""
@@ -161,8 +145,6 @@ def epochs_left(store: RunStore, spec: RunSpec, keep: tuple[int, ...] = ()) -> i
 def job_row(store: RunStore, job: Job, level: int) -> dict:
     """One planned job as JSON: what it is, its level and epochs, and its spec (to train it
     from another process: ``RunSpec.from_yaml(row["spec"])``)."""
-    from hardex.experiments import training_fraction
-
     s = job.spec
     t = s.train
     return {"hash": s.short_hash, "what": describe(s), "level": level, "epochs": t.epochs,
@@ -266,7 +248,7 @@ def ensure(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None, ex
     Parents (``start_from``) and score-source runs (``scores_from``) are trained first,
     once each however many runs share them, keeping the checkpoints the children branch
     from and the source epochs asked for; the Trainer of a run with ``scores_from`` gets
-    ``scores={name: arrays}`` (see ``hardex.runs.store.load_scores``). ``executor``:
+    ``scores={name: arrays}`` (see ``hardex.runs.training.load_scores``). ``executor``:
     where runs train (default: `hardex.runs.executors.configured_executor`, which is this
     process unless ``HARDEX_EXECUTOR`` or the executor file says otherwise); ``trainer``
     builds a Trainer from a TrainConfig (default ``hardex.train.Trainer``).

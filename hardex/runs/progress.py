@@ -20,8 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from hardex.book.planning import duration
-from hardex.runs.plan import describe
+from hardex.runs.describe import describe
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in the unit that reads best: "45 s", "12.5 min", "3.2 h", "4.1 days"."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 PLANS_DIR = "_plans"
 
@@ -79,7 +91,8 @@ def _s_per_epoch(rows: list[dict]) -> float | None:
 
 
 def run_state(d: Path) -> RunState:
-    from hardex.runs.store import is_done, is_locked
+    from hardex.runs.files import is_locked
+    from hardex.runs.records import is_done
 
     what, epochs = _spec_info(d)
     rows = _rows(d)
@@ -126,7 +139,7 @@ def plan_path(root: Path, profile: str) -> Path:
 
 
 def write_plan(root: Path, profile: str, chapters: list[dict]) -> Path:
-    from hardex.runs.store import atomic_write_json
+    from hardex.runs.files import atomic_write_json
 
     f = plan_path(root, profile)
     atomic_write_json(f, {"profile": profile, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -211,7 +224,7 @@ class Watcher(threading.Thread):
         now = time.time()
         seen = {}
         if self.root.is_dir():
-            from hardex.runs.store import is_locked
+            from hardex.runs.files import is_locked
 
             for lock in self.root.glob("*/.lock"):
                 d = lock.parent

@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hardex.config import TrainConfig
+from hardex.provenance import sha256_file
 
 SHORT_HASH_LEN = 16
 
@@ -309,14 +310,6 @@ def _source_identity(src: ScoreSource) -> dict[str, Any]:
     if isinstance(src, RunScores):
         return {"run": src.run.hash, "epoch": src.epoch}
     return src.model_dump(mode="json", exclude_defaults=True, exclude={"file"}) | {"sha256": src.sha256}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _describe(err: ValidationError, where: str) -> str:

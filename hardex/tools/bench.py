@@ -63,7 +63,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -71,13 +70,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hardex import attacks, data, fastpath, models
 from hardex.paths import repo_root
+from hardex.provenance import git_commit
 
 __all__ = [
     "ANCHORS",
@@ -591,13 +590,6 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def _paper_timings() -> dict[str, Any]:
     from hardex.paper.report import paper_value
 
@@ -616,13 +608,14 @@ def run_bench(settings: dict[str, Any], log: Callable[[str], None] = print) -> d
     env = environment(device)
     log(f"bench on {env['device_name']} ({device}), torch {env['torch']}")
     peak = matmul_peak(device)
+    commit = git_commit()
     log(f"matmul peak ({peak['dtype']}, n={peak['n']}): {peak['tflops']:.2f} TFLOP/s")
     report: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "label": s["label"] or ("CPU quick run: plumbing check, not a speed result" if device.type == "cpu" else "GPU"),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "hardex_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "hardex_commit": (commit or "").removesuffix("-dirty") or None,
+        "git_dirty": bool(commit and commit.endswith("-dirty")),
         "synthetic_data": True,
         "data": f"random uint8 images and labels, seed {s['seed']} (timing only)",
         "environment": env, "settings": s, "peak": peak, "checks": sync_checks(device),

@@ -64,7 +64,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hardex.book import sources
 from hardex.paths import repo_root
+from hardex.provenance import git_commit
 
 QUICK_CHAPTERS = ("dpls", "hard_examples")  # what params/quick runs, in training order: Table 3 first
 PROFILE = "quick"
@@ -102,21 +104,6 @@ def driver_version() -> str | None:
         return v.decode() if isinstance(v, bytes) else str(v)
     except Exception:  # noqa: BLE001 - NVML missing or no driver
         return None
-
-
-def git_commit(root: Path) -> str | None:
-    """The checkout's commit (``-dirty`` with tracked changes), else ``$HARDEX_GIT_COMMIT``
-    (a copy without .git, e.g. a GPU session's working tree), else None."""
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10)
-        if head.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            return head.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return os.environ.get("HARDEX_GIT_COMMIT") or None
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -342,14 +329,13 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
     (this device's), else the newest one of this device under results/bench, else the
     profile's stated per-epoch times for one GPU (``gpu``) or, on a CPU, as
     :class:`hardex.book.planning.Estimator` scales them."""
-    from hardex.book import build as book
     from hardex.book import planning as buildplan
     from hardex.runs.spec import RunSpec
 
     rows_by: dict[str, dict] = {}
     evals: dict[tuple, dict] = {}
     chapters: dict[str, dict] = {}
-    by_name = {c.name: c for c in book.toc_chapters(check.root)}
+    by_name = {c.name: c for c in sources.toc_chapters(check.root)}
     for name in QUICK_CHAPTERS:
         jobs_f, exp_f = check.work / f"plan-{name}.jobs", check.work / f"plan-{name}.expect"
         for f in (jobs_f, exp_f):
@@ -359,7 +345,7 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
         rc, _ = run_cmd(check, cmd, check.work / "plan.log", 300.0)
         rows = [json.loads(x) for f in (jobs_f, exp_f) if f.exists() for x in f.read_text().splitlines()]
         jobs = [r for r in rows if "hash" in r]
-        chapters[name] = {"ok": rc == 0, "jobs": [], "params": book.load_params(PROFILE, by_name[name], check.root)}
+        chapters[name] = {"ok": rc == 0, "jobs": [], "params": sources.load_params(PROFILE, by_name[name], check.root)}
         for j in jobs:
             if j["hash"] not in rows_by:
                 rows_by[j["hash"]] = j
@@ -382,13 +368,13 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
     bench = est.bench[1] if est.bench else None
     rate, rate_src = eval_rate(bench, "cuda" if gpu else "cpu", est.bench[0].name if est.bench else "")
     total_train = total_eval = 0.0
-    sources: set[str] = set()
+    est_sources: set[str] = set()
     lines = []
     for name, ch in chapters.items():
         train_s = ev_s = 0.0
         for j in ch["jobs"]:
             s, src = est.job_seconds(ch["params"], j)
-            sources.add(src)
+            est_sources.add(src)
             j["seconds"] = s
             train_s += s or 0.0
             ev_s += eval_passes(RunSpec.from_yaml(j["spec"]), j["epochs_left"]) / rate
@@ -403,7 +389,7 @@ def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, An
                      f"{ch['epochs']} epochs, est. {buildplan.duration(train_s)} training + "
                      f"{buildplan.duration(ev_s)} evaluation")
     plan = {"chapters": {n: {k: v for k, v in ch.items() if k not in ("params",)} for n, ch in chapters.items()},
-            "train_s": total_train, "eval_s": total_eval, "train_source": sorted(sources), "eval_source": rate_src,
+            "train_s": total_train, "eval_s": total_eval, "train_source": sorted(est_sources), "eval_source": rate_src,
             "epochs": sum(ch["epochs"] for ch in chapters.values()),
             "runs": sum(len(ch["jobs"]) for ch in chapters.values())}
     for ch in plan["chapters"].values():
@@ -487,7 +473,7 @@ def step_quick(check: Check, plan: dict[str, Any]) -> None:
 
 
 def done_runs(runs: Path) -> list[Path]:
-    from hardex.runs.store import is_done
+    from hardex.runs.records import is_done
 
     return [d for d in sorted(runs.iterdir()) if d.is_dir() and (d / "spec.yaml").exists() and is_done(d)] \
         if runs.is_dir() else []
@@ -497,7 +483,7 @@ def actual_seconds(run_dirs: list[Path]) -> dict[str, float]:
     """Measured times of these runs: their trained epochs (each metrics row's ``seconds``,
     per-epoch evaluation and probes included; a continuation's rows of its parent's epochs
     left out) and their cached ``evaluate_run`` attacks (``cost``)."""
-    from hardex.runs.store import load_record
+    from hardex.runs.records import load_record
 
     train = ev = 0.0
     for d in run_dirs:
@@ -536,12 +522,12 @@ def step_export(check: Check, plan: dict[str, Any] | None) -> None:
         for d in copied:
             tar.add(d, arcname=d.name)
     actual = actual_seconds(dirs)
-    from hardex.runs.store import load_record
+    from hardex.runs.records import load_record
 
     records = []
     for d in dirs:
         rec = load_record(d)
-        from hardex.runs.plan import describe
+        from hardex.runs.describe import describe
 
         records.append({"hash": d.name, "what": describe(rec.spec), "epochs": rec.spec.train.epochs,
                         "device": (rec.provenance or {}).get("device"), "wall_s": (rec.provenance or {}).get("wall_s")})
@@ -641,7 +627,7 @@ def import_out(out: Path, root: Path | None = None) -> list[str]:
     validated by loading them; already present ones are left as they are)."""
     import tempfile
 
-    from hardex.runs.store import is_done, load_record
+    from hardex.runs.records import is_done, load_record
 
     root = root or repo_root()
     results = root / "results"
