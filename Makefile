@@ -60,7 +60,7 @@ slurm: $(STAMP) | nbval
 nbval: $(STAMP)
 	rm -rf $(NBVAL_DIR)
 	$(BIN)/hardex book --profile smoke --no-html --quiet --out $(NBVAL_DIR)
-	HARDEX_LEDGER_DIR=$(NBVAL_DIR)/ledger $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(NBVAL_DIR)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(NBVAL_DIR)
 
 clean:
 	rm -rf _build _executed build

@@ -45,69 +45,13 @@
 # from each run's metrics record.
 
 # %% tags=["parameters"]
+# profile: the parameter files params/<profile>/ (profile.yaml: the shared baseline, the 200-epoch
+# setup, the stated costs; ablations.yaml: this chapter's blocks); build: how `hardex book` runs the
+# chapter (hardex.book.context; {} = train here); overrides: any parameter, nested as in the files,
+# e.g. papermill -p profile fast -y "overrides: {table16: {lams: [0.5]}}"
 profile = "smoke"
-seed = 0
-# device: "" = cuda if available
-device = "cpu"
-# precision / channels_last: training autocast dtype and memory format (hardex.fastpath);
-# "bf16" + True on a GPU (attacks keep fp32 perturbations; evaluation is always fp32)
-precision = "fp32"
-channels_last = False
-dataset = "cifar10"
-# train_subset: 0 = the whole training split; else a class-balanced sample
-train_subset = 1000
-model = "tiny_cnn"
-# the baseline (keys as params/<profile>/hard_examples.yaml): `epochs`, difficulty up to T
-epochs = 5
-milestones = [3, 4]
-T = 3
-eps = 0.031
-attack_steps = 2
-lr = 0.1
-weight_decay = 0.0005
-batch_size = 64
-# eval_subset: per-epoch test sample; 0 = all
-eval_subset = 200
-eval_pgd_steps = 2
-final_pgd_steps = [10]
-# final_subset: 0 = the whole test split
-final_subset = 300
-# algorithms of Tables 5/10, 14, 15, 16/17 and 18 ("pgd", "trades")
-algorithms = ["pgd"]
-# DPLS / DPR: factor of the hardest example (the paper's Table 9, CIFAR-10: 0.5)
-dpls_lam = 0.5
-# Table 5/10 measures besides C-scores ("zero_one", "ce", "el2n")
-measures = ["zero_one"]
-# C-scores (Jiang et al. 2021): an .npz with "scores" (and "labels") in this data's index
-# order; "" = not available
-cscore_file = ""
-# Table 14: difficulty epochs T, and the paper's T each one stands for (same length)
-t14_T = [3, 4]
-t14_paper_T = [90, 100]
-# Table 15: restart epochs (0 = from scratch), and the paper's restart epoch each stands for
-t15_restart = [3]
-t15_paper_restart = [90]
-# Tables 16 (PGD) / 17 (TRADES): λ values (1.0, the baseline, is always shown)
-t16_lams = [0.5, 0.1]
-# Table 19: algorithm (the paper: "trades"), pruned fraction, measures besides C-scores
-t19_algorithm = "pgd"
-t19_fraction = 0.1
-t19_measures = ["zero_one"]
-# robust evaluation by hardex.evaluation.suite.evaluate_run ("pgd20", "cw20", "a3"); [] = only
-# final.json's PGD numbers
-eval_attacks = ["cw20"]
-# eval_n: test examples for evaluate_run (a seeded sample); 0 = the whole test split
-eval_n = 50
-# eval_masking: evaluate_run's gradient-masking check (label smoothing can mask gradients)
-eval_masking = False
-# evaluate_best: the store also evaluates each continuation's best checkpoint (no table here
-# reads it; True keeps the continuations' specs identical to other chapters' default specs)
-evaluate_best = False
-# stated cost estimates for this profile's hardware (minutes per epoch on the full set)
-minutes_per_pgd_epoch = 0.0
-minutes_per_trades_epoch = 0.0
-# stated estimate of evaluate_run's cost per run (eval_attacks on eval_n examples), minutes
-minutes_per_eval_run = 0.0
+build = {}
+overrides = {}
 
 # %%
 import time
@@ -119,48 +63,31 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from hardex import difficulty, experiments as ex
 from hardex.book.chapter import finish, note, setup, show_profile
-from hardex.data import load_dataset
-from hardex.evaluation.suite import evaluate_run
-from hardex.paper.ledger import banner, data_label, Ledger
+from hardex.experiments import ablations, count_runs, distinct_runs
+from hardex.experiments.cost import Estimator
 from hardex.paper.report import compare, paper_value
-from hardex.runs.spec import Evaluation
-from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 3)
-P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "ablations", show=False)  # P: as experiments' builders read it
-K = max(final_pgd_steps)
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led, book = setup(globals(), "ablations", show=False)  # hardex.experiments.ablations
+B = P.baseline
+K = max(B.final_pgd_steps)
 
-for name, a, b in (("t14_T", t14_T, t14_paper_T), ("t15_restart", t15_restart, t15_paper_restart)):
-    if len(a) != len(b):
-        raise ValueError(f"{name}={a} and its paper counterpart {b} must have the same length")
-for alg in [*algorithms, t19_algorithm]:
-    if alg not in ("pgd", "trades"):
-        raise ValueError(f"algorithm {alg!r} is not one of 'pgd', 'trades'")
-for m in [*measures, *t19_measures]:
-    if m not in ("zero_one", "ce", "el2n"):
-        raise ValueError(f"measure {m!r} is not one of 'zero_one', 'ce', 'el2n' (C-scores: cscore_file)")
-
-# robust evaluation: evaluate_run's attacks on `eval_n` test examples; PGD from final.json
+# robust evaluation: evaluate_run's attacks on `evaluation.n` test examples; PGD from final.json
 # unless pgd20 is among them
-ALLOWED_ATTACKS = ("pgd20", "cw20", "a3")
-bad = [a for a in eval_attacks if a not in ALLOWED_ATTACKS]
-if bad:
-    raise ValueError(f"eval_attacks {bad} not used by these tables; allowed: {', '.join(ALLOWED_ATTACKS)}")
-EVAL_N = eval_n or None
-N_TXT = f"{eval_n} test examples" if eval_n else "the whole test split"
-PGD_FROM_EVAL = "pgd20" in eval_attacks
-HAVE_CW, HAVE_A3 = "cw20" in eval_attacks, "a3" in eval_attacks
+EVAL_N = P.evaluation.n or None
+N_TXT = f"{P.evaluation.n} test examples" if P.evaluation.n else "the whole test split"
+PGD_FROM_EVAL = "pgd20" in P.evaluation.attacks
+HAVE_CW, HAVE_A3 = "cw20" in P.evaluation.attacks, "a3" in P.evaluation.attacks
 PGD_NAME = f"PGD-{K}" if not PGD_FROM_EVAL else "PGD-20"
 SRC = {"pgd": (f"PGD-20 (evaluate_run, {N_TXT})" if PGD_FROM_EVAL
-               else f"PGD-{K} (final.json, {final_subset or 'all'} test examples)"),
+               else f"PGD-{K} (final.json, {B.final_subset or 'all'} test examples)"),
        "cw": f"CW-20 (evaluate_run, {N_TXT})" if HAVE_CW else "not run",
        "a3": f"A3 (evaluate_run, {N_TXT})" if HAVE_A3 else "not run"}
 ROB = "A3" if HAVE_A3 else PGD_NAME  # what "rob" means where the paper reports A3 only
 
-show_profile(P, led, f"DPLS λ = {dpls_lam}. Robust columns (final model): PGD {SRC['pgd']}, CW {SRC['cw']}, "
+show_profile(P, led, f"DPLS λ = {P.dpls.lam}. Robust columns (final model): PGD {SRC['pgd']}, CW {SRC['cw']}, "
                     f"A3 {SRC['a3']}.")
 
 # %% [markdown]
@@ -176,7 +103,7 @@ show_profile(P, led, f"DPLS λ = {dpls_lam}. Robust columns (final model): PGD {
 
 # %%
 PAIRED_ROB = HAVE_A3 or PGD_FROM_EVAL
-N_ROB = (eval_n or 10000) if PAIRED_ROB else (final_subset or 10000)
+N_ROB = (P.evaluation.n or 10000) if PAIRED_ROB else (B.final_subset or 10000)
 pcol = "a3" if HAVE_A3 else "pgd"
 for item, what, eff in (
         ("Table 5", "DPLS (0-1 loss) - baseline", paper_value(f"table5_table10.pgd.zero_one.{pcol}")
@@ -201,33 +128,17 @@ with pd.option_context("display.precision", 2):
 #
 # The paper's Table 5/10 and Table 19 include C-scores (Jiang et al., 2021): per-example
 # consistency scores precomputed from many standard models trained on data subsets, published
-# for CIFAR-10 in the original example order. Give them as `cscore_file` (an .npz with
+# for CIFAR-10 in the original example order. Give them as `table5.cscore_file` (an .npz with
 # `scores`, and `labels` to check the order); they enter runs through `RunSpec.scores_from`
 # (the file's sha256, not its path, is part of each run's hash), low consistency = hard.
 # The file's labels must match this data's labels example by example: the offline JPEG copy of
 # CIFAR-10 is in a different order, so published C-scores cannot be mapped onto it.
 
 # %%
-CSCORE = None  # the scores_from entry, when usable
-if not cscore_file:
-    cscore_note = ("C-scores could not be had here: they are a published download and this machine is offline "
-                   "(`cscore_file` is empty). The C-score rows are **not run**; every other row is.")
-else:
-    path = Path(cscore_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"cscore_file={cscore_file!r} does not exist")
-    train_labels = load_dataset(dataset, "train").labels
-    try:
-        cs = difficulty.load_external_scores(path, len(train_labels), labels=train_labels)
-        CSCORE = {"file": str(path.resolve())}
-        cscore_note = (f"C-scores from `{path.name}` ({int(np.isfinite(cs).sum())} scores, labels agree with "
-                       f"{DATA_LABEL}): C-score rows run.")
-    except ValueError as err:
-        cscore_note = (f"C-scores in `{path.name}` cannot be used with {DATA_LABEL}: {err}. "
-                       "The C-score rows are **not run**; every other row is.")
+CSCORE, cscore_note = ablations.cscore_source(P)  # the scores_from entry when usable, and why (not)
 display(Markdown(cscore_note))
-T5_MEASURES = [*measures, *(["cscore"] if CSCORE else [])]
-T19_MEASURES = [*t19_measures, *(["cscore"] if CSCORE else [])]
+T5_MEASURES = [*P.table5.measures, *(["cscore"] if CSCORE else [])]
+T19_MEASURES = [*P.table19.measures, *(["cscore"] if CSCORE else [])]
 PAPER_ROW = {"zero_one": "zero_one", "ce": "ce_loss", "el2n": "el2n", "cscore": "c_score"}
 MEASURE_NAME = {"zero_one": "0-1 loss", "ce": "CE loss", "el2n": "EL2N", "cscore": "C-score"}
 
@@ -237,8 +148,8 @@ MEASURE_NAME = {"zero_one": "0-1 loss", "ce": "CE loss", "el2n": "EL2N", "cscore
 # Per algorithm, the baseline to `epochs` and these continuations of it (branch epoch in
 # brackets):
 #
-# * **DPLS** (λ = `dpls_lam`, 0-1 loss, [T]): Table 5's 0-1 row, Table 14's T row, Table 15's
-#   restart-at-T row, the λ = `dpls_lam` row of Tables 16/17 and Table 18's DPLS row; one run.
+# * **DPLS** (λ = `dpls.lam`, 0-1 loss, [T]): Table 5's 0-1 row, Table 14's T row, Table 15's
+#   restart-at-T row, the λ = `dpls.lam` row of Tables 16/17 and Table 18's DPLS row; one run.
 # * **Table 5/10**: DPLS ranked by accumulated clean CE loss or EL2N instead [T]; by C-scores
 #   (`measure="external"`) when they are available.
 # * **Table 14**: difficulty accumulated to T' instead of T, DPLS from T' + 1 [T' if T' ≤ T;
@@ -249,87 +160,24 @@ MEASURE_NAME = {"zero_one": "0-1 loss", "ce": "CE loss", "el2n": "EL2N", "cscore
 #   same numbers: its own accumulators at T are the baseline's).
 # * **Tables 16/17**: DPLS with other λ [T]; λ = 1 is the baseline.
 # * **Table 18**: DPR, the same factors as per-example loss weights [T] (see `hardex.targets`).
-# * **Table 19** (`t19_algorithm`): the top `t19_fraction` hard examples by each measure pruned
+# * **Table 19** (`table19.algorithm`): the top `table19.fraction` hard examples by each measure pruned
 #   from epoch T + 1 [T], over all classes or the same share of each class.
 
 # %%
-def leaf(spec):
-    """A continuation of this chapter: final-model evaluation only unless `evaluate_best`."""
-    return spec if evaluate_best else spec.model_copy(update={"evaluation": Evaluation(which=("final",))})
-
-
-def dpls(lam: float = dpls_lam, measure: str = "zero_one", source: str = "self", from_epoch: int | None = None,
-         kind: str = "dpls") -> dict:
-    t = {"kind": kind, "lam": float(lam), "measure": measure, "source": source}
-    return t if from_epoch is None else {**t, "from_epoch": int(from_epoch)}
-
-
-bases = {alg: ex.baseline(P, **({"algorithm": "trades"} if alg == "trades" else {})) for alg in
-         dict.fromkeys([*algorithms, t19_algorithm])}
-CS = {"cscore": CSCORE} if CSCORE else {}
-
-
-def dpls_run(alg: str, measure: str = "zero_one", lam: float = dpls_lam, kind: str = "dpls"):
-    base = bases[alg]
-    if measure == "cscore":
-        return leaf(ex.continuation(base, T, targets=dpls(lam, "external", "cscore", T + 1, kind), scores_from=CS))
-    return leaf(ex.continuation(base, T, targets=dpls(lam, measure, kind=kind)))
-
-
-def t14_run(alg: str, t: int):
-    base = bases[alg]
-    if t == T:
-        return dpls_run(alg)
-    tracking = {**base.train.tracking.model_dump(), "until_epoch": t}
-    return leaf(ex.continuation(base, min(t, T), tracking=tracking, targets=dpls()))
-
-
-def t15_run(alg: str, r: int):
-    base = bases[alg]
-    if r == T:
-        return dpls_run(alg)
-    src = {"base": ex.scores_source(base)}  # the finished baseline's difficulty: tracked to T only
-    if r == 0:
-        return leaf(ex.from_source(P, base, name="base", algorithm=base.train.algorithm,
-                                   targets=dpls(source="base", from_epoch=1)))
-    return leaf(ex.continuation(base, r, scores_from=src, targets=dpls(source="base", from_epoch=r + 1)))
-
-
-def t19_run(measure: str, balanced: bool):
-    base = bases[t19_algorithm]
-    rule = {"measure": "external" if measure == "cscore" else measure, "which": "hard",
-            "fraction": float(t19_fraction), "balanced": balanced,
-            "source": "cscore" if measure == "cscore" else "self"}
-    return leaf(ex.continuation(base, T, edits=[{"kind": "prune", "from_epoch": T + 1, "rule": rule}],
-                                scores_from=CS if measure == "cscore" else None))
-
-
-groups = {
-    "base": {alg: b for alg, b in bases.items()},
-    "t5": {(alg, m): dpls_run(alg, m) for alg in algorithms for m in T5_MEASURES},
-    "t14": {(alg, t): t14_run(alg, t) for alg in algorithms for t in t14_T},
-    "t15": {(alg, r): t15_run(alg, r) for alg in algorithms for r in t15_restart},
-    "t16": {(alg, lam): (bases[alg] if lam == 1.0 else dpls_run(alg, lam=lam))
-            for alg in algorithms for lam in [1.0, *t16_lams]},
-    "t18": {(alg, row): {"none": bases[alg], "dpr": dpls_run(alg, kind="dpr"), "dpls": dpls_run(alg)}[row]
-            for alg in algorithms for row in ("none", "dpr", "dpls")},
-    "t19": {(m, bal): t19_run(m, bal) for m in T19_MEASURES for bal in (False, True)},
-}
-flat = [(g, key, spec) for g, d in groups.items() for key, spec in d.items()]
 t0 = time.perf_counter()
-recs_flat = ensure([s for _, _, s in flat], progress=False)
-R = {g: {} for g in groups}
-for (g, key, _), rec in zip(flat, recs_flat):
-    R[g][key] = rec
+runs, by_key = book.experiment(ablations, P)  # hardex.experiments.ablations.runs: one round
+GROUPS = ("base", "t5", "t14", "t15", "t16", "t18", "t19")
+groups = {g: runs.group(g) for g in GROUPS}
+R = {g: {k: by_key[(g, *(k if isinstance(k, tuple) else (k,)))] for k in d} for g, d in groups.items()}
 note(f"runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %% [markdown]
 # ## Reading a run
 #
 # Standard and PGD accuracy of the final model come from the run record (`final.json`: PGD-k,
-# step eps/4, on `final_subset` test examples) unless the profile asks `evaluate_run` for
+# step eps/4, on `baseline.final_subset` test examples) unless the profile asks `evaluate_run` for
 # `pgd20`; CW-20 (PGD with the CW margin loss, Table 19) and A3 come from
-# `hardex.evaluation.suite.evaluate_run` on `eval_n` seeded test examples (cached in each run's
+# `hardex.evaluation.suite.evaluate_run` on `evaluation.n` seeded test examples (cached in each run's
 # directory) when the profile lists them, and are "not run" (NaN) otherwise. Where the paper
 # reports A3 only (Tables 14, 15: "Rob."), our "rob" is A3 when it was run, else PGD, and the
 # column says which.
@@ -339,7 +187,7 @@ _evals: dict[str, dict] = {}
 # the columns evaluate_run provides on this profile; a run is evaluated only when a table asks
 # for one of them (smoke: CW-20 for Table 19's runs only)
 FROM_EVAL = ({"cw"} if HAVE_CW else set()) | ({"a3", "rob"} if HAVE_A3 else set()) \
-    | ({"std", "pgd", "rob"} if PGD_FROM_EVAL else set()) | ({"masking"} if eval_masking and eval_attacks else set())
+    | ({"std", "pgd", "rob"} if PGD_FROM_EVAL else set()) | ({"masking"} if P.evaluation.masking and P.evaluation.attacks else set())
 
 
 def accs(rec, cols=("std", "pgd", "a3", "rob")) -> dict:
@@ -349,8 +197,8 @@ def accs(rec, cols=("std", "pgd", "a3", "rob")) -> dict:
     out = {"std": f["clean_acc"], "pgd": f[f"pgd{K}_acc"], "cw": None, "a3": None, "masking": None}
     if FROM_EVAL & set(cols):
         if rec.hash not in _evals:
-            _evals[rec.hash] = evaluate_run(rec, attacks=tuple(eval_attacks), n=EVAL_N, seed=0, which="final",
-                                            masking=eval_masking)
+            _evals[rec.hash] = book.evaluate(rec, attacks=tuple(P.evaluation.attacks), n=EVAL_N, seed=0, which="final",
+                                            masking=P.evaluation.masking)
         ev = _evals[rec.hash]
         ra = ev["robust_acc"]
         out.update(cw=ra.get("cw20"), a3=ra.get("a3"), masking=ev.get("masking"))
@@ -378,7 +226,7 @@ ALG = {"pgd": "PGD", "trades": "TRADES"}
 # %% [markdown]
 # ## Table 5 (and Table 10): the difficulty measure
 #
-# DPLS (λ = `dpls_lam`) with difficulty from the accumulated clean 0-1 loss, CE loss or EL2N of
+# DPLS (λ = `dpls.lam`) with difficulty from the accumulated clean 0-1 loss, CE loss or EL2N of
 # the baseline's trajectory up to T (Algorithm 1), or from C-scores. The paper's Table 5 lists
 # A3 only; Table 10 has standard, PGD and A3. The paper finds every measure helps and the
 # 0-1 loss helps most ("the 0-1 loss is less affected by scale or variance at each
@@ -414,7 +262,7 @@ def outcome(rec, col: str = "rob"):
     return a[col]
 
 
-N_AGG = final_subset or 10000  # final.json's test examples (aggregate accuracies)
+N_AGG = B.final_subset or 10000  # final.json's test examples (aggregate accuracies)
 
 
 def beats(rec_a, rec_b, col: str = "rob", direction: str = ">"):
@@ -423,7 +271,7 @@ def beats(rec_a, rec_b, col: str = "rob", direction: str = ">"):
 
 
 ALL = led.stats.combine
-for alg in algorithms:
+for alg in P.dpls.algorithms:
     base_rob = accs(R["base"][alg])["rob"]
     rob = {m: accs(R["t5"][(alg, m)])["rob"] for m in T5_MEASURES}
     ev = ", ".join(f"{MEASURE_NAME[m]} {100 * v:.2f}" for m, v in rob.items())
@@ -464,7 +312,7 @@ def two_alg_table(item: str, key: str, values: list[int], paper_values: list[int
                     paper.setdefault(row, {}).update({f"{name} std": p["std"], f"{name} rob": p["rob"]})
                 except KeyError:
                     pass  # no paper row for this value
-            if alg in algorithms:
+            if alg in P.dpls.algorithms:
                 rec = R["base"][alg] if vp is None else R[group][(alg, vp[0])]
                 a = accs(rec)
                 ours.setdefault(row, {}).update({f"{name} std": a["std"], f"{name} rob": a["rob"]})
@@ -472,22 +320,22 @@ def two_alg_table(item: str, key: str, values: list[int], paper_values: list[int
     return led.table(item, compare(ours, paper, metrics=metrics), note=f"ours: rob = {SRC['a3'] if HAVE_A3 else SRC['pgd']}")
 
 
-t14 = two_alg_table("Table 14", "table14.t{}", t14_T, t14_paper_T, "T", "t14")
+t14 = two_alg_table("Table 14", "table14.t{}", P.table14.T, P.table14.paper_T, "T", "t14")
 print(f"Table 14 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; rob: paper A3, ours {ROB}; NaN = not run")
 display(t14)
 
 # %%
-for alg in algorithms:
+for alg in P.dpls.algorithms:
     base_rob = accs(R["base"][alg])["rob"]
-    rob = {t: accs(R["t14"][(alg, t)])["rob"] for t in t14_T}
+    rob = {t: accs(R["t14"][(alg, t)])["rob"] for t in P.table14.T}
     led.record("Table 14", f"{ALG[alg]}: DPLS is robust to T: every difficulty epoch T raises robust accuracy over the baseline",
-               ALL([beats(R["t14"][(alg, t)], R["base"][alg]) for t in t14_T]),
+               ALL([beats(R["t14"][(alg, t)], R["base"][alg]) for t in P.table14.T]),
               f"{ROB}: baseline {100 * base_rob:.2f}; " + ", ".join(f"T={t} {100 * v:.2f}" for t, v in rob.items()))
-    late = [t for t in t14_T if t >= milestones[0] and t != T]
-    if late and T in rob and T < milestones[0]:
+    late = [t for t in P.table14.T if t >= B.milestones[0] and t != B.T]
+    if late and B.T in rob and B.T < B.milestones[0]:
         led.record("Table 14", f"{ALG[alg]}: DPLS applied from the lr decay on (T at or after it) gains less than with T before it",
-                   ALL([beats(R["t14"][(alg, t)], R["t14"][(alg, T)], direction="<") for t in late]),
-                  f"{ROB}: T={T} {100 * rob[T]:.2f}; " + ", ".join(f"T={t} {100 * rob[t]:.2f}" for t in late))
+                   ALL([beats(R["t14"][(alg, t)], R["t14"][(alg, B.T)], direction="<") for t in late]),
+                  f"{ROB}: T={B.T} {100 * rob[B.T]:.2f}; " + ", ".join(f"T={t} {100 * rob[t]:.2f}" for t in late))
 
 # %% [markdown]
 # ## Table 15: the restart epoch, with difficulty fixed at T
@@ -499,16 +347,16 @@ for alg in algorithms:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-t15 = two_alg_table("Table 15", "table15.reinit{}", t15_restart, t15_paper_restart, "R", "t15")
+t15 = two_alg_table("Table 15", "table15.reinit{}", P.table15.restart, P.table15.paper_restart, "R", "t15")
 print(f"Table 15 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; rob: paper A3, ours {ROB}; NaN = not run")
 display(t15)
 
 # %%
-for alg in algorithms:
+for alg in P.dpls.algorithms:
     base_rob = accs(R["base"][alg])["rob"]
-    rob = {r: accs(R["t15"][(alg, r)])["rob"] for r in t15_restart}
+    rob = {r: accs(R["t15"][(alg, r)])["rob"] for r in P.table15.restart}
     led.record("Table 15", f"{ALG[alg]}: with difficulty fixed at T, every restart epoch raises robust accuracy over the baseline",
-               ALL([beats(R["t15"][(alg, r)], R["base"][alg]) for r in t15_restart]),
+               ALL([beats(R["t15"][(alg, r)], R["base"][alg]) for r in P.table15.restart]),
               f"{ROB}: baseline {100 * base_rob:.2f}; " + ", ".join(f"R={r} {100 * v:.2f}" for r, v in rob.items()))
 
 # %% [markdown]
@@ -523,10 +371,10 @@ for alg in algorithms:
 # NBVAL_CHECK_OUTPUT
 t16_tables = {}
 for alg, item in (("pgd", "Table 16"), ("trades", "Table 17")):
-    if alg not in algorithms:
+    if alg not in P.dpls.algorithms:
         continue
     key = "table16" if alg == "pgd" else "table17"
-    lams = [1.0, *t16_lams]
+    lams = [1.0, *P.table16.lams]
     rows = {f"λ={lam}": lam for lam in lams}
     ours_acc = {row: {k: accs(R["t16"][(alg, lam)])[k] for k in ("std", "pgd", "a3")} for row, lam in rows.items()}
     ours_avg = {row: {"avg": avg_factor(R["t16"][(alg, lam)])} for row, lam in rows.items()}
@@ -537,8 +385,8 @@ for alg, item in (("pgd", "Table 16"), ("trades", "Table 17")):
     print(f"{item} ({ALG[alg]}) on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; NaN in 'ours' = not run")
     display(labelled(tab))
 for alg, item in (("pgd", "Table 16"), ("trades", "Table 17")):
-    if alg not in algorithms:
-        print(f"{item} ({ALG[alg]}): not run on this profile (algorithms: {algorithms})")
+    if alg not in P.dpls.algorithms:
+        print(f"{item} ({ALG[alg]}): not run on this profile (dpls.algorithms: {P.dpls.algorithms})")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
@@ -587,7 +435,7 @@ print(f"Table 18 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; NaN in 'ours' = 
 display(labelled(t18))
 
 # %%
-for alg in algorithms:
+for alg in P.dpls.algorithms:
     dp, dr = accs(R["t18"][(alg, "dpls")]), accs(R["t18"][(alg, "dpr")])
     led.record("Table 18", f"{ALG[alg]}: DPLS beats DPR on robust accuracy",
                beats(R["t18"][(alg, "dpls")], R["t18"][(alg, "dpr")]),
@@ -599,15 +447,15 @@ for alg in algorithms:
 # %% [markdown]
 # ## Table 19: pruning the hardest examples, class-balanced or not
 #
-# The top `t19_fraction` hard examples by each measure are pruned from epoch T + 1, either
+# The top `table19.fraction` hard examples by each measure are pruned from epoch T + 1, either
 # the hardest over the whole training set or the same number from each class (the top
-# `t19_fraction` of each class). The paper (TRADES, 10%): unbalanced pruning consistently
+# `table19.fraction` of each class). The paper (TRADES, 10%): unbalanced pruning consistently
 # beats balanced pruning; the robust CW column is PGD with the CW (margin) loss.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 T19_COLS = ("std", "pgd", "cw", "a3")
-t19_ours = {"baseline": {k: accs(R["base"][t19_algorithm], T19_COLS)[k] for k in T19_COLS}}
+t19_ours = {"baseline": {k: accs(R["base"][P.table19.algorithm], T19_COLS)[k] for k in T19_COLS}}
 t19_paper = {"baseline": paper_value("table19.none")}
 for m in PAPER_ROW:
     for bal in (False, True):
@@ -616,30 +464,30 @@ for m in PAPER_ROW:
         if (m, bal) in R["t19"]:
             t19_ours[row] = {k: accs(R["t19"][(m, bal)], T19_COLS)[k] for k in T19_COLS}
 t19 = led.table("Table 19", compare(t19_ours, t19_paper, metrics=["std", "pgd", "cw", "a3"]),
-                note=f"ours: {ALG[t19_algorithm]}, pgd = {SRC['pgd']}, cw = {SRC['cw']}, a3 = {SRC['a3']}")
-print(f"Table 19 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; ours: {ALG[t19_algorithm]} (paper: TRADES), "
-      f"top {100 * t19_fraction:g}% pruned from epoch {T + 1}; NaN in 'ours' = not run")
+                note=f"ours: {ALG[P.table19.algorithm]}, pgd = {SRC['pgd']}, cw = {SRC['cw']}, a3 = {SRC['a3']}")
+print(f"Table 19 on {DATA_LABEL}, profile {profile}{SMOKE_TAG}; ours: {ALG[P.table19.algorithm]} (paper: TRADES), "
+      f"top {100 * P.table19.fraction:g}% pruned from epoch {B.T + 1}; NaN in 'ours' = not run")
 display(labelled(t19))
 
 # %%
 rob19 = {key: accs(rec)["rob"] for key, rec in R["t19"].items()}
 evidence = "; ".join(f"{MEASURE_NAME[m]} {100 * rob19[(m, False)]:.2f} vs balanced {100 * rob19[(m, True)]:.2f}"
                      for m in T19_MEASURES)
-_ = led.record("Table 19", f"{ALG[t19_algorithm]}: pruning the hardest examples without class balancing gives higher "
+_ = led.record("Table 19", f"{ALG[P.table19.algorithm]}: pruning the hardest examples without class balancing gives higher "
                "robust accuracy than balanced pruning, for every measure",
                ALL([beats(R["t19"][(m, False)], R["t19"][(m, True)]) for m in T19_MEASURES]),
-              f"{ROB}: {evidence}" + ("" if t19_algorithm == "trades" else " (paper: TRADES)"))
+              f"{ROB}: {evidence}" + ("" if P.table19.algorithm == "trades" else " (paper: TRADES)"))
 
 # %% [markdown]
 # ## Gradient masking
 #
 # Label smoothing can make PGD look stronger than it is (the paper reports a masking-like
-# effect for PGD + LS on SVHN). With `eval_masking`, `evaluate_run` checks every evaluated
+# effect for PGD + LS on SVHN). With `evaluation.masking`, `evaluate_run` checks every evaluated
 # run: the robust-accuracy curve over an eps grid must fall to ~0 at eps 0.5 and never rise,
 # and one-step FGSM must not beat the iterative attack.
 
 # %%
-if eval_masking and eval_attacks:
+if P.evaluation.masking and P.evaluation.attacks:
     flags = {}
     for g, key, _ in flat:
         rec = R[g][key]
@@ -655,33 +503,27 @@ if eval_masking and eval_attacks:
              "the masking check's own decision rule (hardex.evaluation.robustness.masking_check), per run",
               f"{int(masking['suspicious'].fillna(False).sum())} of {len(masking)} runs flagged by the check")
 else:
-    print("gradient-masking check not run on this profile (eval_masking is off)")
+    print("gradient-masking check not run on this profile (evaluation.masking is off)")
 
 # %% [markdown]
 # ## Runs and cost
 
 # %%
 # NBVAL_CHECK_OUTPUT
-cells = [spec for _, _, spec in flat]
-distinct, naive = ex.count_runs(cells)
+cells = list(runs.specs.values())
+distinct, naive = count_runs(cells)
 print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
 
 # %%
-def run_minutes(spec) -> float:
-    per = minutes_per_trades_epoch if spec.train.algorithm == "trades" else minutes_per_pgd_epoch
-    return ex.epochs_trained(spec) * per * ex.training_fraction(spec)
-
-
-if not SMOKE:
-    runs = ex.distinct_runs(cells)
-    train_h = sum(run_minutes(s) for s in runs) / 60
-    evaluated = {s.hash for s in cells} if eval_attacks else set()
-    eval_h = len(evaluated) * minutes_per_eval_run / 60
+if not SMOKE:  # hardex.experiments.cost: the estimator of `hardex book --plan` and `hardex gpu-check`
+    est = Estimator.for_params(P, Path.cwd(), "gpu")
+    train_h = est.hours(distinct_runs(cells))
+    eval_h = est.hours([], runs.evaluations)
     display(Markdown(f"Expected cost of this profile: about **{train_h + eval_h:.1f} GPU-hours**: {train_h:.1f} h of training "
-                     f"({len(runs)} runs) from stated (not measured) estimates of {minutes_per_pgd_epoch} min per PGD epoch "
-                     f"and {minutes_per_trades_epoch} min per TRADES epoch (`{model}`, full training set), scaled by "
-                     f"training-set size and epochs trained per run, plus {eval_h:.1f} h of robust evaluation "
-                     f"({len(evaluated)} runs x a stated {minutes_per_eval_run} min for {eval_attacks} on {N_TXT})."))
+                     f"({len(distinct_runs(cells))} runs, with their own evaluation), scaled by training-set size and epochs "
+                     f"trained per run, plus {eval_h:.1f} h of robust evaluation ({len(runs.evaluations)} runs, "
+                     f"{P.evaluation.attacks} on {N_TXT}, at most: a run is evaluated where a table asks for it); "
+                     + "; ".join(est.sources) + "."))
 else:
     display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
 

@@ -39,77 +39,35 @@
 # share of each batch, the unlabelled loss weight, DPLS on the labelled / unlabelled / both
 # parts, the unlabelled difficulty from right predictions per time trained, as in Section 5;
 # data passed as `Trainer(unlabeled=...)`, tested on small data made by the tests). Only CIFAR-10 is available. The smoke profile trains one
-# representative row per table (`run_rows`); the other rows show the paper's number and
+# representative row per table (`runs.rows`); the other rows show the paper's number and
 # "not run on smoke".
 
 # %% tags=["parameters"]
+# profile: the parameter files params/<profile>/ (profile.yaml: the shared baseline, the 200-epoch
+# setup, the stated costs; comparisons.yaml: this chapter's blocks); build: how `hardex book` runs the
+# chapter (hardex.book.context; {} = train here); overrides: any parameter, nested as in the files,
+# e.g. papermill -p profile fast -y "overrides: {runs: {rows: {table4: [pgd, pgd_dpls]}}}"
 profile = "smoke"
-seed = 0
-# device: "" = cuda if available
-device = "cpu"
-# precision / channels_last: training autocast dtype and memory format (hardex.fastpath);
-# "bf16" + True on a GPU (attacks keep fp32 perturbations; evaluation is always fp32)
-precision = "fp32"
-channels_last = False
-dataset = "cifar10"
-# train_subset: 0 = the whole training split; else a class-balanced sample
-train_subset = 1000
-model = "tiny_cnn"
-epochs = 5
-milestones = [3, 4]
-T = 3
-eps = 0.031
-attack_steps = 2
-lr = 0.1
-weight_decay = 0.0005
-batch_size = 64
-# eval_subset: per-epoch test sample; 0 = all
-eval_subset = 200
-eval_pgd_steps = 2
-final_pgd_steps = [10]
-# final_subset: 0 = the whole test split
-final_subset = 300
-# DPLS factor of the hardest example (Table 9: 0.5 for CIFAR-10)
-lam = 0.5
-# SAT / TE / adaptive-target momentum and TE consistency weight (their code: 0.9, 300)
-momentum = 0.9
-te_weight = 300.0
-# AWP gamma for PGD-AT (their code: 0.01); KD temperature and teacher weights (2, 0.1, 0.6)
-awp_gamma = 0.01
-kd_temperature = 2.0
-kd_std_weight = 0.1
-kd_robust_weight = 0.6
-# MART beta (their code: 6.0)
-mart_beta = 6.0
-# Liu et al.: adaptive target one-hot weight (their example: 0.1), reweight mode
-liu_onehot_weight = 0.1
-liu_reweight_mode = "nat_prob"
-# rows trained, per table ({} = every row); the others show the paper's number only
-run_rows = {"table4": ["pgd", "pgd_dpls_swa"], "table6": ["mart"], "table11": ["none"],
-            "table13": ["pgd", "reweight_adaptive_target_liu"]}
-# final evaluation of the chapter's own runs: also the best (early-stopped) model, or the final one only
-eval_best = False
-# stated, unmeasured estimates of minutes per PGD-10 / standard epoch on the full set, for the GPU budget
-minutes_per_pgd_epoch = 0.0
-minutes_per_std_epoch = 0.0
+build = {}
+overrides = {}
 
 # %%
 import time
+from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from hardex import experiments as ex
 from hardex.book.chapter import finish, note, setup, show_profile
-from hardex.paper.ledger import banner, data_label, Ledger
+from hardex.experiments import comparisons, distinct_runs
+from hardex.experiments.cost import Estimator
 from hardex.paper.report import compare, paper_value
-from hardex.runs.spec import Evaluation, RunSpec
-from hardex.runs import ensure
 
 pd.set_option("display.precision", 2)
-P, SMOKE, _, DATA_LABEL, led = setup(globals(), "comparisons", show=False)  # P: as experiments' builders read it
-ROB = f"PGD-{max(final_pgd_steps)}"
-show_profile(P, led, f"every method branches from the baseline after epoch T = {T}.")
+P, SMOKE, _, DATA_LABEL, led, book = setup(globals(), "comparisons", show=False)  # hardex.experiments.comparisons
+B = P.baseline
+ROB = f"PGD-{max(B.final_pgd_steps)}"
+show_profile(P, led, f"every method branches from the baseline after epoch T = {B.T}.")
 
 # %% [markdown]
 # ## What this profile can detect
@@ -117,11 +75,11 @@ show_profile(P, led, f"every method branches from the baseline after epoch T = {
 # Before anything trains: the minimum detectable effect (MDE, points; 95% interval excluding
 # zero with 80% power, `hardex.paper.stats.mde`) of this chapter's comparisons, next to the paper's
 # effect (PGD-20). Our robust numbers are `final.json`'s aggregate PGD-k accuracies on
-# `final_subset` test examples, compared unpaired (as if the two models disagreed on 50% of the
+# `baseline.final_subset` test examples, compared unpaired (as if the two models disagreed on 50% of the
 # examples), one training seed. Stated assumptions, not measurements.
 
 # %%
-N_FINAL = final_subset or 10000
+N_FINAL = B.final_subset or 10000
 for item, what, a, b in (("Table 4", "DPLS+SWA - PGD", "table4.pgd_dpls_swa", "table4.pgd"),
                          ("Table 4", "SAT - PGD (the smallest remedy gain)", "table4.pgd_sat", "table4.pgd"),
                          ("Table 6", "AWP+DPLS - AWP", "table6.awp_dpls", "table6.awp"),
@@ -140,82 +98,22 @@ with pd.option_context("display.precision", 2):
 # with a start epoch (SAT, TE, SWA, AWP, Liu et al.) start at T + 1. TE's weight ramps up over
 # the remaining epochs (their code: epochs 90 to 150 of 200). KD+SWA distils from the profile's
 # standard-trained baseline (the STD run other chapters use) and from the PGD baseline's
-# early-stopped (best) model, both runs in the store. Only the rows of `run_rows` are trained.
+# early-stopped (best) model, both runs in the store. Only the rows of `runs.rows` are trained.
 
 # %%
-base = ex.baseline(P)
-dpls = {"kind": "dpls", "lam": lam}
-start = T + 1
-FINAL_ONLY = Evaluation(which=("final",))
-
-
-def own(spec: RunSpec) -> RunSpec:
-    """A run of this chapter, with the profile's final evaluation (best model too, or not)."""
-    return spec if eval_best else spec.model_copy(update={"evaluation": FINAL_ONLY})
-
-
-def cont(parent=base, teachers=None, scores_from=None, **changes) -> RunSpec:
-    return own(ex.continuation(parent, T, scores_from=scores_from, teachers=teachers, **changes))
-
-
-std_teacher = ex.baseline(P, eps=0)
-swa = {"from_epoch": start}
-mart = own(ex.baseline(P, algorithm="mart", beta=mart_beta))
-trades = ex.baseline(P, algorithm="trades")
-awp = {"gamma": awp_gamma, "from_epoch": start}
-adaptive = {"from_epoch": start, "momentum": momentum, "onehot_weight": liu_onehot_weight}
-reweight = {"mode": liu_reweight_mode, "from_epoch": start}
-# each table's rows: a function making the spec, so rows not trained are never built
-TABLES = {
-    "table4": {
-        "pgd": lambda: base,
-        "pgd_sat": lambda: cont(sat={"from_epoch": start, "momentum": momentum}),
-        "pgd_kd_swa": lambda: cont(
-            kd={"teachers": {"std": kd_std_weight, "robust": kd_robust_weight}, "temperature": kd_temperature},
-            swa=swa, teachers={"std": {"run": std_teacher, "which": "final"}, "robust": {"run": base, "which": "best"}}),
-        "pgd_te": lambda: cont(te={"from_epoch": start, "ramp_until": epochs, "weight": te_weight,
-                                   "momentum": momentum}),
-        "pgd_dpls": lambda: cont(targets=dpls),
-        "pgd_dpls_swa": lambda: cont(targets=dpls, swa=swa),
-        "pgd_swa (not in the paper)": lambda: cont(swa=swa),
-    },
-    "table6": {
-        "awp": lambda: cont(awp=awp),
-        "awp_dpls": lambda: cont(awp=awp, targets=dpls),
-        "mart": lambda: mart,
-        "mart_dpls": lambda: cont(mart, targets={**dpls, "source": "trades"},
-                                  scores_from={"trades": ex.scores_source(trades, T)}),
-    },
-    "table11": {
-        "none": lambda: mart,
-        "difficulty_mart": lambda: cont(mart, targets=dpls),
-        "difficulty_trades": lambda: TABLES["table6"]["mart_dpls"](),
-    },
-    "table13": {
-        "pgd": lambda: base,
-        "pgd_dpls": lambda: TABLES["table4"]["pgd_dpls"](),
-        "reweight_liu": lambda: cont(reweight=reweight),
-        "adaptive_target_liu": lambda: cont(adaptive_target=adaptive),
-        "reweight_adaptive_target_liu": lambda: cont(reweight=reweight, adaptive_target=adaptive),
-    },
-}
-for t, rows in (run_rows or {}).items():
-    if t not in TABLES or not set(rows) <= set(TABLES[t]):
-        raise ValueError(f"run_rows.{t}: {rows!r}; allowed tables {sorted(TABLES)}, rows of {t}: "
-                         f"{sorted(TABLES.get(t, {}))}")
-RUN = {t: list(run_rows[t]) if run_rows else list(rows) for t, rows in TABLES.items() if not run_rows or t in run_rows}
-cells = {f"{t}/{row}": TABLES[t][row]() for t, rows in RUN.items() for row in rows}
-needed = [*cells.values(), *(teacher.run for s in cells.values() for teacher in s.teachers.values())]
-distinct = ex.distinct_runs(needed)
+TABLES = comparisons.table_rows(P)  # each table's rows (hardex.experiments.comparisons)
 t0 = time.perf_counter()
-recs = dict(zip(cells, ensure(list(cells.values()), progress=False)))
+runs, by_key = book.experiment(comparisons, P)  # the trained rows (runs.rows; {} = every row), one round
+cells = runs.group("cell")  # "<table>/<row>" -> spec
+needed = [*cells.values(), *(teacher.run for s in cells.values() for teacher in s.teachers.values())]
+distinct = distinct_runs(needed)
+recs = {k: by_key[("cell", k)] for k in cells}
 print(f"{len(cells)} table cells, {len(distinct)} distinct runs (teachers and sources included)")
 note(f"runs ready in {time.perf_counter() - t0:.0f} s")
 if not SMOKE:
-    gpu_h = ex.stated_gpu_hours(
-        needed, lambda s: minutes_per_std_epoch if s.train.algorithm == "std" else minutes_per_pgd_epoch)
-    print(f"GPU budget of this chapter (from the specs; {minutes_per_pgd_epoch} min per full PGD-10 epoch, "
-          f"{minutes_per_std_epoch} min per standard epoch: stated, unmeasured estimates): {gpu_h:.1f} GPU-hours")
+    est = Estimator.for_params(P, Path.cwd(), "gpu")  # the estimator of `hardex book --plan` and `hardex gpu-check`
+    print(f"GPU budget of this chapter (from the specs, training with each run's own evaluation; "
+          f"{'; '.join(est.sources) or 'no estimate'}): {est.hours(distinct):.1f} GPU-hours")
 
 
 # %%
@@ -227,7 +125,7 @@ def ours(key: str, keys=("std", "pgd")) -> dict | None:
     if key not in recs:
         return None
     f = recs[key].final["final"]
-    vals = {"std": f["clean_acc"], "pgd": f[f"pgd{max(final_pgd_steps)}_acc"]}
+    vals = {"std": f["clean_acc"], "pgd": f[f"pgd{max(B.final_pgd_steps)}_acc"]}
     return {k: vals[k] for k in keys}
 
 
@@ -267,7 +165,7 @@ def evidence(r: dict) -> str:
 def beats(r: dict, a: str, *others: str):
     """Row a's robust accuracy above each of ``others``: unpaired intervals on final.json's
     aggregate accuracies (no per-example outcomes here); all must hold."""
-    n = final_subset or 10000
+    n = B.final_subset or 10000
     return led.stats.combine([led.test(r[a], r[b], ">", n=n) for b in others])
 
 

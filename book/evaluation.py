@@ -48,59 +48,17 @@
 # counted exactly by a wrapper around the model (one forward / backward per example-pass).
 
 # %% tags=["parameters"]
+# profile: the parameter files params/<profile>/ (profile.yaml: the shared baseline, the 200-epoch
+# setup, the stated costs; evaluation.yaml: this chapter's blocks); build: how `hardex book` runs the
+# chapter (hardex.book.context; {} = train here); overrides: any parameter, nested as in the files,
+# e.g. papermill -p profile fast -y "overrides: {attacks: {n: 500}}"
 profile = "smoke"
-seed = 0
-# device: "" = cuda if available
-device = "cpu"
-# precision / channels_last: training autocast dtype and memory format (hardex.fastpath);
-# "bf16" + True on a GPU (attacks keep fp32 perturbations; evaluation is always fp32)
-precision = "fp32"
-channels_last = False
-dataset = "cifar10"
-# baseline keys: identical to params/<profile>/hard_examples.yaml (the shared baseline run)
-train_subset = 1000
-model = "tiny_cnn"
-epochs = 5
-milestones = [3, 4]
-T = 3
-eps = 0.031
-attack_steps = 2
-lr = 0.1
-weight_decay = 0.0005
-batch_size = 64
-eval_subset = 200
-eval_pgd_steps = 2
-final_pgd_steps = [10]
-final_subset = 300
-# DPLS: continuation of the baseline from T + 1, hardest example's smoothing factor lam
-# (the paper's headline setting is 0.5, Tables 16-18)
-dpls_lam = 0.5
-# evaluation: eval_n test images (a seeded subset; 0 = all 10,000), the final model
-eval_n = 100
-eval_seed = 0
-eval_which = "final"
-eval_batch_size = 256
-pgd_steps = 20
-# A3: 0 = the reference 13-round schedule, else only its first a3_rounds rounds
-a3_rounds = 0
-md_steps = 50
-md_change_point = 20
-rays_queries = 200
-# AutoAttack: "standard", or "custom" with aa_attacks; aa_n_iter 0 = AutoAttack's own
-aa_version = "standard"
-aa_attacks = ["apgd-ce", "apgd-t"]
-aa_n_iter = 0
-masking_n = 100
-masking_steps = 20
-# A3 vs AutoAttack criteria (Liu et al. report a 0.04-0.4 point gap at ~1/10 of the forwards)
-a3_gap_tol_points = 0.5
-a3_cost_ratio_max = 0.2
-# stated, unmeasured cost estimates for this profile's hardware
-minutes_per_pgd_epoch = 0.0
-eval_minutes_per_model = 0.0
+build = {}
+overrides = {}
 
 # %%
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,23 +66,23 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from hardex import experiments as ex
 from hardex.book.chapter import finish, note, setup, show_profile
-from hardex.evaluation.a3 import default_schedule
-from hardex.evaluation.suite import evaluate_run, precision_agreement
-from hardex.paper.ledger import banner, data_label, label_eps, Ledger
+from hardex.evaluation.suite import precision_agreement
+from hardex.experiments import count_runs, distinct_runs, evaluation
+from hardex.experiments.cost import Estimator
+from hardex.paper.ledger import label_eps
 from hardex.paper.report import captioned, compare, paper_value
-from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P, SMOKE, _, DATA_LABEL, led = setup(globals(), "evaluation", show=False)  # P: as experiments' builders read it
-PGD, CW = f"pgd{pgd_steps}", f"cw{pgd_steps}"
-ATTACKS = [PGD, CW, "a3", "md", "rays", "autoattack", f"{PGD}@bf16", f"{CW}@bf16"]
-AA_LABEL = ("AutoAttack (standard)" if aa_version == "standard"
-            else f"AutoAttack reduced to {'+'.join(aa_attacks)}" + (f", {aa_n_iter} iterations" if aa_n_iter else ""))
+P, SMOKE, _, DATA_LABEL, led, book = setup(globals(), "evaluation", show=False)  # hardex.experiments.evaluation
+B = P.baseline
+PGD, CW = f"pgd{P.attacks.pgd_steps}", f"cw{P.attacks.pgd_steps}"
+ATTACKS = evaluation.attack_names(P)  # PGD-K, CW-K, A3, MD, RayS, AutoAttack, PGD/CW-K in bf16
+AA_LABEL = ("AutoAttack (standard)" if P.attacks.autoattack.version == "standard"
+            else f"AutoAttack reduced to {'+'.join(P.attacks.autoattack.attacks)}" + (f", {P.attacks.autoattack.n_iter} iterations" if P.attacks.autoattack.n_iter else ""))
 
-show_profile(P, led, f"evaluated on {eval_n or 'all'} test images at {label_eps(eps)}.",
+show_profile(P, led, f"evaluated on {P.attacks.n or 'all'} test images at {label_eps(B.eps)}.",
              smoke_caveat=", with shortened attacks,")
 
 # %% [markdown]
@@ -132,13 +90,13 @@ show_profile(P, led, f"evaluated on {eval_n or 'all'} test images at {label_eps(
 #
 # Before anything is evaluated: the minimum detectable effect (MDE, points; 95% interval
 # excluding zero with 80% power, `hardex.paper.stats.mde`) of the chapter's paired comparisons on
-# `eval_n` test images (every attack scores the same images, so every comparison is paired;
+# `attacks.n` test images (every attack scores the same images, so every comparison is paired;
 # one training seed), next to the paper's effect. Stated assumptions: two models disagree on 15%
 # of the images; two attacks on one model on 5%. For "agree within" claims the MDE column is
 # the smallest margin TOST can confirm.
 
 # %%
-N_EVAL = eval_n or 10000
+N_EVAL = P.attacks.n or 10000
 for item, what, eff, disc, eq in (
         ("Table 21", "DPLS - baseline under MD", paper_value("table21.pgd_dpls.md") - paper_value("table21.pgd.md"), 0.15, False),
         ("Table 21", "DPLS - baseline under RayS", paper_value("table21.pgd_dpls.rays") - paper_value("table21.pgd.rays"),
@@ -147,7 +105,7 @@ for item, what, eff, disc, eq in (
         ("Table 21", "MD = A3 within 1 point (margin)", 1.0, 0.05, True),
         ("Table 20", "DPLS - baseline, A3, hard classes (half the images)",
          paper_value("table20.pgd_dpls.a3_hard") - paper_value("table20.pgd.a3_hard"), 0.3, False),
-        ("A3 vs AutoAttack", f"A3 = AutoAttack within {a3_gap_tol_points} points (margin)", a3_gap_tol_points, 0.05, True)):
+        ("A3 vs AutoAttack", f"A3 = AutoAttack within {P.checks.a3_gap_tol_points} points (margin)", P.checks.a3_gap_tol_points, 0.05, True)):
     led.power(item, what, N_EVAL // 2 if "half" in what else N_EVAL, 1, eff, discordance=disc, equivalence=eq)
 print(f"comparisons on {N_EVAL} test images, 1 training seed (profile {profile}):")
 with pd.option_context("display.precision", 2):
@@ -158,14 +116,13 @@ with pd.option_context("display.precision", 2):
 #
 # The baseline is the profile's shared PGD-AT run (the same spec, so the same stored run, as
 # the other chapters). The DPLS model continues it from epoch T + 1 with difficulty-
-# proportional label smoothing (hardest example's factor `dpls_lam`), as the paper branches
+# proportional label smoothing (hardest example's factor `models.dpls_lam`), as the paper branches
 # every method from its epoch-90 baseline checkpoint.
 
 # %%
-base = ex.baseline(P)
-models = {"pgd": base, "pgd_dpls": ex.continuation(base, T, targets={"kind": "dpls", "lam": dpls_lam})}
 t0 = time.perf_counter()
-recs = dict(zip(models, ensure(list(models.values()), progress=False)))
+runs, by_key = book.experiment(evaluation, P)  # hardex.experiments.evaluation.runs
+recs = {k[1]: r for k, r in by_key.items()}  # "pgd" / "pgd_dpls" -> record
 note(f"runs ready in {time.perf_counter() - t0:.1f} s: "
      + ", ".join(f"{k} = `{r.spec.short_hash}`" for k, r in recs.items()))
 
@@ -176,29 +133,13 @@ note(f"runs ready in {time.perf_counter() - t0:.1f} s: "
 # cross-entropy, PGD-K with the CW margin loss, A3, MD, RayS and AutoAttack, and PGD / CW
 # again with their passes in bf16 (`@bf16`, for the training-precision check); each with the
 # settings listed under `params` in the result. The per-example worst case is the AND over
-# all of them. The gradient-masking check runs on the first `masking_n` images of the subset.
+# all of them. The gradient-masking check runs on the first `attacks.masking.n` images of the subset.
 
 # %%
-options = {
-    "rays_queries": rays_queries,
-    "md_options": {"steps": md_steps, "change_point": md_change_point},
-    "masking_n": masking_n,
-    "masking_steps": masking_steps,
-}
-if a3_rounds:
-    options["a3_options"] = {"schedule": default_schedule()[:a3_rounds]}
-aa = {}
-if aa_version != "standard":
-    aa.update(version=aa_version, attacks_to_run=list(aa_attacks))
-if aa_n_iter:
-    aa["n_iter"] = aa_n_iter
-if aa:
-    options["autoattack_options"] = aa
-
 t0 = time.perf_counter()
-results = {k: evaluate_run(r, ATTACKS, n=eval_n or None, seed=eval_seed, which=eval_which,
-                           batch_size=eval_batch_size, device=device or None, **options)
-           for k, r in recs.items()}
+# the experiment's evaluations: every attack on the same seeded test examples (evaluation.evaluate_options)
+results = {k[1]: book.evaluate(by_key[k], **req.kwargs())
+           for req in runs.evaluations for k, s in runs.specs.items() if s.hash == req.spec.hash}
 note(f"evaluations ready in {time.perf_counter() - t0:.1f} s ("
      + ", ".join(f"{k}: {'cached' if v['cached'] else 'computed'}" for k, v in results.items()) + ")")
 
@@ -206,7 +147,7 @@ note(f"evaluations ready in {time.perf_counter() - t0:.1f} s ("
 # NBVAL_CHECK_OUTPUT
 overview = pd.DataFrame({k: {"clean": v["clean_acc"], **v["robust_acc"], "worst case": v["worst_case_acc"]}
                          for k, v in results.items()}).T * 100
-print(f"robust accuracy (%), {DATA_LABEL}, n = {results['pgd']['n']}, {label_eps(eps)}"
+print(f"robust accuracy (%), {DATA_LABEL}, n = {results['pgd']['n']}, {label_eps(B.eps)}"
       + (" (smoke results)" if SMOKE else ""))
 display(overview)
 
@@ -224,8 +165,8 @@ ours21 = {k: {"std": v["clean_acc"], "md": v["robust_acc"]["md"], "rays": v["rob
 paper21 = {k: paper_value(f"table21.{k}") for k in results}
 t21 = compare(ours21, paper21, metrics=["std", "md", "rays", "a3"])
 caption = (f"Table 21, {DATA_LABEL}: the paper and ours, profile {profile}" + (" (smoke results)" if SMOKE else "")
-           + f"; RayS query budget {rays_queries}; robust accuracy in %, diff = ours - paper in points")
-display(captioned(led.table("Table 21", t21, note=f"n = {results['pgd']['n']}, RayS {rays_queries} queries"), caption,
+           + f"; RayS query budget {P.attacks.rays_queries}; robust accuracy in %, diff = ours - paper in points")
+display(captioned(led.table("Table 21", t21, note=f"n = {results['pgd']['n']}, RayS {P.attacks.rays_queries} queries"), caption,
                   "table-21"))
 
 # %%
@@ -262,8 +203,8 @@ ours20 = {k: {**groups(v, PGD, "pgd"), **groups(v, "a3", "a3")} for k, v in resu
 paper20 = {k: paper_value(f"table20.{k}") for k in results}
 t20 = compare(ours20, paper20, metrics=["pgd", "pgd_easy", "pgd_hard", "a3", "a3_easy", "a3_hard"])
 caption = (f"Table 20, {DATA_LABEL}: the paper and ours, profile {profile}" + (" (smoke results)" if SMOKE else "")
-           + f"; pgd = PGD-{pgd_steps}; robust accuracy in %, diff = ours - paper in points")
-display(captioned(led.table("Table 20", t20, note=f"pgd = PGD-{pgd_steps} (CE, step eps/4)"), caption, "table-20"))
+           + f"; pgd = PGD-{P.attacks.pgd_steps}; robust accuracy in %, diff = ours - paper in points")
+display(captioned(led.table("Table 20", t20, note=f"pgd = PGD-{P.attacks.pgd_steps} (CE, step eps/4)"), caption, "table-20"))
 
 # %%
 g = {k: v for k, v in ours20.items()}
@@ -307,7 +248,7 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-t19 = pd.DataFrame({k: {f"PGD-{pgd_steps}": v["robust_acc"][PGD], f"CW-{pgd_steps}": v["robust_acc"][CW],
+t19 = pd.DataFrame({k: {f"PGD-{P.attacks.pgd_steps}": v["robust_acc"][PGD], f"CW-{P.attacks.pgd_steps}": v["robust_acc"][CW],
                         "A3": v["robust_acc"]["a3"]} for k, v in results.items()}).T * 100
 ref = paper_value("table19.none")
 t19.loc["paper: TRADES (Table 19, first row)"] = [ref["pgd"], ref["cw"], ref["a3"]]
@@ -351,16 +292,16 @@ print(f"wall time per attack (s, {results['pgd']['device']}); varies between mac
 display(seconds)
 
 # %%
-aa_std = aa_version == "standard" and not aa_n_iter
+aa_std = P.attacks.autoattack.version == "standard" and not P.attacks.autoattack.n_iter
 st = led.stats
-_ = led.claim("A3 vs AutoAttack", f"A3 is within {a3_gap_tol_points} points of AutoAttack on each model (equivalence, TOST)",
+_ = led.claim("A3 vs AutoAttack", f"A3 is within {P.checks.a3_gap_tol_points} points of AutoAttack on each model (equivalence, TOST)",
               st.combine([st.equivalence(v["per_example"]["a3"], v["per_example"]["autoattack"],
-                                         a3_gap_tol_points + 100 * one) for v in results.values()])
+                                         P.checks.a3_gap_tol_points + 100 * one) for v in results.values()])
               if aa_std else None,
               "; ".join(f"{k}: {r['gap (A3 - AA, points)']:+.2f}" for k, r in rows.items())
               + ("" if aa_std else f" (not standard AutoAttack: {AA_LABEL})"))
-_ = led.claim("A3 vs AutoAttack", f"A3 uses at most {a3_cost_ratio_max:g} of AutoAttack's forward passes",
-              st.deterministic(all(r["forward ratio A3/AA"] <= a3_cost_ratio_max for r in rows.values()),
+_ = led.claim("A3 vs AutoAttack", f"A3 uses at most {P.checks.a3_cost_ratio_max:g} of AutoAttack's forward passes",
+              st.deterministic(all(r["forward ratio A3/AA"] <= P.checks.a3_cost_ratio_max for r in rows.values()),
                                "exact (counted forward passes)") if aa_std else None,
               "; ".join(f"{k}: {r['forward ratio A3/AA']:.3f}" for k, r in rows.items()))
 
@@ -388,7 +329,7 @@ for k, v in results.items():
                         "robust only to fp32": r["fp32_only_robust"], "robust only to bf16": r["bf16_only_robust"],
                         "p (bf16 weaker)": r["p_bf16_weaker"], "bf16 weaker": r["weaker"]}
 prec_table = pd.DataFrame(prec).T
-print(f"models trained with precision {precision} (channels_last {channels_last}); robust accuracy (%), "
+print(f"models trained with precision {B.precision} (channels_last {B.channels_last}); robust accuracy (%), "
       f"n = {results['pgd']['n']}" + (" (smoke results)" if SMOKE else ""))
 display(prec_table)
 
@@ -404,7 +345,7 @@ _ = led.fact("bf16 training", "the bf16 attack is not weaker than the fp32 attac
 # %% [markdown]
 # ## Gradient-masking report
 #
-# For each model, on the first `masking_n` images: PGD-`masking_steps` with the margin loss (step eps/4) at
+# For each model, on the first `attacks.masking.n` images: PGD-`attacks.masking.steps` with the margin loss (step eps/4) at
 # eps/2, eps, 2 eps, 4 eps and 0.5 must give falling robust accuracy that reaches ~0 at 0.5;
 # one-step FGSM must not beat it at eps; RayS (black-box) must not beat it at eps by more
 # than 2 points. Any violation marks the model *suspicious*.
@@ -435,9 +376,9 @@ _ = led.claim("bf16 training", "bf16-trained models are as robust as their fp32 
               "no sign of gradient masking under fp32 attacks",
               led.stats.deterministic(not any(v["masking"]["suspicious"] for v in results.values()),
                                       "the masking check's own decision rule (hardex.evaluation.robustness.masking_check)")
-              if precision == "bf16" else None,
-              "the masking check above, on models trained with bf16 autocast" if precision == "bf16"
-              else f"not run: this profile trains in {precision}")
+              if B.precision == "bf16" else None,
+              "the masking check above, on models trained with bf16 autocast" if B.precision == "bf16"
+              else f"not run: this profile trains in {B.precision}")
 
 # %% [markdown]
 # ## Table 22: DiffPure (not run)
@@ -460,18 +401,16 @@ _ = led.claim("Table 22", "DPLS + DiffPure is more robust than baseline + DiffPu
 # ## Cost
 
 # %%
-cells = list(models.values())
-distinct, naive = ex.count_runs(cells)
+cells = list(runs.specs.values())
+distinct, naive = count_runs(cells)
 print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
-if not SMOKE:
-    train_h = sum(ex.epochs_trained(s) * minutes_per_pgd_epoch * ex.training_fraction(s)
-                  for s in ex.distinct_runs(cells)) / 60
-    eval_h = len(models) * eval_minutes_per_model / 60
+if not SMOKE:  # hardex.experiments.cost: the estimator of `hardex book --plan` and `hardex gpu-check`
+    est = Estimator.for_params(P, Path.cwd(), "gpu")
+    train_h, eval_h = est.hours(distinct_runs(cells)), est.hours([], runs.evaluations)
     display(Markdown(f"Expected cost of this profile: about **{train_h + eval_h:.1f} GPU-hours**: "
-                     f"{train_h:.1f} h of training (the baseline is shared with the other chapters; stated, not "
-                     f"measured, {minutes_per_pgd_epoch} min per PGD epoch of `{model}` on the full training set) and "
-                     f"{eval_h:.1f} h of evaluation (stated, not measured, {eval_minutes_per_model} min per model for "
-                     f"all attacks on {eval_n or 10000} images). Measured evaluation wall time is in the table above."))
+                     f"{train_h:.1f} h of training (the baseline is shared with the other chapters) and "
+                     f"{eval_h:.1f} h of evaluation (every attack on {P.attacks.n or 10000} images, per model); "
+                     + "; ".join(est.sources) + ". Measured evaluation wall time is in the table above."))
 else:
     display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
 

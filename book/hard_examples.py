@@ -40,67 +40,13 @@
 # claims, are the same either way up to the choice of run.
 
 # %% tags=["parameters"]
+# profile: the parameter files params/<profile>/ (profile.yaml: the shared baseline, the 200-epoch
+# setup, the stated costs; hard_examples.yaml: this chapter's blocks); build: how `hardex book` runs the
+# chapter (hardex.book.context; {} = train here); overrides: any parameter, nested as in the files,
+# e.g. papermill -p profile fast -y "overrides: {table1: {eval: pgd20}}"
 profile = "smoke"
-seed = 0
-# device: "" = cuda if available
-device = "cpu"
-# precision / channels_last: training autocast dtype and memory format (hardex.fastpath);
-# "bf16" + True on a GPU (attacks keep fp32 perturbations; evaluation is always fp32)
-precision = "fp32"
-channels_last = False
-dataset = "cifar10"
-# train_subset: 0 = the whole training split; else a class-balanced sample
-train_subset = 1000
-model = "tiny_cnn"
-# Table 1: PGD baseline to `epochs`, difficulty up to T, continuations from T + 1 without the
-# top-k hard / easy examples (t1_fraction > 0: the top share instead of k; equal to the dpls
-# chapter's t3_prune_fraction, the hard row is that chapter's Table 3 pruning run); t1_eval:
-# the robust column ("" = final.json's PGD-k aggregates on final_subset, unpaired; "pgd20" =
-# evaluate_run's PGD-20 on t1_eval_n test images, 0 = all, paired per example; equal to the dpls
-# chapter's PGD-20 sample, the evaluation is shared)
-epochs = 5
-milestones = [3, 4]
-T = 3
-k = 100
-t1_fraction = 0.0
-t1_eval = ""
-t1_eval_n = 0
-eps = 0.031
-attack_steps = 2
-lr = 0.1
-weight_decay = 0.0005
-batch_size = 64
-# eval_subset: per-epoch test sample; 0 = all
-eval_subset = 200
-eval_pgd_steps = 2
-final_pgd_steps = [10]
-# final_subset: 0 = the whole test split
-final_subset = 300
-# Figs. 3 and 4: one run per eps (0 = standard training) with hard / easy / all probes
-fig_epochs = 5
-fig_milestones = [3, 4]
-fig_T = 3
-fig_k = 100
-fig_eps = [0.0, 0.0078, 0.0157, 0.031]
-# probe_max: examples measured per probe set; 0 = all
-probe_max = 100
-# Fig. 1: k hard + k random examples (difficulty from STD / PGD source runs to fig1_T); fig1_n_hard 0 = not built
-fig1_model = "tiny_cnn"
-fig1_n_hard = 100
-fig1_n_random = 100
-fig1_epochs = 5
-fig1_milestones = [3, 4]
-fig1_T = 3
-fig1_eps = 0.0157
-fig1_step_size = 0.0035
-fig1_attack_steps = 2
-# Fig. 10: as Fig. 1 with fig10_n_hard + fig10_n_random examples and a third "hard only" branch; 0 = not built
-fig10_n_hard = 0
-fig10_n_random = 0
-# stated cost estimates for this profile's hardware (minutes per epoch on the full set)
-minutes_per_pgd_epoch = 0.0
-minutes_per_std_epoch = 0.0
-fig1_minutes_per_pgd_epoch = 0.0
+build = {}
+overrides = {}
 
 # %%
 import time
@@ -111,40 +57,38 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from hardex import difficulty, experiments as ex
-from hardex.book.chapter import ensure_available, finish, note, records_table, setup, show_profile
-from hardex.evaluation.suite import evaluate_run, expect_evaluation
-from hardex.paper.ledger import banner, data_label, label_eps, Ledger
+from hardex.book.chapter import finish, note, records_table, setup, show_profile
+from hardex.experiments import count_runs, distinct_runs, hard_examples
+from hardex.experiments.cost import Estimator
+from hardex.paper.ledger import label_eps
 from hardex.paper.report import captioned, compare, paper_value
-from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "hard_examples", show=False)  # P: as experiments' builders read it
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led, book = setup(globals(), "hard_examples", show=False)  # hardex.experiments.hard_examples
+B = P.baseline
 SMOKE_WORDS = SMOKE_TAG.strip(" ()")  # "smoke results" / "CPU rehearsal results" / ""
-if t1_eval not in ("", "pgd20"):
-    raise ValueError(f"t1_eval {t1_eval!r}: allowed '' (final.json's PGD-k) or 'pgd20' (evaluate_run, paired)")
-ROB = "PGD-20 (evaluate_run)" if t1_eval else f"PGD-{max(final_pgd_steps)}"
-FIG1 = fig1_n_hard > 0
-show_profile(P, led, f"Fig. 1 trains `{fig1_model}`.")
+ROB = "PGD-20 (evaluate_run)" if P.table1.eval else f"PGD-{max(B.final_pgd_steps)}"
+FIG1 = P.fig1.n_hard > 0
+show_profile(P, led, f"Fig. 1 trains `{P.fig1.model}`.")
 
 # %% [markdown]
 # ## What this profile can detect
 #
 # Before anything trains: the minimum detectable effect (MDE, points; 95% interval excluding
 # zero with 80% power, `hardex.paper.stats.mde`) of Table 1's comparison, next to the paper's effect.
-# Our robust numbers are `final.json`'s aggregate PGD-k accuracies on `final_subset` test
+# Our robust numbers are `final.json`'s aggregate PGD-k accuracies on `baseline.final_subset` test
 # images, compared unpaired (as if the two models disagreed on 50% of them), one training
-# seed; with `t1_eval = "pgd20"` they are PGD-20 per-example outcomes, compared paired. The figures' claims compare probe-set and per-epoch test-sample aggregates (sizes
-# `probe_max`, `eval_subset`); the paper prints no numbers for them. Stated assumptions.
+# seed; with `table1.eval = "pgd20"` they are PGD-20 per-example outcomes, compared paired. The figures' claims compare probe-set and per-epoch test-sample aggregates (sizes
+# `figs34.probe_max`, `baseline.eval_subset`); the paper prints no numbers for them. Stated assumptions.
 
 # %%
 for what, row in (("hard pruning - none", "hard_pruning"), ("easy pruning - none", "easy_pruning")):
-    led.power("Table 1", f"{what} (paper A3, ours {ROB})", (t1_eval_n or 10000) if t1_eval else final_subset or 10000, 1,
+    led.power("Table 1", f"{what} (paper A3, ours {ROB})", (P.table1.eval_n or 10000) if P.table1.eval else B.final_subset or 10000, 1,
               paper_value(f"table1.{row}.rob") - paper_value("table1.none.rob"),
-              **({} if t1_eval else {"discordance": 0.5}),
-              note="paired (per-example outcomes)" if t1_eval else "unpaired (final.json aggregates)")
-print(f"Table 1 on {(t1_eval_n or 10000) if t1_eval else final_subset or 10000} test images, 1 training seed "
+              **({} if P.table1.eval else {"discordance": 0.5}),
+              note="paired (per-example outcomes)" if P.table1.eval else "unpaired (final.json aggregates)")
+print(f"Table 1 on {(P.table1.eval_n or 10000) if P.table1.eval else B.final_subset or 10000} test images, 1 training seed "
       f"(profile {profile}):")
 with pd.option_context("display.precision", 2):
     display(led.power_table())
@@ -160,31 +104,15 @@ with pd.option_context("display.precision", 2):
 # exactly the baseline's remaining epochs).
 
 # %%
-def probes(e: float) -> list[dict]:
-    return ex.difficulty_probes(e, fig_k, probe_max)  # the memorization chapter's difficulty runs use the same
-
-
-fig_runs = {e: ex.baseline(P, eps=e, epochs=fig_epochs, milestones=fig_milestones, T=fig_T, probes=probes(e))
-            for e in fig_eps}
-shared = (eps in fig_runs and (fig_epochs, list(fig_milestones), fig_T) == (epochs, list(milestones), T))
-base = fig_runs[eps] if shared else ex.baseline(P)
-
-
-def pruned(which: str):
-    return ex.prune_fraction_from(base, T, which, t1_fraction) if t1_fraction else ex.prune_from(base, T, which, k)
-
-
-table1 = {"none": ex.continuation(base, T), "easy_pruning": pruned("easy"), "hard_pruning": pruned("hard")}
-
 t0 = time.perf_counter()
-asked = [*fig_runs.values(), *table1.values()]  # one ensure: the planning pass sees them all
-if t1_eval:  # for planners that count evaluations (hardex gpu-check --plan)
-    expect_evaluation(table1.values(), ["pgd20"], t1_eval_n, {"pgd20": 21})
-recs = ensure(asked, progress=False)
-fig_recs, t1_recs = dict(zip(fig_runs, recs[:len(fig_runs)])), dict(zip(table1, recs[len(fig_runs):]))
-note(f"Figs. 3/4 and Table 1 runs ready in {time.perf_counter() - t0:.1f} s")
+# hardex.experiments.hard_examples.runs: every round (Figs. 1/10's subsets are chosen from their
+# source runs' records, so they come second); R: the records by key
+runs, R = book.experiment(hard_examples, P)
+fig_recs, t1_recs = {k[1]: r for k, r in R.items() if k[0] == "figs34"}, {k[1]: r for k, r in R.items() if k[0] == "table1"}
+table1 = runs.group("table1")
+note(f"runs ready in {time.perf_counter() - t0:.1f} s")
 if profile != "smoke":  # where and when each record was made (records committed under results/ come from elsewhere)
-    display(records_table(recs))
+    display(records_table(R.values()))
 
 # %% [markdown]
 # ## Table 1: pruning the top-k easy or hard examples from epoch T + 1 (PGD)
@@ -200,12 +128,12 @@ if profile != "smoke":  # where and when each record was made (records committed
 # %%
 # NBVAL_CHECK_OUTPUT
 def t1_robust(r) -> dict:
-    """Clean and robust accuracy (fractions) and, with t1_eval, per-example robust outcomes."""
-    if t1_eval:
-        ev = evaluate_run(r, attacks=("pgd20",), n=t1_eval_n or None, seed=0, which="final")
+    """Clean and robust accuracy (fractions) and, with table1.eval, per-example robust outcomes."""
+    if P.table1.eval:
+        ev = book.evaluate(r, attacks=("pgd20",), n=P.table1.eval_n or None, seed=0, which="final")
         return {"std": ev["clean_acc"], "rob": ev["robust_acc"]["pgd20"], "bits": ev["per_example"]["pgd20"]}
     f = r.final["final"]
-    return {"std": f["clean_acc"], "rob": f[f"pgd{max(final_pgd_steps)}_acc"], "bits": None}
+    return {"std": f["clean_acc"], "rob": f[f"pgd{max(B.final_pgd_steps)}_acc"], "bits": None}
 
 
 t1_res = {row: t1_robust(r) for row, r in t1_recs.items()}
@@ -214,14 +142,14 @@ paper = {row: paper_value(f"table1.{row}") for row in table1}
 t1 = compare(ours, paper, metrics=["std", "rob"])
 t1 = t1.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
 caption = (f"Table 1, {DATA_LABEL}: the paper and ours, profile {profile}" + SMOKE_TAG
-           + f"; {f'the top {t1_fraction:.0%}' if t1_fraction else f'k = {k}'}, T = {T}, {epochs} epochs; accuracy in %, "
+           + f"; {f'the top {P.table1.fraction:.0%}' if P.table1.fraction else f'k = {P.table1.k}'}, T = {B.T}, {B.epochs} epochs; accuracy in %, "
            "diff = ours - paper in points")
 display(captioned(led.table("Table 1", t1, note=f"robust column: paper A3, ours {ROB} (final model)"), caption, "table-1"))
 
 # %%
 r = {row: v["rob"] for row, v in ours.items()}
-st, N_FINAL = led.stats, final_subset or 10000
-if t1_eval:  # per-example outcomes on the same test images: paired intervals
+st, N_FINAL = led.stats, B.final_subset or 10000
+if P.table1.eval:  # per-example outcomes on the same test images: paired intervals
     b = {row: v["bits"] for row, v in t1_res.items()}
     parts = [st.paired(b["hard_pruning"], b["none"]), st.paired(b["easy_pruning"], b["none"], "<=", tol=1.0)]
 else:  # final.json's aggregate accuracies: unpaired intervals
@@ -258,8 +186,8 @@ pf = probe_frame(fig_recs)
 el2n = pf[pf.metric.isin(["el2n_clean", "el2n_adv"]) & pf.subset.isin(["hard", "easy"])]
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 sns.lineplot(data=el2n[el2n.metric == "el2n_clean"], x="epoch", y="value", hue="eps", style="subset", ax=axes[0])
-axes[0].set(ylabel="EL2N (clean)", title=f"top-{fig_k} hard / easy, by eps")
-e_max = max(fig_eps)
+axes[0].set(ylabel="EL2N (clean)", title=f"top-{P.figs34.k} hard / easy, by eps")
+e_max = max(P.figs34.eps)
 right = el2n[el2n.eps_value == e_max].pivot_table(index=["epoch", "subset"], columns="metric", values="value")
 gap = (right.xs("hard", level="subset") - right.xs("easy", level="subset")).reset_index()
 gap = gap.melt(id_vars="epoch", var_name="metric", value_name="hard - easy EL2N")
@@ -305,7 +233,7 @@ if HAVE_SD:  # the probes record each set's EL2N sd: normal intervals over the p
         m, sd_, n_ = zip(*terms)
         return st.summary_contrast(m, sd_, n_, weights, what=WHAT)
 
-    es = sorted(fig_eps)
+    es = sorted(P.figs34.eps)
     results = (st.combine([contrast([term(e, "hard"), term(e, "easy")], [1, -1]) for e in es]),
                st.combine([contrast([term(b_, "hard"), term(b_, "easy"), term(a_, "hard"), term(a_, "easy")],
                                     [1, -1, -1, 1]) for a_, b_ in zip(es, es[1:])]),
@@ -348,7 +276,7 @@ both = pd.concat([hard[["eps", "epoch", "accuracy", "curve"]],
 sns.lineplot(data=both, x="epoch", y="accuracy", hue="eps", style="curve", ax=axes[2])
 axes[2].set(title="(c) hard-set train vs test, by eps")
 for ax in axes:
-    for m in fig_milestones[:1]:
+    for m in P.setup200.milestones[:1]:
         ax.axvline(m + 0.5, color="grey", lw=0.8)
 fig.suptitle(f"Fig. 4 ({DATA_LABEL}, {profile}{', ' + SMOKE_WORDS if SMOKE else ''})")
 plt.tight_layout()
@@ -356,9 +284,9 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-decay = fig_milestones[0]
+decay = P.setup200.milestones[0]
 rows = []
-for e in fig_eps:
+for e in P.figs34.eps:
     h = acc[(acc.eps_value == e) & (acc.subset == "hard")].set_index("epoch")["value"]
     t = tf[tf.eps_value == e].set_index("epoch")["test"]
     rows.append({"eps": label_eps(e), "hard train acc at decay": h.get(decay), "hard train acc last": h.iloc[-1],
@@ -369,7 +297,7 @@ display(fig4)
 
 # %%
 r = fig4.loc[label_eps(e_max)]
-n_hard, n_test = min(fig_k, probe_max or fig_k), eval_subset or 10000
+n_hard, n_test = min(P.figs34.k, P.figs34.probe_max or P.figs34.k), B.eval_subset or 10000
 st = led.stats
 _ = led.record("Fig. 4", f"at {label_eps(e_max)}, after the lr decay the hard set's robust train accuracy rises "
                "while test robust accuracy falls from its best (robust overfitting)",
@@ -383,66 +311,30 @@ _ = led.record("Fig. 4", f"at {label_eps(e_max)}, after the lr decay the hard se
 # %% [markdown]
 # ## Fig. 1: training on k hard + k random examples, keeping or pruning the hard part
 #
-# Difficulty comes from an STD and a PGD run (model `fig1_model`) ranked by clean 0-1 loss
-# accumulated to epoch `fig1_T`; each subset run trains on the `fig1_n_hard` hardest plus
-# `fig1_n_random` random other examples; at the first lr decay it either goes on with all of
+# Difficulty comes from an STD and a PGD run (model `fig1.model`) ranked by clean 0-1 loss
+# accumulated to epoch `setup200.T`; each subset run trains on the `fig1.n_hard` hardest plus
+# `fig1.n_random` random other examples; at the first lr decay it either goes on with all of
 # them (the run itself) or continues without the hard part. The source runs are the figure
 # runs above when the model, eps and schedule agree (smoke), otherwise their own runs. The
 # subsets are chosen here from the source runs' records (a first `ensure`), then enter the
 # subset runs' specs as explicit dataset indices, so each subset run's hash names its set.
-# **Fig. 10** repeats it with `fig10_n_hard` + `fig10_n_random` examples and a third branch that
-# goes on with the hard part only (fast and paper profiles; smoke skips it: `fig10_n_hard` = 0).
+# **Fig. 10** repeats it with `fig10.n_hard` + `fig10.n_random` examples and a third branch that
+# goes on with the hard part only (fast and paper profiles; smoke skips it: `fig10.n_hard` = 0).
 
 # %%
-fig1_P = {**P, "model": fig1_model, "epochs": fig1_epochs}
-
-
-def fig1_source(e: float):
-    same = fig1_model == model and e in fig_runs and (fig_epochs, fig_T) == (fig1_epochs, fig1_T)
-    if same:
-        return fig_runs[e]
-    return ex.baseline(fig1_P, eps=e, milestones=fig1_milestones, T=fig1_T)
-
-
-fig1_src = {"STD": fig1_source(0.0), "PGD": fig1_source(fig1_eps)} if FIG1 else {}
-variants = {"Fig. 1": (fig1_n_hard, fig1_n_random)} if FIG1 else {}
-if FIG1 and fig10_n_hard:
-    variants["Fig. 10"] = (fig10_n_hard, fig10_n_random)
-FIG1_WHY = "" if FIG1 else "not built on this profile (fig1_n_hard = 0)"
-t0 = time.perf_counter()
-# in a render-only build without these records only Figs. 1 / 10 say so (ensure_available -> None)
-got = ensure_available(fig1_src.values()) if FIG1 else []
-if got is None:
-    variants, FIG1_WHY = {}, "not run yet (no record)"
-src_recs = dict(zip(fig1_src, got or []))
-rng = np.random.default_rng(seed)
-decay1 = fig1_milestones[0]
-fig1 = {}
-for item, (n_hard, n_random) in variants.items():
-    for alg, rec in src_recs.items():
-        d = rec.difficulty
-        scores = np.where(d["in_train"], d["zero_one"], np.nan)
-        hard_idx = difficulty.select(scores, k=n_hard, which="hard")
-        rest = np.setdiff1d(np.flatnonzero(d["in_train"]), hard_idx)
-        rand_idx = np.sort(rng.choice(rest, n_random, replace=False))
-        e = 0.0 if alg == "STD" else fig1_eps
-        sub = ex.keep_indices(fig1_P, np.concatenate([hard_idx, rand_idx]), eps=e, milestones=fig1_milestones,
-                              T=fig1_T, attack={"step_size": fig1_step_size, "steps": fig1_attack_steps})
-        fig1[(item, alg, "continue")] = sub
-        fig1[(item, alg, "prune hard")] = ex.continuation(
-            sub, decay1, edits=[{"kind": "prune", "from_epoch": decay1 + 1, "indices": hard_idx.tolist()}])
-        if item == "Fig. 10":  # its third branch: only the hard part after the decay
-            fig1[(item, alg, "hard only")] = ex.continuation(
-                sub, decay1, edits=[{"kind": "keep", "from_epoch": decay1 + 1, "indices": hard_idx.tolist()}])
-got = ensure_available(fig1.values()) if fig1 else []
-if got is None:
-    variants, FIG1_WHY = {}, "not run yet (no record)"
-fig1_recs = dict(zip(fig1, got or []))
-note(f"Fig. 1 / 10 runs ready in {time.perf_counter() - t0:.1f} s")
+fig1_src = runs.group("fig1src")  # "STD" / "PGD" -> the source runs
+fig1_recs = {k[1:]: r for k, r in R.items() if k[0] == "fig1"}  # (item, alg, branch) -> record
+variants = {"Fig. 1": (P.fig1.n_hard, P.fig1.n_random)} if FIG1 else {}
+if FIG1 and P.fig10.n_hard:
+    variants["Fig. 10"] = (P.fig10.n_hard, P.fig10.n_random)
+FIG1_WHY = "" if FIG1 else "not built on this profile (fig1.n_hard = 0)"
+if FIG1 and len(fig1_recs) < len(runs.group("fig1")) or (FIG1 and not runs.group("fig1")):
+    variants, FIG1_WHY = {}, "not run yet (no record)"  # a render-only build without these records
+decay1 = P.setup200.milestones[0]
 if FIG1_WHY:
     print(f"Figs. 1 and 10: {FIG1_WHY}")
 elif "Fig. 10" not in variants:
-    print("Fig. 10 is not built on this profile (fig10_n_hard = 0)")
+    print("Fig. 10 is not built on this profile (fig10.n_hard = 0)")
 
 # %%
 f1 = pd.DataFrame([{"figure": item, "algorithm": alg, "branch": br, "epoch": m["epoch"],
@@ -454,7 +346,7 @@ for item, (n_hard, n_random) in variants.items():
     for ax, alg in zip(axes, ("STD", "PGD")):
         sns.lineplot(data=f1[(f1.figure == item) & (f1.algorithm == alg)], x="epoch", y="test accuracy", hue="branch", ax=ax)
         ax.axvline(decay1 + 0.5, color="grey", lw=0.8)
-        ax.set(title=f"{alg} ({'clean' if alg == 'STD' else 'robust, PGD-' + str(eval_pgd_steps)} test accuracy)")
+        ax.set(title=f"{alg} ({'clean' if alg == 'STD' else 'robust, PGD-' + str(B.eval_pgd_steps)} test accuracy)")
     fig.suptitle(f"{item}: {n_hard} hard + {n_random} random ({DATA_LABEL}, {profile}"
                  f"{', ' + SMOKE_WORDS if SMOKE else ''})")
     plt.tight_layout()
@@ -466,11 +358,11 @@ if variants:
     fin = (f1[f1.epoch == f1.epoch.max()]
            .pivot_table(index=["figure", "algorithm"], columns="branch", values="test accuracy"))
     fin["prune - continue"] = fin["prune hard"] - fin["continue"]
-    print(f"Fig. 1 / 10, last-epoch test accuracy (STD: clean, PGD: PGD-{eval_pgd_steps})" + SMOKE_TAG)
+    print(f"Fig. 1 / 10, last-epoch test accuracy (STD: clean, PGD: PGD-{B.eval_pgd_steps})" + SMOKE_TAG)
     display(fin)
 else:
     _ = led.claim("Fig. 1", "pruning the hard part at the lr decay helps, and more for PGD than for STD", None, FIG1_WHY)
-st, n_test = led.stats, eval_subset or 10000  # per-epoch test sample: aggregate accuracies, unpaired
+st, n_test = led.stats, B.eval_subset or 10000  # per-epoch test sample: aggregate accuracies, unpaired
 for item in variants:
     g = fin.loc[item, "prune - continue"]
     a = fin.loc[item]
@@ -488,35 +380,29 @@ if "Fig. 10" in variants:
                   "hard only - continue: " + ", ".join(f"{a} {100 * v:+.2f}" for a, v in (h["hard only"] - h["continue"]).items()))
 else:
     _ = led.claim("Fig. 10", "pruning the hard part helps more for PGD than for STD (10k + 10k)", None,
-                  FIG1_WHY or "not built on this profile (fig10_n_hard = 0)")
+                  FIG1_WHY or "not built on this profile (fig10.n_hard = 0)")
 
 # %% [markdown]
 # ## Runs and cost
 
 # %%
 # NBVAL_CHECK_OUTPUT
-cells = [*table1.values(), *fig_runs.values(), *fig1_src.values(), *fig1.values()]
-distinct, naive = ex.count_runs(cells)
+cells = list(runs.specs.values())
+distinct, naive = count_runs(cells)
 print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
 
 # %%
-def minutes_per_epoch(spec) -> float:
-    if spec.train.model.name == fig1_model and fig1_model != model:
-        return fig1_minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else fig1_minutes_per_pgd_epoch / (fig1_attack_steps + 1)
-    return minutes_per_pgd_epoch if spec.train.algorithm == "pgd" else minutes_per_std_epoch
-
-
-if not SMOKE:
-    hours = ex.stated_gpu_hours(cells, minutes_per_epoch)
-    by_item = {"Figs. 3/4 runs": fig_runs.values(), "Table 1": table1.values(),
-               "Figs. 1/10": [*fig1_src.values(), *fig1.values()]}
-    parts = ", ".join(f"{k} {ex.stated_gpu_hours(v, minutes_per_epoch):.2f}" for k, v in by_item.items())
+if not SMOKE:  # hardex.experiments.cost: the estimator of `hardex book --plan` and `hardex gpu-check`
+    est = Estimator.for_params(P, Path.cwd(), "gpu")
+    hours = est.hours(distinct_runs(cells), runs.evaluations)
+    by_item = {"Figs. 3/4 runs": runs.group("figs34").values(), "Table 1": runs.group("table1").values(),
+               "Figs. 1/10": [*fig1_src.values(), *runs.group("fig1").values()]}
+    parts = ", ".join(f"{k} {est.hours(distinct_runs(v)):.2f}" for k, v in by_item.items())
     display(Markdown(f"Budget of this chapter on profile `{profile}`: about **{hours:.2f} GPU-hours** ({parts}; a run "
-                     "shared by two items is counted in each part but once in the total), from stated (not measured) "
-                     f"estimates of {minutes_per_pgd_epoch} min per PGD epoch and {minutes_per_std_epoch} min per STD "
-                     f"epoch (`{model}`, full training set; Figs. 1/10 `{fig1_model}`: {fig1_minutes_per_pgd_epoch} min "
-                     "per PGD epoch), scaled by training-set size and epochs trained per run; probes and evaluation "
-                     "add to it. The memorization chapter reuses this chapter's difficulty runs and baseline."))
+                     "shared by two items is counted in each part but once in the total), training with each run's own "
+                     "evaluation and probes, scaled by training-set size and epochs trained per run; "
+                     + "; ".join(est.sources) + ". The memorization chapter reuses this chapter's difficulty runs and "
+                     "baseline."))
 else:
     display(Markdown(("Smoke profile" if profile == "smoke" else "CPU rehearsal") + ": CPU, no GPU-hour estimate."))
 

@@ -42,40 +42,13 @@
 # curve prunes the easy end.
 
 # %% tags=["parameters"]
+# profile: the parameter files params/<profile>/ (profile.yaml: the shared baseline, the 200-epoch
+# setup, the stated costs; label_smoothing.yaml: this chapter's blocks); build: how `hardex book` runs the
+# chapter (hardex.book.context; {} = train here); overrides: any parameter, nested as in the files,
+# e.g. papermill -p profile fast -y "overrides: {fig8: {ratios: [0.1, 0.2]}}"
 profile = "smoke"
-seed = 0
-# device: "" = cuda if available
-device = "cpu"
-# precision / channels_last: training autocast dtype and memory format (hardex.fastpath);
-# "bf16" + True on a GPU (attacks keep fp32 perturbations; evaluation is always fp32)
-precision = "fp32"
-channels_last = False
-dataset = "cifar10"
-# train_subset: 0 = the whole training split; else a class-balanced sample
-train_subset = 1000
-model = "tiny_cnn"
-# the shared PGD baseline (keys as params/<profile>/hard_examples.yaml): to `epochs`, difficulty up to T
-epochs = 5
-milestones = [3, 4]
-T = 3
-eps = 0.031
-attack_steps = 2
-lr = 0.1
-weight_decay = 0.0005
-batch_size = 64
-# eval_subset: per-epoch test sample; 0 = all
-eval_subset = 200
-eval_pgd_steps = 2
-final_pgd_steps = [10]
-# final_subset: 0 = the whole test split
-final_subset = 300
-# Fig. 8: LS factor on the chosen set, shares n of the training set, which model to report
-fig8_lam = 0.9
-fig8_ratios = [0.1]
-# fig8_model: "best" (best epoch by per-epoch test robust accuracy, as the paper's Fig. 7) or "final"
-fig8_model = "best"
-# stated cost estimate for this profile's hardware (minutes per PGD epoch on the full set)
-minutes_per_pgd_epoch = 0.0
+build = {}
+overrides = {}
 
 # %%
 import time
@@ -87,18 +60,18 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from hardex import difficulty, experiments as ex, paths
 from hardex.book.chapter import finish, note, setup, show_profile
-from hardex.paper.ledger import banner, data_label, label_eps, Ledger
-from hardex.runs.spec import FileScores
-from hardex.runs import ensure
+from hardex.experiments import count_runs, distinct_runs, label_smoothing
+from hardex.experiments.cost import Estimator
+from hardex.paper.ledger import label_eps
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "label_smoothing", show=False)  # P: as experiments' builders read it
-K = max(final_pgd_steps)
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led, book = setup(globals(), "label_smoothing", show=False)  # hardex.experiments.label_smoothing
+B = P.baseline
+K = max(B.final_pgd_steps)
 ROB = f"PGD-{K}"
-show_profile(P, led, f"PGD-AT {label_eps(eps)}; every run branches from the baseline after epoch T = {T}.")
+show_profile(P, led, f"PGD-AT {label_eps(B.eps)}; every run branches from the baseline after epoch T = {B.T}.")
 
 # %% [markdown]
 # ## What this profile can detect
@@ -106,12 +79,12 @@ show_profile(P, led, f"PGD-AT {label_eps(eps)}; every run branches from the base
 # Before anything trains: the smallest robust-accuracy difference (MDE, points; 95% interval
 # excluding zero with 80% power, `hardex.paper.stats.mde`) this profile can detect between two of
 # Fig. 8's runs, and the smallest equivalence margin it can confirm (Fig. 8c). Our numbers are
-# `final.json`'s aggregate accuracies on `final_subset` test images, compared unpaired (as if
+# `final.json`'s aggregate accuracies on `baseline.final_subset` test images, compared unpaired (as if
 # the models disagreed on 50% of them), one training seed. The paper prints Fig. 8 as curves
 # only, so there is no paper effect to set next to them. Stated assumptions.
 
 # %%
-N_FINAL = final_subset or 10000
+N_FINAL = B.final_subset or 10000
 led.power("Fig. 8b", "LS hard / LS normal - baseline", N_FINAL, 1, None, discordance=0.5, note="unpaired")
 led.power("Fig. 8c", "LS hard = pruning hard within ±1 point (margin)", N_FINAL, 1, 1.0, discordance=0.5,
           equivalence=True, note="unpaired")
@@ -130,43 +103,21 @@ with pd.option_context("display.precision", 2):
 # kept; the LS runs need the baseline's difficulty to write their score files and follow.
 
 # %%
-def ls_subset(parent, parent_rec, which: str, ratio: float, lam: float):
-    """``parent`` continued from T + 1 with LS factor ``lam`` on its top ``ratio`` ``which``
-    examples (by its 0-1 loss accumulated to T) and one-hot labels elsewhere: DPLS on an
-    indicator score. The indicator is written once to the run store (deterministic bytes, so
-    the same set gives the same file hash and the same run)."""
-    d = parent_rec.difficulty
-    scores = np.where(d["in_train"], d["zero_one"], np.nan)
-    chosen = difficulty.select(scores, fraction=ratio, which=which)
-    indicator = np.zeros(len(scores))
-    indicator[chosen] = 1.0
-    folder = paths.runs_root().resolve() / "scores"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"ls-subset-{parent.short_hash}-T{T}-{which}-{ratio:g}.npz"
-    if not path.exists():
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, scores=indicator)
-        tmp.replace(path)
-    src = FileScores(file=str(path), lower_is_harder=False)
-    return ex.continuation(parent, T, scores_from={"subset": src},
-                           targets={"kind": "dpls", "lam": lam, "from_epoch": T + 1,
-                                    "measure": "external", "source": "subset"})
-
-
-base = ex.baseline(P)
-prune = {r: ex.prune_fraction_from(base, T, "hard", r) for r in fig8_ratios}
 t0 = time.perf_counter()
-base_rec, *prune_recs = ensure([base, *prune.values()], progress=False)
-ls = {(w, r): ls_subset(base, base_rec, w, r, fig8_lam) for w in ("hard", "easy") for r in fig8_ratios}
-ls_recs = dict(zip(ls, ensure(list(ls.values()), progress=False)))
-prune_recs = dict(zip(prune, prune_recs))
+# hardex.experiments.label_smoothing.runs: the baseline and pruning runs, then the LS runs (their
+# indicator files come from the baseline's record, written into the run store's scores/ folder)
+runs, R = book.experiment(label_smoothing, P)
+base = runs.specs[("base",)]
+base_rec = R[("base",)]
+prune_recs = {k[1]: r for k, r in R.items() if k[0] == "prune"}
+ls_recs = {k[1:]: r for k, r in R.items() if k[0] == "ls"}
 note(f"Fig. 8 runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %%
 # NBVAL_CHECK_OUTPUT
 # the LS runs really smooth n% of the training set: their average factor is 1 - (1 - lam) * n
 check = pd.DataFrame([{"set": w, "ratio": r, "average factor (run record)": rec.metrics[-1]["targets"]["avg_factor"],
-                       "1 - (1 - lam) * n": 1 - (1 - fig8_lam) * r} for (w, r), rec in ls_recs.items()])
+                       "1 - (1 - lam) * n": 1 - (1 - P.fig8.lam) * r} for (w, r), rec in ls_recs.items()])
 display(check)
 
 # %% [markdown]
@@ -175,13 +126,13 @@ display(check)
 # (a) standard and (b) robust test accuracy of the PGD LS models against the share n of
 # smoothed examples; (c) robust accuracy of LS on the hard examples next to pruning them.
 # The paper evaluates its Fig. 7 runs at the best checkpoint with A3; ours reports the
-# `fig8_model` checkpoint ("best": the epoch with the best per-epoch test robust accuracy, as the
+# `fig8.model` checkpoint ("best": the epoch with the best per-epoch test robust accuracy, as the
 # paper) under {ROB} on the final-evaluation test sample, as `final.json` stores it (A3 is not
 # in the run store's final evaluation).
 
 # %%
 def acc(rec) -> dict:
-    f = rec.final[fig8_model]
+    f = rec.final[P.fig8.model]
     return {"std": f["clean_acc"], "rob": f[f"pgd{K}_acc"]}
 
 
@@ -209,21 +160,21 @@ sns.lineplot(data=curves_c, x="ratio", y="rob", hue="method", hue_order=["Label 
 axes[2].axhline(none["rob"], color="k", ls="--", lw=1, label="None")
 axes[2].set(xlabel="Label Smoothing Ratio", ylabel="Robust Accuracy", title="(c)")
 axes[2].legend()
-fig.suptitle(f"Fig. 8: PGD + LS (lam {fig8_lam}) on the top n% examples ({DATA_LABEL}, {profile}{SMOKE_TAG}; "
-             f"robust: {ROB}, {fig8_model} checkpoint)")
+fig.suptitle(f"Fig. 8: PGD + LS (lam {P.fig8.lam}) on the top n% examples ({DATA_LABEL}, {profile}{SMOKE_TAG}; "
+             f"robust: {ROB}, {P.fig8.model} checkpoint)")
 plt.tight_layout()
 plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-tab = pd.DataFrame({"LS hard": {r: acc(ls_recs[("hard", r)]) for r in fig8_ratios},
-                    "LS normal": {r: acc(ls_recs[("easy", r)]) for r in fig8_ratios},
-                    "pruning hard": {r: acc(prune_recs[r]) for r in fig8_ratios}})
-fig8 = pd.concat({m: pd.DataFrame(list(tab[m]), index=fig8_ratios) * 100 for m in tab}, axis=1)
+tab = pd.DataFrame({"LS hard": {r: acc(ls_recs[("hard", r)]) for r in P.fig8.ratios},
+                    "LS normal": {r: acc(ls_recs[("easy", r)]) for r in P.fig8.ratios},
+                    "pruning hard": {r: acc(prune_recs[r]) for r in P.fig8.ratios}})
+fig8 = pd.concat({m: pd.DataFrame(list(tab[m]), index=P.fig8.ratios) * 100 for m in tab}, axis=1)
 fig8.loc[0.0] = [100 * none[c] for _ in tab for c in ("std", "rob")]
 fig8 = fig8.sort_index()
 fig8.index.name = "ratio n"
-print(f"Fig. 8 in numbers (percent; std = clean, rob = {ROB}; {fig8_model} checkpoint; n = 0: the baseline){SMOKE_TAG}")
+print(f"Fig. 8 in numbers (percent; std = clean, rob = {ROB}; {P.fig8.model} checkpoint; n = 0: the baseline){SMOKE_TAG}")
 display(fig8)
 
 # %% [markdown]
@@ -233,18 +184,18 @@ display(fig8)
 # accuracies (no per-example outcomes). Margins are ours and stated in each claim.
 
 # %%
-gain = {m: {r: fig8.loc[r, (m, "rob")] - fig8.loc[0.0, (m, "rob")] for r in fig8_ratios} for m in tab}
-dstd = {m: {r: fig8.loc[r, (m, "std")] - fig8.loc[0.0, (m, "std")] for r in fig8_ratios} for m in tab}
+gain = {m: {r: fig8.loc[r, (m, "rob")] - fig8.loc[0.0, (m, "rob")] for r in P.fig8.ratios} for m in tab}
+dstd = {m: {r: fig8.loc[r, (m, "std")] - fig8.loc[0.0, (m, "std")] for r in P.fig8.ratios} for m in tab}
 
 
 def pts(d: dict) -> str:
     return ", ".join(f"n={r:g}: {v:+.2f}" for r, v in d.items())
 
 
-st, N_FINAL = led.stats, final_subset or 10000  # final.json's aggregate accuracies: unpaired intervals
-A = {("LS hard", r): acc(ls_recs[("hard", r)]) for r in fig8_ratios}
-A.update({("LS normal", r): acc(ls_recs[("easy", r)]) for r in fig8_ratios})
-A.update({("pruning hard", r): acc(prune_recs[r]) for r in fig8_ratios})
+st, N_FINAL = led.stats, B.final_subset or 10000  # final.json's aggregate accuracies: unpaired intervals
+A = {("LS hard", r): acc(ls_recs[("hard", r)]) for r in P.fig8.ratios}
+A.update({("LS normal", r): acc(ls_recs[("easy", r)]) for r in P.fig8.ratios})
+A.update({("pruning hard", r): acc(prune_recs[r]) for r in P.fig8.ratios})
 
 
 def vs(m1: str, r: float, col: str, other: dict, direction: str = ">", **kw):
@@ -252,20 +203,20 @@ def vs(m1: str, r: float, col: str, other: dict, direction: str = ">", **kw):
 
 
 led.record("Fig. 8b", "LS (lam 0.9) on the top n% hard examples raises robust accuracy over the baseline "
-           "(for some n <= 20%)", st.combine([vs("LS hard", r, "rob", none) for r in fig8_ratios], "any"),
+           "(for some n <= 20%)", st.combine([vs("LS hard", r, "rob", none) for r in P.fig8.ratios], "any"),
            f"{ROB} gain, points: {pts(gain['LS hard'])}")
 led.record("Fig. 8b", "LS on the top n% normal (easy) examples lowers robust accuracy (every n)",
-           st.combine([vs("LS normal", r, "rob", none, "<") for r in fig8_ratios]),
+           st.combine([vs("LS normal", r, "rob", none, "<") for r in P.fig8.ratios]),
            f"{ROB} gain, points: {pts(gain['LS normal'])}")
-diff = [gain["LS hard"][r] - gain["pruning hard"][r] for r in fig8_ratios]
+diff = [gain["LS hard"][r] - gain["pruning hard"][r] for r in P.fig8.ratios]
 led.record("Fig. 8c", "the robust gain from LS on hard examples is similar to pruning them "
            "(here: equivalent within ±1 point at every n, TOST)",
-           st.combine([vs("LS hard", r, "rob", A[("pruning hard", r)], margin=1.0) for r in fig8_ratios]),
+           st.combine([vs("LS hard", r, "rob", A[("pruning hard", r)], margin=1.0) for r in P.fig8.ratios]),
            f"LS - pruning gain, points: {', '.join(f'{x:+.2f}' for x in diff)}")
 _ = led.record("Fig. 8a", "LS on hard examples costs only marginal standard accuracy (here: not below the baseline "
                "by more than 1 point at every n), and not more than pruning them",
-               st.combine([vs("LS hard", r, "std", none, ">=", tol=1.0) for r in fig8_ratios]
-                          + [vs("LS hard", r, "std", A[("pruning hard", r)], ">=") for r in fig8_ratios]),
+               st.combine([vs("LS hard", r, "std", none, ">=", tol=1.0) for r in P.fig8.ratios]
+                          + [vs("LS hard", r, "std", A[("pruning hard", r)], ">=") for r in P.fig8.ratios]),
                f"std change, LS hard: {pts(dstd['LS hard'])}; pruning hard: {pts(dstd['pruning hard'])}")
 
 # %% [markdown]
@@ -273,25 +224,20 @@ _ = led.record("Fig. 8a", "LS on hard examples costs only marginal standard accu
 
 # %%
 # NBVAL_CHECK_OUTPUT
-cells = [base, *prune.values(), *ls.values()]
-distinct, naive = ex.count_runs(cells)
+cells = list(runs.specs.values())
+distinct, naive = count_runs(cells)
 print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
 
 # %%
-def run_minutes(spec) -> float:
-    return ex.epochs_trained(spec) * minutes_per_pgd_epoch * ex.training_fraction(spec)
-
-
-if not SMOKE:
-    own = [s for s in ex.distinct_runs(cells) if s.hash != base.hash]
-    hours_own = sum(run_minutes(s) for s in own) / 60
-    hours_base = run_minutes(base) / 60
+if not SMOKE:  # hardex.experiments.cost: the estimator of `hardex book --plan` and `hardex gpu-check`
+    est = Estimator.for_params(P, Path.cwd(), "gpu")
+    hours_own = est.hours([s for s in distinct_runs(cells) if s.hash != base.hash])
+    hours_base = est.hours([base])
     display(Markdown(
         f"Expected cost of this profile: about **{hours_own + hours_base:.1f} GPU-hours** "
-        f"({hours_base:.1f} of them the shared baseline, already paid when another chapter trained it), from a "
-        f"stated (not measured) estimate of {minutes_per_pgd_epoch} min per PGD epoch (`{model}`, full training set), "
-        "scaled by the share of the training set each run sees and the epochs it trains; per-epoch and final "
-        "evaluation add a few percent."))
+        f"({hours_base:.1f} of them the shared baseline, already paid when another chapter trained it), training "
+        "with each run's own evaluation, scaled by the share of the training set each run sees and the epochs it "
+        "trains; " + "; ".join(est.sources) + "."))
 else:
     display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
 

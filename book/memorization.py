@@ -39,59 +39,17 @@
 # (`scores_from`), so their sets are fixed before they start.
 
 # %% tags=["parameters"]
+# profile: the parameter files params/<profile>/ (profile.yaml: the shared baseline, the 200-epoch
+# setup, the stated costs; memorization.yaml: this chapter's blocks); build: how `hardex book` runs the
+# chapter (hardex.book.context; {} = train here); overrides: any parameter, nested as in the files,
+# e.g. papermill -p profile fast -y "overrides: {fig7: {ratios: [0.1, 0.2]}}"
 profile = "smoke"
-seed = 0
-# device: "" = cuda if available
-device = "cpu"
-# precision / channels_last: training autocast dtype and memory format (hardex.fastpath);
-# "bf16" + True on a GPU (attacks keep fp32 perturbations; evaluation is always fp32)
-precision = "fp32"
-channels_last = False
-dataset = "cifar10"
-# train_subset: 0 = the whole training split; else a class-balanced sample
-train_subset = 1000
-model = "tiny_cnn"
-# the 110-epoch setup (Table 2, Fig. 7, B.6): PGD baseline to `epochs`, difficulty up to T
-epochs = 4
-milestones = [2, 3]
-T = 2
-eps = 0.031
-attack_steps = 2
-lr = 0.1
-weight_decay = 0.0005
-batch_size = 64
-# eval_subset: per-epoch test sample; 0 = all
-eval_subset = 100
-eval_pgd_steps = 2
-final_pgd_steps = [5]
-# final_subset: 0 = the whole test split
-final_subset = 200
-# the 200-epoch setup (Figs. 5/13, Fig. 6, Table 8), top-mem_k sets
-mem_epochs = 4
-mem_milestones = [2, 3]
-mem_T = 2
-mem_k = 100
-fig5_eps = [0.031]
-# probe_max: examples measured per probe set; 0 = all
-probe_max = 100
-# Table 2 / Table 7: train only on the top-table2_k easy or hard examples
-table2_k = 100
-table2_eps = [0.0, 0.031]
-# Table 8: algorithms ("pgd", "trades")
-table8_algorithms = ["pgd"]
-# Fig. 7: prune the top n% easy / hard at epoch T; (c) robust gain per eps
-fig7_ratios = [0.1, 0.3]
-fig7_algorithms = ["pgd"]
-fig7c_eps = []
-# Appendix B.6
-b6_k = 100
-b6_n_images = 6
-# stated cost estimates for this profile's hardware (minutes per epoch on the full set)
-minutes_per_pgd_epoch = 0.0
-minutes_per_std_epoch = 0.0
+build = {}
+overrides = {}
 
 # %%
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,17 +57,19 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from hardex import difficulty, experiments as ex
+from hardex import difficulty
 from hardex.book.chapter import finish, note, setup
 from hardex.data import load_dataset
-from hardex.paper.ledger import banner, data_label, label_eps, Ledger
+from hardex.experiments import count_runs, distinct_runs, memorization
+from hardex.experiments.cost import Estimator
+from hardex.paper.ledger import label_eps
 from hardex.paper.report import captioned, compare, paper_value
-from hardex.runs import ensure
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 2)
-P, SMOKE, SMOKE_TAG, DATA_LABEL, led = setup(globals(), "memorization")  # P: as experiments' builders read it
-K = max(final_pgd_steps)
+P, SMOKE, SMOKE_TAG, DATA_LABEL, led, book = setup(globals(), "memorization")  # hardex.experiments.memorization
+B = P.baseline
+K = max(B.final_pgd_steps)
 ROB = f"PGD-{K}"
 
 def final(rec) -> dict:
@@ -128,7 +88,7 @@ def final(rec) -> dict:
 # figures' claims compare probe-set and per-epoch test-sample aggregates. Stated assumptions.
 
 # %%
-N_FINAL = final_subset or 10000
+N_FINAL = B.final_subset or 10000
 led.power("Table 8", f"PGD pruned - normal ({ROB})", N_FINAL, 1,
           paper_value("table8.pgd.pruned.pgd") - paper_value("table8.pgd.normal.pgd"), discordance=0.5, note="unpaired")
 led.power("Table 8", "PGD corrupted = normal within ±1.5 points (margin)", N_FINAL, 1, 1.5, discordance=0.5,
@@ -144,7 +104,7 @@ with pd.option_context("display.precision", 2):
 #
 # * **Difficulty sources.** For the 200-epoch setup, one run per eps of Fig. 5 (and the PGD eps
 #   of the profile, for Fig. 6 / Table 8), each probing its own top-k hard and easy sets every
-#   epoch (`source="self"`: the running ranking up to `mem_T`, then fixed: from `mem_T` on these
+#   epoch (`source="self"`: the running ranking up to `setup200.T`, then fixed: from `setup200.T` on these
 #   are exactly the sets the other runs get from it). For the 110-epoch setup, the PGD baseline.
 #   When the profile gives both setups the same schedule (smoke) the eps-8 run of the first is
 #   the baseline of the second: one run feeds every item.
@@ -159,60 +119,12 @@ with pd.option_context("display.precision", 2):
 #   the top n% easy or hard examples by its own difficulty; ratio 0 is the baseline itself.
 
 # %%
-def run_probes(e: float, source: str) -> list[dict]:
-    # the difficulty runs ("self") are built as the hard_examples chapter builds its Figs. 3/4 runs,
-    # so with equal parameters (fast, paper: mem_* = fig_*) they are the same runs
-    sets = ("hard", "easy", "all") if source == "self" else ("hard", "easy")
-    return ex.difficulty_probes(e, mem_k, probe_max, source=source, sets=sets)
-
-
-MEM = dict(epochs=mem_epochs, milestones=mem_milestones, T=mem_T)
-
-
-def mem_source(e: float, algorithm: str = "pgd"):
-    if algorithm == "trades":
-        return ex.baseline(P, eps=e, algorithm="trades", **MEM)
-    return ex.baseline(P, eps=e, probes=run_probes(e, "self"), **MEM)
-
-
-def mem_edited(e: float, kind: str, which: str, algorithm: str = "pgd"):
-    extra = {"algorithm": "trades"} if algorithm == "trades" else {"probes": run_probes(e, "source")}
-    return ex.from_source(P, mem_source(e, algorithm), eps=e, **MEM, **extra,
-                          edits=[ex.by_difficulty(kind, which, k=mem_k, seed=seed)])
-
-
-same_setup = (mem_epochs, list(mem_milestones), mem_T) == (epochs, list(milestones), T)
-base = mem_source(eps) if same_setup else ex.baseline(P)
-fig5 = {(e, arm): (mem_source(e) if arm == "with" else mem_edited(e, "prune", arm.split()[-1]))
-        for e in fig5_eps for arm in ("with", "without hard", "without easy")}
-table2 = {(w, e): ex.from_source(P, base, eps=e, edits=[ex.by_difficulty("keep", w, k=table2_k)])
-          for w in ("easy", "hard") for e in table2_eps}
-fig6 = {w: mem_edited(eps, "random_labels", w) for w in ("hard", "easy")}
-table8 = {(alg, row): (mem_source(eps, alg) if row == "normal"
-                       else mem_edited(eps, "random_labels" if row == "corrupted" else "prune", "hard", alg))
-          for alg in table8_algorithms for row in ("normal", "corrupted", "pruned")}
-
-
-def fig7_base(alg: str, e: float = eps):
-    if alg == "std":
-        return ex.baseline(P, eps=0.0)
-    return base if e == eps else ex.baseline(P, eps=e)
-
-
-fig7 = {(alg, w, r): ex.prune_fraction_from(fig7_base(alg), T, w, r)
-        for alg in fig7_algorithms for w in ("easy", "hard") for r in [0.0, *fig7_ratios]}
-# (c): per eps, the difficulty run of the 200-epoch setup pruned of its top n% hard examples at mem_T
-fig7c = {(e, r): ex.prune_fraction_from(mem_source(e), mem_T, "hard", r)
-         for e in ([eps, *fig7c_eps] if fig7c_eps else []) for r in [0.0, *fig7_ratios]}
-groups = {"fig5": fig5, "table2": table2, "fig6": fig6, "table8": table8, "fig7": fig7, "fig7c": fig7c,
-          "b6": {"base": base}}
-
 t0 = time.perf_counter()
-flat = [(g, key, spec) for g, d in groups.items() for key, spec in d.items()]
-recs_flat = ensure([s for _, _, s in flat], progress=False)
-R = {g: {} for g in groups}
-for (g, key, _), rec in zip(flat, recs_flat):
-    R[g][key] = rec
+runs, by_key = book.experiment(memorization, P)  # hardex.experiments.memorization.runs: one round
+groups = {g: runs.group(g) for g in memorization.GROUPS}
+R = {g: {k: by_key[(g, *(k if isinstance(k, tuple) else (k,)))] for k in d} for g, d in groups.items()}
+fig5, table2, fig6, table8, fig7, fig7c = (groups[g] for g in ("fig5", "table2", "fig6", "table8", "fig7", "fig7c"))
+base = groups["b6"]["base"]
 note(f"runs ready in {time.perf_counter() - t0:.1f} s")
 
 # %% [markdown]
@@ -240,12 +152,12 @@ def fig5_frame() -> pd.DataFrame:
 
 
 f5 = fig5_frame()
-fig, axes = plt.subplots(1, len(fig5_eps), figsize=(6 * len(fig5_eps), 4), squeeze=False)
-for ax, e in zip(axes[0], fig5_eps):
+fig, axes = plt.subplots(1, len(P.fig5.eps), figsize=(6 * len(P.fig5.eps), 4), squeeze=False)
+for ax, e in zip(axes[0], P.fig5.eps):
     sns.lineplot(data=f5[f5.eps_value == e], x="epoch", y="accuracy", hue="curve", ax=ax)
-    ax.axvline(mem_milestones[0] + 0.5, color="grey", lw=0.8)
+    ax.axvline(P.setup200.milestones[0] + 0.5, color="grey", lw=0.8)
     ax.set(title=label_eps(e), ylabel="robust train accuracy" if e > 0 else "train accuracy")
-fig.suptitle(f"Fig. 5 / 13: top-{mem_k} hard and easy sets ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
+fig.suptitle(f"Fig. 5 / 13: top-{P.sets.k} hard and easy sets ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
 plt.tight_layout()
 plt.show()
 
@@ -254,15 +166,15 @@ plt.show()
 f5_last = (f5[f5.epoch == f5.epoch.max()].pivot_table(index="eps_value", columns="curve", values="accuracy")
            .sort_index(ascending=False))
 f5_last.index = [label_eps(e) for e in f5_last.index]
-print(f"Fig. 5 at the last epoch ({f5.epoch.max()}), accuracy on the top-{mem_k} sets" + SMOKE_TAG)
+print(f"Fig. 5 at the last epoch ({f5.epoch.max()}), accuracy on the top-{P.sets.k} sets" + SMOKE_TAG)
 display(f5_last)
-for e in fig5_eps:
+for e in P.fig5.eps:
     r = f5_last.loc[label_eps(e)]
     w_h, wo_h = r["hard acc. (with hard)"], r["hard acc. (without hard)"]
     w_e, wo_e = r["easy acc. (with easy)"], r["easy acc. (without easy)"]
-    n_p = min(mem_k, probe_max or mem_k)  # probe-set aggregates: unpaired binomial intervals
+    n_p = min(P.sets.k, P.sets.probe_max or P.sets.k)  # probe-set aggregates: unpaired binomial intervals
     st = led.stats
-    _ = led.record("Fig. 5" if e == eps else "Fig. 13",
+    _ = led.record("Fig. 5" if e == B.eps else "Fig. 13",
                    f"at {label_eps(e)} the hard set is fitted only when trained on (with >> without: by over 50 "
                    "points), while the easy set keeps most of its accuracy without being trained on (over half)",
                    st.combine([st.contrast([w_h, wo_h], [n_p, n_p], [1, -1], offset=-50.0, what="with - without - 50"),
@@ -288,16 +200,16 @@ ours = {f"{w} / {t2_key(e)}": {"std": final(rec)["std"], "rob": None if e == 0 e
 paper = {f"{w} / {t2_key(e)}": paper_value(f"table2_table7.{w}.{t2_key(e)}") for (w, e) in table2}
 t2 = compare(ours, paper, metrics=["std", "rob"])
 t2 = t2.rename(columns={"rob": f"rob (paper: A3, ours: {ROB})"}, level=0)
-caption = (f"Tables 2 and 7, {DATA_LABEL}: the paper and ours, profile {profile}{SMOKE_TAG}; k = {table2_k}, "
-           f"{epochs} epochs; accuracy in %, diff = ours - paper in points")
+caption = (f"Tables 2 and 7, {DATA_LABEL}: the paper and ours, profile {profile}{SMOKE_TAG}; k = {P.table2.k}, "
+           f"{B.epochs} epochs; accuracy in %, diff = ours - paper in points")
 display(captioned(led.table("Table 2 / Table 7", t2, note=f"robust column: paper A3, ours {ROB} (final model)"), caption,
                   "table-2-7"))
 t2_claim = ("standard training on the hard set is about as accurate as on the easy set, adversarial training on "
             "the hard set is far worse and its robust accuracy is near or below random (10%)")
-if eps in table2_eps and 0.0 in table2_eps:
+if B.eps in P.table2.eps and 0.0 in P.table2.eps:
     o = {key: v for key, v in ours.items()}
-    pe = f"pgd_eps{round(eps * 255)}"
-    st, N_FINAL = led.stats, final_subset or 10000
+    pe = f"pgd_eps{round(B.eps * 255)}"
+    st, N_FINAL = led.stats, B.final_subset or 10000
     _ = led.record("Table 2", t2_claim + " (here: STD within ±5 points, TOST; PGD over 20 points worse; robust below 15%)",
                    st.combine([st.unpaired(o["hard / std_training"]["std"], N_FINAL, o["easy / std_training"]["std"],
                                            N_FINAL, margin=5.0),
@@ -309,7 +221,7 @@ if eps in table2_eps and 0.0 in table2_eps:
                   f"PGD std: easy {100 * o[f'easy / {pe}']['std']:.1f}, hard {100 * o[f'hard / {pe}']['std']:.1f}; "
                   f"PGD {ROB} hard {100 * o[f'hard / {pe}']['rob']:.1f}")
 else:
-    _ = led.claim("Table 2", t2_claim, None, f"table2_eps {table2_eps} lacks STD or {label_eps(eps)}")
+    _ = led.claim("Table 2", t2_claim, None, f"table2.eps {P.table2.eps} lacks STD or {label_eps(B.eps)}")
 
 # %% [markdown]
 # ## Fig. 6 (and Table 8): random labels on the hard or easy examples
@@ -320,20 +232,20 @@ else:
 # corrupting easy ones costs more.
 
 # %%
-f6 = pd.DataFrame([{"corruption": f"{mem_k} {w} corruption", "epoch": m["epoch"],
+f6 = pd.DataFrame([{"corruption": f"{P.sets.k} {w} corruption", "epoch": m["epoch"],
                     "standard accuracy": m["test_clean_acc"], "robust accuracy": m["test_pgd_acc"]}
                    for w, rec in R["fig6"].items() for m in rec.metrics if m.get("test_clean_acc") is not None])
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 for ax, col in zip(axes, ("standard accuracy", "robust accuracy")):
     sns.lineplot(data=f6, x="epoch", y=col, hue="corruption", ax=ax)
-    ax.axvline(mem_milestones[0] + 0.5, color="grey", lw=0.8)
+    ax.axvline(P.setup200.milestones[0] + 0.5, color="grey", lw=0.8)
 fig.suptitle(f"Fig. 6 ({DATA_LABEL}, {profile}{', smoke results' if SMOKE else ''})")
 plt.tight_layout()
 plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"Table 8: final accuracy, top-{mem_k} hard examples with random labels / pruned from epoch 1{SMOKE_TAG}")
+print(f"Table 8: final accuracy, top-{P.sets.k} hard examples with random labels / pruned from epoch 1{SMOKE_TAG}")
 t8_ours = {f"{alg} / {row}": {"std": final(rec)["std"], "pgd": final(rec)["rob"]} for (alg, row), rec in R["table8"].items()}
 t8_paper = {f"{alg} / {row}": paper_value(f"table8.{alg}.{row}") for (alg, row) in table8}
 t8 = compare(t8_ours, t8_paper, metrics=["std", "pgd"])
@@ -343,8 +255,8 @@ f6_last = f6[f6.epoch == f6.epoch.max()].set_index("corruption")[["standard accu
 print(f"Fig. 6 at the last epoch ({f6.epoch.max()}){SMOKE_TAG}")
 display(f6_last)
 o = {k: v for k, v in t8_ours.items()}
-for alg in table8_algorithms:
-    st, N_FINAL = led.stats, final_subset or 10000
+for alg in P.table8.algorithms:
+    st, N_FINAL = led.stats, B.final_subset or 10000
     _ = led.record("Table 8", f"({alg.upper()}) random labels on the hard examples change robust accuracy by less "
                    "than 1.5 points (equivalence, TOST), pruning them raises it",
                    st.combine([st.unpaired(o[f"{alg} / corrupted"]["pgd"], N_FINAL, o[f"{alg} / normal"]["pgd"], N_FINAL,
@@ -352,9 +264,9 @@ for alg in table8_algorithms:
                                st.unpaired(o[f"{alg} / pruned"]["pgd"], N_FINAL, o[f"{alg} / normal"]["pgd"], N_FINAL)]),
                   f"{ROB}: normal {100 * o[f'{alg} / normal']['pgd']:.2f}, "
                   f"corrupted {100 * o[f'{alg} / corrupted']['pgd']:.2f}, pruned {100 * o[f'{alg} / pruned']['pgd']:.2f}")
-h, e_ = f6_last.loc[f"{mem_k} hard corruption"], f6_last.loc[f"{mem_k} easy corruption"]
+h, e_ = f6_last.loc[f"{P.sets.k} hard corruption"], f6_last.loc[f"{P.sets.k} easy corruption"]
 _ = led.unpaired("Fig. 6", "corrupting the hard examples leaves higher robust accuracy than corrupting the easy ones",
-                 h["robust accuracy"], eval_subset or 10000, e_["robust accuracy"], eval_subset or 10000, evidence=
+                 h["robust accuracy"], B.eval_subset or 10000, e_["robust accuracy"], B.eval_subset or 10000, evidence=
                  f"robust (per-epoch test sample): hard corruption {100 * h['robust accuracy']:.1f}, "
                  f"easy corruption {100 * e_['robust accuracy']:.1f}")
 
@@ -364,23 +276,23 @@ _ = led.unpaired("Fig. 6", "corrupting the hard examples leaves higher robust ac
 # Continuations of the baseline (PGD) and of an STD baseline from epoch T + 1 without the top
 # n% easy ("Normal") or hard examples by the run's own difficulty; n = 0 is the baseline.
 # (a) standard, (b) robust accuracy against the ratio; (c) robust gain from pruning hard
-# examples per eps (eps 8 and `fig7c_eps`), each from that eps's difficulty run of the 200-epoch
-# setup pruned at `mem_T` (the runs the hard_examples chapter trains for Figs. 3/4 when the
+# examples per eps (eps 8 and `fig7.c_eps`), each from that eps's difficulty run of the 200-epoch
+# setup pruned at `setup200.T` (the runs the hard_examples chapter trains for Figs. 3/4 when the
 # parameters agree). The paper uses the best checkpoint and A3; ours is the final model and
 # {ROB}.
 
 # %%
 f7 = pd.DataFrame([{"algorithm": alg.upper(), "pruned": "none" if r == 0 else ("Normal" if w == "easy" else "Hard"),
                     "which": w, "ratio": r, **final(rec)} for (alg, w, r), rec in R["fig7"].items()])
-ncols = 3 if fig7c_eps else 2
+ncols = 3 if P.fig7.c_eps else 2
 fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4))
 for ax, col, title in zip(axes, ("std", "rob"), ("(a) standard accuracy", f"(b) robust accuracy ({ROB})")):
     sns.lineplot(data=f7, x="ratio", y=col, hue="which", style="algorithm", marker="o", ax=ax)
     ax.set(title=title, xlabel="data pruning ratio", ylabel="accuracy")
-if fig7c_eps:
+if P.fig7.c_eps:
     gains = []
-    for e in [eps, *fig7c_eps]:
-        for r in fig7_ratios:
+    for e in [B.eps, *P.fig7.c_eps]:
+        for r in P.fig7.ratios:
             gains.append({"eps": label_eps(e), "eps_value": e, "ratio": r,
                           "robust gain": final(R["fig7c"][(e, r)])["rob"] - final(R["fig7c"][(e, 0.0)])["rob"]})
     gains = pd.DataFrame(gains)
@@ -393,15 +305,15 @@ plt.show()
 # %%
 # NBVAL_CHECK_OUTPUT
 f7_table = f7.pivot_table(index=["algorithm", "ratio"], columns="which", values=["std", "rob"])
-print(f"Fig. 7, final-model accuracy (rob: {ROB}) by pruning ratio at epoch T = {T}{SMOKE_TAG}")
+print(f"Fig. 7, final-model accuracy (rob: {ROB}) by pruning ratio at epoch T = {B.T}{SMOKE_TAG}")
 display(f7_table)
 f7_claim = "(b) pruning hard examples at T raises robust accuracy for some ratio, pruning easy ones lowers it"
-if "pgd" in fig7_algorithms:
+if "pgd" in P.fig7.algorithms:
     p = f7[f7.algorithm == "PGD"]
     none = float(p[p.ratio == 0]["rob"].iloc[0])
     hard_best = float(p[(p.which == "hard") & (p.ratio > 0)]["rob"].max())
     easy_worst = float(p[(p.which == "easy") & (p.ratio > 0)]["rob"].min())
-    st, N_FINAL = led.stats, final_subset or 10000
+    st, N_FINAL = led.stats, B.final_subset or 10000
     hard_r = p[(p.which == "hard") & (p.ratio > 0)]["rob"]
     easy_r = p[(p.which == "easy") & (p.ratio > 0)]["rob"]
     _ = led.record("Fig. 7", f7_claim,
@@ -409,12 +321,12 @@ if "pgd" in fig7_algorithms:
                                st.combine([st.unpaired(v, N_FINAL, none, N_FINAL, "<") for v in easy_r], "any")]),
                   f"{ROB}: none {100 * none:.2f}, best hard-pruned {100 * hard_best:.2f}, worst easy-pruned {100 * easy_worst:.2f}")
 else:
-    _ = led.claim("Fig. 7", f7_claim, None, "fig7_algorithms has no PGD")
+    _ = led.claim("Fig. 7", f7_claim, None, "fig7.algorithms has no PGD")
 f7c_claim = "(c) the robust gain from pruning hard examples shrinks as eps decreases"
-if fig7c_eps:
+if P.fig7.c_eps:
     best = gains.groupby("eps_value")["robust gain"].max().sort_index()
     arg = gains.loc[gains.groupby("eps_value")["robust gain"].idxmax()].set_index("eps_value")["ratio"].sort_index()
-    st, N_FINAL = led.stats, final_subset or 10000
+    st, N_FINAL = led.stats, B.final_subset or 10000
 
     def f7c(e: float, r: float) -> float:
         return final(R["fig7c"][(e, r)])["rob"]
@@ -426,7 +338,7 @@ if fig7c_eps:
                                for lo, hi in zip(es, es[1:])]),
                   "best gain by increasing eps: " + ", ".join(f"{label_eps(e)} {100 * g:+.2f}" for e, g in best.items()))
 else:
-    _ = led.claim("Fig. 7", f7c_claim, None, "fig7c_eps is empty on this profile")
+    _ = led.claim("Fig. 7", f7c_claim, None, "fig7.c_eps is empty on this profile")
 
 # %% [markdown]
 # ## Appendix B.6: the easy and hard examples (Figs. 14, 15, 16)
@@ -441,37 +353,37 @@ else:
 d = R["b6"]["base"].difficulty
 scores = np.where(d["in_train"], d["zero_one"], np.nan)
 labels = d["labels"]
-train_ds = load_dataset(dataset, "train")
+train_ds = load_dataset(B.dataset, "train")
 classes = list(train_ds.classes)
-sets = {w: difficulty.select(scores, k=b6_k, which=w) for w in ("easy", "hard")}
+sets = {w: difficulty.select(scores, k=P.b6.k, which=w) for w in ("easy", "hard")}
 fig, axes = plt.subplots(1, 3, figsize=(17, 4))
 for ax, w in zip(axes[:2], ("easy", "hard")):
     counts = np.bincount(labels[sets[w]], minlength=len(classes))
     ax.bar(range(len(classes)), counts)
-    ax.set(title=f"Fig. 14 ({'a' if w == 'easy' else 'b'}) {b6_k} {w} examples", xlabel="class", ylabel="number of data",
+    ax.set(title=f"Fig. 14 ({'a' if w == 'easy' else 'b'}) {P.b6.k} {w} examples", xlabel="class", ylabel="number of data",
            xticks=range(len(classes)))
 norm = difficulty.minmax(scores)
 axes[2].hist(norm[np.isfinite(norm)], bins=np.linspace(0, 1, 11))
 axes[2].set(title=f"Fig. 15 (a) {DATA_LABEL}: min-max normalised 0-1 loss", xlabel="0-1 loss", ylabel="number of data")
-fig.suptitle(f"Appendix B.6 ({profile}{', smoke results' if SMOKE else ''})")
+fig.suptitle(f"Appendix 6 ({profile}{', smoke results' if SMOKE else ''})")
 plt.tight_layout()
 plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-b6 = pd.DataFrame({f"{b6_k} {w}": np.bincount(labels[sets[w]], minlength=len(classes)) for w in ("easy", "hard")},
+b6 = pd.DataFrame({f"{P.b6.k} {w}": np.bincount(labels[sets[w]], minlength=len(classes)) for w in ("easy", "hard")},
                   index=[f"{i} {c}" for i, c in enumerate(classes)])
-print(f"Fig. 14: class counts of the {b6_k} easiest / hardest examples{SMOKE_TAG}")
+print(f"Fig. 14: class counts of the {P.b6.k} easiest / hardest examples{SMOKE_TAG}")
 display(b6)
 hist = np.histogram(norm[np.isfinite(norm)], bins=np.linspace(0, 1, 11))[0]
 print("Fig. 15: examples per 0.1-wide bin of normalised 0-1 loss:", hist.tolist())
 
 # %%
 mfp = d["most_frequent_prediction"]
-fig, axes = plt.subplots(2, b6_n_images, figsize=(1.8 * b6_n_images, 4.6), squeeze=False)
+fig, axes = plt.subplots(2, P.b6.n_images, figsize=(1.8 * P.b6.n_images, 4.6), squeeze=False)
 for row, w in enumerate(("easy", "hard")):
     order = sets[w][np.argsort(scores[sets[w]], kind="stable")]
-    pick = order[:b6_n_images] if w == "easy" else order[::-1][:b6_n_images]
+    pick = order[:P.b6.n_images] if w == "easy" else order[::-1][:P.b6.n_images]
     for ax, i in zip(axes[row], pick):
         ax.imshow(train_ds.images[int(i)].permute(1, 2, 0).numpy())
         ax.set_title(f"{classes[labels[i]]}\npred: {classes[mfp[i]] if mfp[i] >= 0 else '-'}", fontsize=8)
@@ -482,7 +394,7 @@ plt.tight_layout()
 plt.show()
 
 # %%
-hard_share = b6[f"{b6_k} hard"].to_numpy() / b6_k
+hard_share = b6[f"{P.b6.k} hard"].to_numpy() / P.b6.k
 _ = led.fact("Fig. 14", "hard examples are unevenly spread over the classes (some classes far over 10%; here: over 15%)",
              bool(hard_share.max() > 0.15), "exact (deterministic: class counts of the selected hard set)",
              f"largest class share among the hard: {100 * hard_share.max():.1f}%")
@@ -492,39 +404,21 @@ _ = led.fact("Fig. 14", "hard examples are unevenly spread over the classes (som
 
 # %%
 # NBVAL_CHECK_OUTPUT
-cells = [s for g in groups.values() for s in g.values()]
-distinct, naive = ex.count_runs(cells)
+cells = list(runs.specs.values())
+distinct, naive = count_runs(cells)
 print(f"distinct training runs: {distinct} (a naive one-run-per-cell approach: {naive})")
 
 # %%
-def minutes_per_epoch(spec) -> float:
-    return minutes_per_std_epoch if spec.train.algorithm == "std" else minutes_per_pgd_epoch
-
-
-if not SMOKE:
-    from hardex.book.sources import Chapter, load_params
-    from hardex.paths import repo_root
-
-    # the runs the hard_examples chapter trains too: its baseline and its Figs. 3/4 difficulty runs,
-    # rebuilt from its parameter file and compared by hash (shared only where the parameters agree)
-    HE = load_params(profile, Chapter("hard_examples", repo_root() / "book" / "hard_examples.py"))
-    he_runs = {ex.baseline(HE).hash} | {
-        ex.baseline(HE, eps=e, epochs=HE["fig_epochs"], milestones=HE["fig_milestones"], T=HE["fig_T"],
-                    probes=ex.difficulty_probes(e, HE["fig_k"], HE["probe_max"])).hash for e in HE["fig_eps"]}
-    mine = ex.distinct_runs(cells)
-    shared = [r for r in mine if r.hash in he_runs]
-    new = [r for r in mine if r.hash not in he_runs]
-    hours = ex.stated_gpu_hours(mine, minutes_per_epoch)
-    h_new = ex.stated_gpu_hours(new, minutes_per_epoch, closure=False)
-    parts = ", ".join(f"{k} {ex.stated_gpu_hours(v.values(), minutes_per_epoch):.2f}" for k, v in groups.items())
+if not SMOKE:  # hardex.experiments.cost: the estimator of `hardex book --plan` and `hardex gpu-check`
+    est = Estimator.for_params(P, Path.cwd(), "gpu")
+    hours = est.hours(distinct_runs(cells))
+    parts = ", ".join(f"{k} {est.hours(distinct_runs(v.values())):.2f}" for k, v in groups.items() if v)
     display(Markdown(
         f"Budget of this chapter on profile `{profile}`: about **{hours:.2f} GPU-hours** ({parts}; a run shared by "
-        f"two items is counted in each part but once in the total). {len(shared)} of its {len(mine)} runs "
-        f"({hours - h_new:.2f} GPU-hours) are runs the hard_examples chapter trains too (same specs), so the "
-        f"analysis part (both chapters) costs the hard_examples chapter's budget plus **{h_new:.2f} GPU-hours**. "
-        f"From stated (not measured) estimates of {minutes_per_pgd_epoch} min per PGD (or TRADES) epoch and "
-        f"{minutes_per_std_epoch} min per STD epoch (`{model}`, full training set), scaled by training-set size and "
-        "epochs trained per run; probes and evaluation add to it."))
+        "two items is counted in each part but once in the total), training with each run's own evaluation and "
+        "probes, scaled by training-set size and epochs trained per run; " + "; ".join(est.sources) + ". Its "
+        "difficulty runs are the hard_examples chapter's Figs. 3/4 runs where the parameters agree (the same specs): "
+        "`hardex book --plan` counts a run two chapters ask for once."))
 else:
     display(Markdown("Smoke profile: CPU, no GPU-hour estimate."))
 

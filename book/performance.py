@@ -50,13 +50,12 @@
 # bf16-trained models show no gradient masking under fp32 attacks.
 
 # %% tags=["parameters"]
+# profile: the parameter files params/<profile>/ (performance.yaml: the folders it reads); build: how `hardex book` runs the
+# chapter (hardex.book.context; {} = train here); overrides: any parameter, nested as in the files,
+# e.g. papermill -p profile fast -y "overrides: {reports: {max_bench: 8}}"
 profile = "smoke"
-# folder with the committed bench reports, relative to the project root (the build's working directory)
-reports_dir = "results/bench"
-# at most this many reports are shown (newest first, GPU reports before CPU ones)
-max_reports = 4
-# folder with the committed `hardex gpu-check` summaries (hardex gpu-check --import), relative to the project root
-checks_dir = "results/gpu-check"
+build = {}
+overrides = {}
 
 # %%
 import json
@@ -71,7 +70,9 @@ from hardex.book.chapter import finish, setup
 from hardex.paper.ledger import Ledger
 
 pd.set_option("display.precision", 2)
-P, _, _, _, led = setup(globals(), "performance", data="synthetic uint8 images (timing only)")
+P, _, _, _, led, book = setup(globals(), "performance", data="synthetic uint8 images (timing only)")
+# the committed reports, relative to the project root (the build's working directory)
+reports_dir, max_reports, checks_dir = P.reports.bench_dir, P.reports.max_bench, P.reports.checks_dir
 
 reports = bench.latest_reports(Path(reports_dir).resolve())  # hardex book runs chapters in the project root
 gpu = [r for r in reports if r["environment"]["device"].startswith("cuda")]

@@ -38,9 +38,11 @@
 # ```
 
 # %% tags=["parameters"]
+# profile: the book's profile; build: how `hardex book` runs the chapter (hardex.book.context: its
+# ledger_dir is where this build's chapters saved their ledgers; {} = _executed/ledger)
 profile = "smoke"
-# ledger_dir: where the chapters' ledgers are; "" = $HARDEX_LEDGER_DIR (set by `hardex book`), else _executed/ledger
-ledger_dir = ""
+build = {}
+overrides = {}
 
 # %%
 from pathlib import Path
@@ -52,12 +54,14 @@ from hardex.paper import ledger
 
 from hardex.paper import report
 from hardex.book.chapter import GLANCE_KEY, glue_markdown, items_markdown
+from hardex.book.context import Context
 from hardex.paths import repo_root
 
 pd.set_option("display.max_rows", None)
 pd.set_option("display.max_colwidth", None)
 pd.set_option("display.precision", 2)
-where = Path(ledger_dir or ledger.ledger_dir())
+book = Context.from_dict(build)
+where = Path(book.ledger_dir) if book.ledger_dir else ledger.default_dir()
 ledgers = ledger.load_ledgers(where)
 existing = sorted(p.stem for p in (repo_root() / "book").glob("*.py"))
 T = report.reproduction_tables(ledgers, existing)

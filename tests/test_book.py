@@ -1,5 +1,7 @@
 """`hardex book`: parameter validation before execution, failure handling, chapter selection."""
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,56 +18,50 @@ NOTEBOOK = '''\
 
 # %% tags=["parameters"]
 profile = "smoke"
-n = 3
-scale = 1.5
-name = "x"
-flags = [1, 2]
+build = {{}}
+overrides = {{}}
 
 # %%
 {body}
 '''
 
 
-def make_project(tmp_path: Path, chapters: dict[str, str], params: dict[str, str]) -> Path:
+def make_project(tmp_path: Path, chapters: dict[str, str], params: dict[str, str] | None = None) -> Path:
+    """A project whose chapters are the given code; params/smoke is the checkout's (a chapter
+    named as a real one is validated by its model), with ``params`` replacing files."""
     (tmp_path / "book").mkdir()
-    (tmp_path / "params" / "smoke").mkdir(parents=True)
+    shutil.copytree(repo_root() / "params", tmp_path / "params")
     toc = "format: jb-book\nroot: book/intro\nchapters:\n" + "".join(f"  - file: _executed/{c}\n" for c in chapters)
     (tmp_path / "_toc.yml").write_text(toc)
     for name, body in chapters.items():
         (tmp_path / "book" / f"{name}.py").write_text(NOTEBOOK.format(title=name, body=body))
-    for name, text in params.items():
+    for name, text in (params or {}).items():
         (tmp_path / "params" / "smoke" / f"{name}.yaml").write_text(textwrap.dedent(text))
     return tmp_path
 
 
-GOOD = "n: 4\nscale: 2\nname: y\nflags: [3]\n"
-
-
 def run_cli(root: Path, *args: str):
-    return subprocess.run([sys.executable, "-m", "hardex.cli", "book", "--root", str(root), "--no-html", "--quiet", *args],
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "hardex.cli", "book", "--root", str(root), "--no-html", "--quiet",
+                           "--no-plan", *args], capture_output=True, text=True)
 
 
-def test_parameters_cell_is_read(tmp_path):
-    root = make_project(tmp_path, {"a": "print(n)"}, {"a": GOOD})
-    chapter = sources.toc_chapters(root)[0]
-    assert sources.notebook_parameters(chapter.source) == {"profile": "smoke", "n": 3, "scale": 1.5, "name": "x", "flags": [1, 2]}
-    assert sources.load_params("smoke", chapter, root) == {"n": 4, "scale": 2, "name": "y", "flags": [3], "profile": "smoke"}
+DPLS = (repo_root() / "params" / "smoke" / "dpls.yaml").read_text()
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    "file, text, message",
     [
-        (GOOD + "typo: 1\n", "params/smoke/a.yaml: unknown key 'typo'"),
-        ("n: 4\nscale: 2\nname: y\n", "params/smoke/a.yaml: missing key 'flags'"),
-        ("n: four\nscale: 2\nname: y\nflags: [3]\n", "params/smoke/a.yaml: key 'n' has type str"),
-        ("n: 4\nscale: 2\nname: y\nflags: [x]\n", "params/smoke/a.yaml: key 'flags[0]' has type str"),
-        ("n: true\nscale: 2\nname: y\nflags: [3]\n", "params/smoke/a.yaml: key 'n' has type bool"),
+        ("dpls", DPLS + "typo: 1\n", "params/smoke/dpls.yaml: unknown block 'typo'"),
+        ("dpls", DPLS.replace("  prune_fraction: 0.1\n", ""), "params/smoke/dpls.yaml: missing key 'table3.prune_fraction'"),
+        ("dpls", DPLS.replace("seeds: [0]", "seeds: [zero]"), "params/smoke/dpls.yaml: key 'table3.seeds[0]' has str"),
+        ("dpls", DPLS.replace("enabled: true", "enabled: 1"), "params/smoke/dpls.yaml: key 'fig9.enabled' has int 1"),
+        ("profile", (repo_root() / "params" / "smoke" / "profile.yaml").read_text().replace("  epochs: 5\n", "  epochs: five\n", 1),
+         "params/smoke/profile.yaml: key 'baseline.epochs' has str 'five'"),
     ],
 )
-def test_bad_params_fail_before_execution_with_one_line(tmp_path, text, message):
+def test_bad_params_fail_before_execution_with_one_line(tmp_path, file, text, message):
     # The chapter would create a file if it ran; it must not run.
-    root = make_project(tmp_path, {"a": "open('RAN', 'w').close()"}, {"a": text})
+    root = make_project(tmp_path, {"dpls": "open('RAN', 'w').close()"}, {file: text})
     result = run_cli(root)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -74,8 +70,8 @@ def test_bad_params_fail_before_execution_with_one_line(tmp_path, text, message)
 
 
 def test_failing_chapter_stops_build_and_keeps_others(tmp_path):
-    root = make_project(tmp_path, {"ok": "print('fine', n)", "bad": "raise RuntimeError('boom in chapter')", "later": "print(1)"},
-                        {"ok": GOOD, "bad": GOOD, "later": GOOD})
+    root = make_project(tmp_path, {"ok": "print('fine', profile)", "bad": "raise RuntimeError('boom in chapter')",
+                                   "later": "print(1)"})
     result = run_cli(root)
     assert result.returncode == 1
     assert "boom in chapter" in result.stderr and "RuntimeError" in result.stderr
@@ -86,37 +82,37 @@ def test_failing_chapter_stops_build_and_keeps_others(tmp_path):
 
 
 def test_unknown_chapter_and_profile(tmp_path):
-    root = make_project(tmp_path, {"a": "pass"}, {"a": GOOD})
+    root = make_project(tmp_path, {"a": "pass"})
     result = run_cli(root, "--chapters", "nope")
     assert result.returncode == 2 and "unknown chapter 'nope'" in result.stderr
     with pytest.raises(sources.ParamsError, match="unknown profile"):
-        sources.load_params("huge", sources.toc_chapters(root)[0], root)
+        sources.load_params("huge", "dpls", root)
 
 
 def test_every_shipped_params_file_validates():
     root = repo_root()
     for chapter in sources.toc_chapters(root):
         for profile in sources.PROFILES:
-            if sources.not_run_reason(profile, chapter, root) is None:  # quick runs two chapters
+            if sources.not_run_reason(profile, chapter.name, root) is None:  # quick runs three chapters
                 sources.load_params(profile, chapter, root)
 
 
-def test_training_precision_is_one_setting_per_profile():
-    """Every chapter that trains reads `precision` and `channels_last`; within a profile they
-    agree (so a run shared between chapters has one spec), and GPU profiles use the fast path."""
-    root = repo_root()
-    for profile in sources.PROFILES:
-        seen = {}
-        for chapter in sources.toc_chapters(root):
-            if sources.not_run_reason(profile, chapter, root) is not None:
-                continue
-            p = sources.load_params(profile, chapter, root)
-            if "device" in p:
-                seen[chapter.name] = (p["precision"], p["channels_last"])
-        assert len(seen) >= (2 if profile == "quick" else 7), seen
-        assert len(set(seen.values())) == 1, (profile, seen)
-        expected = ("fp32", False) if profile == "smoke" else ("bf16", True)
-        assert set(seen.values()) == {expected}, (profile, seen)
+def test_a_build_leaves_the_environment_as_it_found_it(tmp_path):
+    """Modes travel as the chapters' ``build`` parameter, not through environment variables: the
+    calling process's environment is the same after a build (render-only and rehearsal included)."""
+    from hardex.book import build
+
+    root = make_project(tmp_path, {"a": "print(build)"})
+    before = dict(os.environ)
+    assert build.build("smoke", html=False, root=root, progress=False, render_only=True, rehearsal=True,
+                       runs=tmp_path / "runs", device="cpu") == 0
+    assert build.build("smoke", html=False, root=root, progress=False, plan=True, runs=tmp_path / "runs") == 0
+    assert dict(os.environ) == before
+    import nbformat
+
+    nb = nbformat.read(root / "_executed" / "a.ipynb", as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert '"ledger_dir"' in injected.source and '"runs"' in injected.source
 
 
 def test_executed_notebook_is_tagged_for_reading(tmp_path):
@@ -124,7 +120,7 @@ def test_executed_notebook_is_tagged_for_reading(tmp_path):
     page; other code cells fold their source unless the chapter tagged them."""
     import nbformat
 
-    root = make_project(tmp_path, {"a": "print(n)"}, {"a": GOOD})
+    root = make_project(tmp_path, {"a": "print(profile)"})
     assert run_cli(root).returncode == 0
     nb = nbformat.read(root / "_executed" / "a.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]

@@ -4,24 +4,29 @@ reader tags `hardex book` puts on executed notebooks."""
 import nbformat
 import pytest
 
-from hardex.book import build as book
+from hardex.book import execute
 
 from hardex.book import chapter
 from hardex.paper.ledger import NO_VERDICT, NOT_RUN
 
 
-def test_setup_returns_the_names_chapters_use_and_shows_the_profile_box(capsys):
-    g = {"profile": "smoke", "dataset": "svhn", "model": "tiny_cnn", "epochs": 5, "milestones": [3, 4], "T": 3,
-         "eps": 0.031, "seed": 0, "train_subset": 1000}
-    P, SMOKE, SMOKE_TAG, DATA_LABEL, led = chapter.setup(g, "dpls", show=False)
-    assert P == g and P is not g and SMOKE and SMOKE_TAG == " (smoke results)" and DATA_LABEL == "SVHN"
-    assert (led.chapter, led.profile, led.data) == ("dpls", "smoke", "SVHN")
+def test_setup_returns_the_names_chapters_use_and_shows_the_profile_box(tmp_path):
+    g = {"profile": "smoke", "build": {"ledger_dir": str(tmp_path), "rehearsal": False},
+         "overrides": {"baseline": {"dataset": "svhn"}, "table3": {"seeds": [0, 1]}}}
+    P, SMOKE, SMOKE_TAG, DATA_LABEL, led, book = chapter.setup(g, "dpls", show=False)
+    assert P.baseline.dataset == "svhn" and P.table3.seeds == [0, 1] and P.baseline.model == "tiny_cnn"
+    assert SMOKE and SMOKE_TAG == " (smoke results)" and DATA_LABEL == "SVHN"
+    assert (led.chapter, led.profile, led.data, led.directory) == ("dpls", "smoke", "SVHN", tmp_path)
+    assert book.ledger_dir == str(tmp_path) and not book.render_only
     box = chapter.profile_box(P, "dpls", DATA_LABEL, "branch at `T`")
     for text in ("<code>smoke</code>", "SVHN", "<code>tiny_cnn</code>", "5 epochs", "eps 8/255", "seed = 0",
-                 "<code>T</code>", "Smoke profile: plumbing only", "All "):
+                 "table3.seeds = [0, 1]", "<code>T</code>", "Smoke profile: plumbing only", "All ",
+                 "<code>table3.prune_fraction</code>"):
         assert text in box, text
-    _, SMOKE, _, label, led = chapter.setup({"profile": "fast"}, "theory", data="no data", show=False)
+    _, SMOKE, _, label, led, _ = chapter.setup({"profile": "fast"}, "theory", data="no data", show=False)
     assert not SMOKE and label == led.data == "no data"
+    _, SMOKE, tag, *_ = chapter.setup({"profile": "quick", "build": {"rehearsal": True}}, "dpls", show=False)
+    assert SMOKE and tag == " (CPU rehearsal results)"
 
 
 def test_glance_reads_claims_generically_and_links_sections():
@@ -57,7 +62,7 @@ def test_reader_tags():
                 nbformat.v4.new_code_cell("x = 1"),
                 nbformat.v4.new_code_cell("show()", metadata={"tags": ["remove-input", "hide-output"]}),
                 nbformat.v4.new_markdown_cell("# t")]
-    book.tag_for_reader(nb)
+    execute.tag_for_reader(nb)
     tags = [c.metadata.get("tags") for c in nb.cells]
     assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["hide-input"],
                     ["remove-input", "hide-output"], []]

@@ -117,17 +117,22 @@ def test_difficulty_probes_and_sharing():
         ex.difficulty_probes(0.031, 10, sets=("medium",))
 
 
-def test_stated_gpu_hours_by_hand():
+def test_gpu_hours_by_hand():
+    """The estimator's training hours: each run's own epochs times its share of the split."""
+    from hardex.experiments.cost import Estimator
+    from hardex.experiments.params import Cost
+
     full = {**P, "train_subset": 0}
     b = ex.baseline(full)  # 4 epochs on 50,000 images
     hard = ex.prune_from(b, 2, "hard", 5000)  # 2 epochs on 45,000
     keep = ex.keep_indices(full, range(10000))  # 4 epochs on 10,000
-    per = lambda s: 0.5  # minutes per full epoch
-    assert ex.stated_gpu_hours([b], per) == pytest.approx(4 * 0.5 / 60)
+    no_eval = Cost(minutes_per_epoch={"pgd": 0.5}, model_scale={}, eval_passes_per_s=0.0, passes_per_example={})
+    est = Estimator(no_eval, P["model"], P["attack_steps"])  # 0.5 minutes per full epoch, evaluation not counted
+    assert est.hours([b]) == pytest.approx(4 * 0.5 / 60)
     # the parent is counted once, however many children share it
-    assert ex.stated_gpu_hours([hard, hard, b], per) == pytest.approx((4 + 2 * 0.9) * 0.5 / 60)
-    assert ex.stated_gpu_hours([keep], per) == pytest.approx(4 * 0.2 * 0.5 / 60)
-    assert ex.stated_gpu_hours([hard], per, closure=False) == pytest.approx(2 * 0.9 * 0.5 / 60)  # the child alone
+    assert est.hours(ex.distinct_runs([hard, hard, b])) == pytest.approx((4 + 2 * 0.9) * 0.5 / 60)
+    assert est.hours([keep]) == pytest.approx(4 * 0.2 * 0.5 / 60)
+    assert est.hours([hard]) == pytest.approx(2 * 0.9 * 0.5 / 60)  # the child alone
 
 
 def test_continuation_carries_and_adds_teachers():

@@ -72,11 +72,11 @@ def test_table_rejects_plain_frame():
         ledger.Ledger("c", "fast", "d").table("Table 9", pd.DataFrame({"a": [1]}))
 
 
-def test_ledger_dir_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("HARDEX_LEDGER_DIR", str(tmp_path / "x"))
-    path = ledger.Ledger("c", "smoke", "d").save()
+def test_ledger_directory(tmp_path):
+    path = ledger.Ledger("c", "smoke", "d", directory=tmp_path / "x").save()
     assert path == tmp_path / "x" / "c.json"
-    assert list(ledger.load_ledgers()) == ["c"]
+    assert list(ledger.load_ledgers(tmp_path / "x")) == ["c"]
+    assert ledger.Ledger("c", "fast", "d").directory == ledger.default_dir()
 
 
 def test_labels(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hardex.book import planning as buildplan
+from hardex.book import planning
 
 from hardex.runs import progress
 from hardex.book.build import check_hardware
@@ -27,35 +27,53 @@ from test_store import FakeTrainer, child_of, numbers, spec
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_describe_and_cost_line():
+def test_describe_and_cost_line(tmp_path):
     s = spec(epochs=4)
     c = child_of(s, 2, 0.9)
     assert describe(s) == "pgd tiny_cnn"
     assert describe(c) == f"pgd+ls(0.9) tiny_cnn <-{s.short_hash[:8]}@2"
-    cp = buildplan.ChapterPlan("dpls", jobs=[{"hash": "a", "epochs_left": 3}, {"hash": "b", "epochs_left": 2}],
-                               shared=1, done=2, complete=False, stopped="waits for these runs", seconds=5400.0)
-    line = buildplan.cost_line(cp, "from results/bench/x.json")
-    assert line == ("dpls: 2 runs to train (2 already done, 1 shared with an earlier chapter), 5 epochs, "
-                    "est. 1.5 h on this device (from results/bench/x.json); more once these finish")
+    from hardex.experiments.rounds import Runs
+    from hardex.runs.plan import Job
+
+    store = RunStore(tmp_path / "runs", extra_roots=())
+    cp = planning.ChapterPlan("dpls", runs=Runs({}, later={("ls",): c}), jobs=[Job(s), Job(c)], shared=[Job(s)],
+                               done=2, train_s=5400.0, eval_s=60.0)
+    line = planning.cost_line(cp, store)
+    assert line == ("dpls: 2 runs to train (2 already done, 1 shared with an earlier chapter), 6 epochs, "
+                    "est. 1.5 h training + 60 s evaluation; 1 more once these finish")
+
+
+def _cost(**kw):
+    from hardex.experiments.params import Cost
+
+    return Cost(**{"minutes_per_epoch": {"pgd": 0.5}, "model_scale": {"resnet18": 2.0}, "eval_passes_per_s": 25000.0,
+                   "passes_per_example": {"a3": 200.0}, **kw})
 
 
 def test_estimates_from_bench_else_stated(tmp_path):
-    job = {"hash": "a", "algorithm": "pgd", "model": "tiny_cnn", "attack_steps": 2, "fraction": 0.02,
-           "epochs_left": 5}
-    params = {"minutes_per_pgd_epoch": 0.5}
-    est = buildplan.Estimator(tmp_path, "fast", gpu=True, bench=None)
-    sec, src = est.job_seconds(params, job)
-    assert sec == pytest.approx(30 * 0.02 * 5) and "stated minutes" in src and "x300" not in src
-    sec, src = buildplan.Estimator(tmp_path, "fast", gpu=False, bench=None).job_seconds(params, job)
-    assert sec == pytest.approx(30 * 0.02 * 5 * buildplan.CPU_SLOWDOWN) and "x300 for a CPU" in src
+    """One estimator (hardex.experiments.cost): a bench report of the device, else the profile's
+    stated minutes (scaled by attack steps, model and training share), x a stated slowdown on a CPU."""
+    from hardex.experiments.cost import CPU_SLOWDOWN, Estimator
+    from hardex.experiments.rounds import EvalRequest
+
+    s = spec(epochs=5, dataset={"subset": {"n": 1000}}, attack={"steps": 2})  # PGD-2 on 2% of the training split
+    est = Estimator(_cost(), "tiny_cnn", 2)
+    assert est.train_seconds(s, 5) == pytest.approx(30 * 0.02 * 5)
+    assert "stated minutes" in est.sources[0] and "x300" not in est.sources[0]
+    cpu = Estimator(_cost(), "tiny_cnn", 2, cpu=True)
+    assert cpu.train_seconds(s, 5) == pytest.approx(30 * 0.02 * 5 * CPU_SLOWDOWN) and "x300 for a CPU" in cpu.sources[0]
+    assert Estimator(_cost(), "tiny_cnn", 10).train_seconds(s, 5) == pytest.approx(30 * 3 / 11 * 0.02 * 5)  # 2 of 10 steps
+    assert Estimator(_cost(), "resnet18", 2).train_seconds(s, 5) is None  # no stated scale for tiny_cnn
     report = {"settings": {"epoch_images": 50000, "quick": True},
               "results": [{"model": "tiny_cnn", "algorithm": "pgd", "attack_steps": 10,
-                           "hardex": {"tracking": {"s_per_epoch": 1100.0}}}]}
+                           "hardex": {"tracking": {"s_per_epoch": 1100.0}}}],
+              "environment": {"device": "cpu"}}
     (tmp_path / "results").mkdir()
-    bench = buildplan.Estimator(tmp_path, "smoke", gpu=False, bench=(tmp_path / "results" / "b.json", report))
-    sec, src = bench.job_seconds(params, job)
-    assert sec == pytest.approx(1100.0 * 3 / 11 * 0.02 * 5)
-    assert src == "from results/b.json, a --quick plumbing report"
+    bench = Estimator(_cost(), "tiny_cnn", 2, bench=(tmp_path / "results" / "b.json", report), root=tmp_path)
+    assert bench.train_seconds(s, 5) == pytest.approx(1100.0 * 3 / 11 * 0.02 * 5)
+    assert bench.sources == ["from results/b.json, a --quick plumbing report"]
+    req = EvalRequest(s, ("pgd20", "a3"), 1000)
+    assert est.request_seconds(req) == pytest.approx(1000 * (21 + 200) / 25000)
 
 
 def test_refusal_on_the_wrong_hardware(monkeypatch):

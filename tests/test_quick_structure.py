@@ -10,56 +10,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
+from structure import check_structure, profile_chapters
 
-from hardex.book import sources
-
-from hardex.tools import gpucheck
+from hardex import experiments
+from hardex.experiments import dpls, hard_examples
+from hardex.experiments.params import load, not_run_reason
 from hardex.paths import repo_root
+from hardex.tools import gpucheck
 
 STAND_IN = Path(__file__).with_name("quick_structure.yaml")
-# sizes and the device/precision of a CPU (the GPU fast path is tested by tests/test_cuda.py)
-SIZE_KEYS = {"device", "model", "fig1_model", "train_subset", "precision", "channels_last"}
-# where 0 switches an item off (a size of 0 elsewhere means "the whole split", which may shrink)
-SWITCH_KEYS = {"fig1_n_hard", "fig10_n_hard", "fig9_epochs"}
 
 
 def test_stand_in_keeps_the_quick_structure(tmp_path):
     root = gpucheck.stand_in_project(STAND_IN, tmp_path / "project")
-    chapters = {c.name: c for c in sources.toc_chapters(repo_root())}
-    for name in gpucheck.QUICK_CHAPTERS:
-        quick = yaml.safe_load((repo_root() / "params" / "quick" / f"{name}.yaml").read_text())
-        stand = sources.load_params("quick", chapters[name], root)  # validated against the chapter
-        assert set(stand) - {"profile"} == set(quick), name
-        for k, v in quick.items():
-            if isinstance(v, list):
-                assert isinstance(stand[k], list) and len(stand[k]) == len(v), (name, k)
-            elif isinstance(v, dict):
-                assert isinstance(stand[k], dict) and set(stand[k]) == set(v), (name, k)
-            elif isinstance(v, (str, bool)) and k not in SIZE_KEYS:
-                assert stand[k] == v, (name, k)
-            elif k in SWITCH_KEYS:
-                assert (stand[k] == 0) == (v == 0), (name, k)
-        assert stand["device"] == "cpu" and stand["model"] == "tiny_cnn", name
+    assert set(profile_chapters("quick")) == set(gpucheck.QUICK_CHAPTERS)
+    assert check_structure("quick", root, list(gpucheck.QUICK_CHAPTERS)) == []
     # the chapters the quick profile does not run stay so in the copy
-    not_run = [c for c in chapters.values() if sources.not_run_reason("quick", c, root)]
-    assert {c.name for c in not_run} == set(chapters) - set(gpucheck.QUICK_CHAPTERS) - {"performance", "reproduction"}
+    assert [c for c in experiments.TRAINING if not_run_reason("quick", c, root)] == \
+        [c for c in experiments.TRAINING if c not in gpucheck.QUICK_CHAPTERS]
 
 
 def test_quick_params_share_one_prefix():
-    """The quick profile's economy: the dpls chapter's Table 3 prefix is the hard_examples
-    chapter's Table 1 baseline and eps-8 probe run, and Table 1's hard-pruning row is Table 3's
-    pruning run: the keys that build them agree."""
-    q = {n: yaml.safe_load((repo_root() / "params" / "quick" / f"{n}.yaml").read_text()) for n in ("dpls", "hard_examples")}
-    d, h = q["dpls"], q["hard_examples"]
-    shared = ["seed", "device", "precision", "channels_last", "dataset", "train_subset", "model", "epochs", "milestones",
-              "T", "eps", "attack_steps", "lr", "weight_decay", "batch_size", "eval_subset", "eval_pgd_steps",
-              "final_pgd_steps", "final_subset"]
-    assert {k: d[k] for k in shared} == {k: h[k] for k in shared}
-    assert (d["t3_epochs"], d["t3_milestones"], d["t3_T"]) == (h["fig_epochs"], h["fig_milestones"], h["fig_T"]) \
-        == (h["epochs"], h["milestones"], h["T"])
-    assert (d["t3_eval_subset"], d["t3_final_subset"], d["t3_final_pgd_steps"]) == \
-        (h["eval_subset"], h["final_subset"], h["final_pgd_steps"])
-    assert (d["t3_probe_k"], d["t3_probe_max"]) == (h["fig_k"], h["probe_max"])
-    assert h["t1_fraction"] == d["t3_prune_fraction"] and h["eps"] in h["fig_eps"]
-    assert h["t1_eval"] == "pgd20" and d["eval_n_per_attack"].get("pgd20", d["eval_n"]) == h["t1_eval_n"]
+    """The quick profile's economy: the dpls chapter's Table 3 prefix is the hard_examples chapter's
+    Table 1 baseline and eps-8 probe run, Table 1's hard-pruning row is Table 3's pruning run,
+    and Table 1's PGD-20 evaluation is Table 3's: the two experiments ask for the same runs."""
+    d = load(dpls.Params, "quick", "dpls", repo_root())
+    h = load(hard_examples.Params, "quick", "hard_examples", repo_root())
+    t3, t1 = dpls.runs(d), hard_examples.runs(h)
+    b = d.baseline
+    assert t3.specs[("t3", "pgd", b.eps, "", b.seed)].hash == t1.specs[("table1", "none")].hash \
+        == t1.specs[("figs34", b.eps)].hash
+    assert t3.specs[("t3", "pgd", b.eps, "pruning", b.seed)].hash == t1.specs[("table1", "hard_pruning")].hash
+    in_t3 = {s.hash for s in t3.specs.values()}
+    shared = {(r.spec.hash, r.attacks, r.n) for r in t1.evaluations if r.spec.hash in in_t3}
+    assert len(shared) == 2 and shared <= {(r.spec.hash, r.attacks, r.n) for r in t3.evaluations}

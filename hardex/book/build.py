@@ -1,19 +1,22 @@
-"""`hardex book`: execute the book's chapters with papermill and render them with Jupyter Book.
+"""`hardex book`: execute the book's chapters and render them with Jupyter Book.
 
-Pipeline (DESIGN.md): book/<chapter>.py (jupytext percent format, with a cell tagged
-``parameters``) + params/<profile>/<chapter>.yaml -> papermill -> <out>/<chapter>.ipynb ->
-Jupyter Book (``_config.yml``, ``_toc.yml`` at the top level; it renders ``_executed/``).
+Pipeline (DESIGN.md): ``book/<chapter>.py`` (jupytext percent format) + its parameters
+(``params/<profile>/``, validated before anything runs: :mod:`hardex.experiments.params`) ->
+papermill -> ``<out>/<chapter>.ipynb`` -> Jupyter Book (``_config.yml``, ``_toc.yml``; it renders
+``_executed/``).
 
-Every parameter file named on the command line is validated against its notebook's
-parameters cell before anything runs: an unknown key, a missing key or a value of the
-wrong type stops the build with one line that names the file and the key. A parameter
-file that holds only ``not_run: <reason>`` marks a chapter the profile does not run (the
-quick profile runs two chapters): its page says so, with the reason.
+Before anything trains, the planner (:mod:`hardex.book.planning`, no chapter executed) says
+what each chapter will train and what it costs, and the hardware check refuses a profile
+meant for other hardware. ``--plan`` lists every run and trains nothing. With an executor that
+trains several runs at once, every chapter's runs train ahead, round by round; the chapters
+then only read records.
 
-``--render-only`` trains and evaluates nothing (``HARDEX_RENDER_ONLY``, see
-:mod:`hardex.runs.plan`): chapters read the records in the run store and in results/, and a
-chapter that asks for a run or an evaluation without a record gets a page saying "not run
-yet (no record)" and naming it, instead of training.
+How the chapters run is one :class:`~hardex.book.context.Context` passed to each of them as
+the parameter ``build``: ``--render-only`` (train and evaluate nothing: a chapter whose
+records are missing gets a page saying "not run yet (no record)" and naming them), the
+ledger folder, the run store, the executor, ``--device cpu``. The calling process's
+environment is the same after a build as before. A chapter the profile does not run
+(``not_run: <reason>``) gets a page saying so.
 """
 
 from __future__ import annotations
@@ -28,145 +31,40 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-from hardex.paths import repo_root
-from hardex.book.sources import (EXECUTED_DIR, PROFILES, Chapter, ParamsError, _read_notebook, load_params,
-                                 not_run_reason, toc_chapters)
-
-def _placeholder(chapter: Chapter, out: Path) -> None:
-    """A page for a chapter that has not been executed, so the book still renders."""
-    import nbformat
-
-    title = chapter.name.replace("_", " ").capitalize()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_markdown_cell(
-            f"# {title}\n\nThis chapter has not been executed in this build. "
-            f"Run `hardex book --chapters {chapter.name}` (or `make book`) to execute it."
-        )
-    ]
-    nbformat.write(nb, out / f"{chapter.name}.ipynb")
+from hardex.book.context import Context
+from hardex.book.execute import execute_papermill, no_record, notice_page, parameters, placeholder
+from hardex.book.sources import EXECUTED_DIR, PROFILES, Chapter, ParamsError, load_params, not_run_reason, toc_chapters
+from hardex.paths import repo_root, runs_root
 
 
-def notice_page(chapter: Chapter, out: Path, text: str, root: Path | None = None) -> Path:
-    """A chapter's page that holds only its title and ``text`` (Markdown): a chapter the
-    profile does not run, or one whose records are missing in a render-only build."""
-    import nbformat
+def plan_build(profile: str, selected: list[Chapter], params: dict, root: Path, store, gpu: bool) -> tuple[list, float | None]:
+    """The plan (:mod:`hardex.book.planning`) with estimates on this device: one cost line per
+    chapter, and the plan file `hardex status --profile` reads. Returns (plans, total seconds)."""
+    from hardex.book import planning
+    from hardex.experiments.cost import Estimator
 
-    from hardex.book.chapter import headings
-
-    title = next((h.title for h in headings(chapter.name, root) if h.level == 1),
-                 chapter.name.replace("_", " ").capitalize())
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{text}")]
-    out.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, out / f"{chapter.name}.ipynb")
-    return out / f"{chapter.name}.ipynb"
-
-
-def _no_record(err: BaseException) -> str | None:
-    """The message of a render-only chapter's NoRecord (papermill reports the kernel's
-    exception by name), else None."""
-    if getattr(err, "ename", None) == "NoRecord" or type(err).__name__ == "NoRecord":
-        text = str(getattr(err, "evalue", None) or err)
-        return text.removeprefix("not run yet (no record): ")
-    return None
-
-
-# Cell tags MyST-NB reads (https://myst-nb.readthedocs.io, "hide or remove content").
-VISIBILITY_TAGS = {"hide-input", "hide-output", "hide-cell", "remove-input", "remove-output", "remove-cell",
-                   "show-input"}
-
-
-def tag_for_reader(nb) -> None:
-    """Tag an executed notebook for reading: the parameters cells (the chapter's defaults and
-    papermill's ``injected-parameters``) are removed, the profile box shows them once; every
-    other code cell without a visibility tag of its own folds its source (``hide-input``), so
-    a page shows prose, tables and figures, and code only where a chapter tags it
-    ``show-input`` (nothing MyST-NB knows: the source stays visible)."""
-    for cell in nb.cells:
-        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if {"parameters", "injected-parameters"} & set(tags):
-            if "remove-cell" not in tags:
-                tags.append("remove-cell")
-        elif cell.get("cell_type") == "code" and not VISIBILITY_TAGS & set(tags):
-            tags.append("hide-input")
-
-
-def execute_chapter(chapter: Chapter, params: dict[str, Any], out: Path, root: Path, progress: bool = True) -> Path:
-    """Run one chapter with papermill; the executed notebook replaces the old one only on success."""
-    import nbformat
-    import papermill
-
-    nb = _read_notebook(chapter.source)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata.setdefault("hardex", {})["profile"] = params["profile"]
-    out.mkdir(parents=True, exist_ok=True)
-    source_ipynb = out / f".{chapter.name}.source.ipynb"
-    nbformat.write(nb, source_ipynb)
-    tmp = out / f".{chapter.name}.running.ipynb"
-    failed = out / f"{chapter.name}.failed.ipynb"
-    try:
-        papermill.execute_notebook(
-            str(source_ipynb),
-            str(tmp),
-            parameters=params,
-            kernel_name="python3",
-            cwd=str(root),
-            progress_bar=progress,
-            request_save_on_cell_execute=False,
-        )
-    except BaseException:
-        if tmp.exists():
-            os.replace(tmp, failed)
-        raise
-    finally:
-        source_ipynb.unlink(missing_ok=True)
-    final = out / f"{chapter.name}.ipynb"
-    executed = nbformat.read(tmp, as_version=4)
-    tag_for_reader(executed)
-    nbformat.write(executed, tmp)
-    os.replace(tmp, final)
-    failed.unlink(missing_ok=True)
-    return final
-
-
-def _runs_dir(root: Path) -> Path:
-    """The run store the chapters' kernels use (they run with cwd = root)."""
-    runs = Path(os.environ.get("HARDEX_RUNS") or "runs").expanduser()
-    return runs if runs.is_absolute() else root / runs
-
-
-def plan_build(profile: str, selected: list[Chapter], params: dict[str, dict], root: Path, gpu: bool,
-               env: dict | None = None) -> tuple[list, float | None]:
-    """The planning pass (hardex.book.planning) with estimates; prints one cost line per chapter
-    and writes the plan file `hardex status --profile` reads. Returns (plans, total seconds)."""
-    from hardex.book import planning as buildplan
-    from hardex.runs import progress
-
-    runs = _runs_dir(root)
     t0 = time.perf_counter()
     names = [c.name for c in selected]
-    plans = buildplan.planning_pass(root, profile, names, runs / progress.PLANS_DIR, env)
-    est = buildplan.Estimator.here(root, profile, gpu=gpu)
-    total: float | None = 0.0
-    if not any(cp.jobs or cp.shared or cp.done or not cp.complete for cp in plans):
+    plans = planning.plan_chapters(root, profile, names, store, params)
+    planning.with_estimates(plans, store, lambda cp: Estimator.for_params(cp.params, root, "here" if gpu else "cpu"))
+    if not any(cp.jobs or cp.shared or cp.done or cp.later for cp in plans):
         print("cost before the first epoch: these chapters train nothing", flush=True)
         return plans, 0.0
-    print(f"cost before the first epoch (training only; planning pass {time.perf_counter() - t0:.0f} s):", flush=True)
+    print(f"cost before the first epoch (planned in {time.perf_counter() - t0:.1f} s, no chapter executed):",
+          flush=True)
+    total: float | None = 0.0
     for cp in plans:
-        source = est.chapter(cp, params[cp.name])
-        if cp.jobs or cp.shared or not cp.complete or cp.done:
-            print("  " + buildplan.cost_line(cp, source), flush=True)
+        if cp.runs is None:
+            continue
+        print("  " + planning.cost_line(cp, store), flush=True)
         total = None if total is None or cp.seconds is None else total + cp.seconds
     n_runs = sum(len(cp.jobs) for cp in plans)
-    n_epochs = sum(j["epochs_left"] for cp in plans for j in cp.jobs)
-    more = "" if all(cp.complete for cp in plans) else " (+ runs planned once these finish)"
-    print(f"  total: {n_runs} runs, {n_epochs} epochs, est. {buildplan.duration(total)} on this device{more}",
-          flush=True)
-    progress.write_plan(runs, profile, [{"name": cp.name, "jobs": cp.jobs, "complete": cp.complete}
-                                        for cp in plans])
+    n_epochs = sum(planning.epochs_to_train(cp, store) for cp in plans)
+    later = sum(len(cp.later) for cp in plans)
+    print(f"  total: {n_runs} runs, {n_epochs} epochs, est. {planning.duration(total)} on this device"
+          + (f" (+ {later} runs written once these finish)" if later else ""), flush=True)
+    planning.write_status(store, profile, plans)
     return plans, total
 
 
@@ -265,15 +163,25 @@ def build(
     executor: dict | None = None,
     dry_run: bool = False,
     render_only: bool = False,
+    rehearsal: bool = False,
+    runs: Path | None = None,
 ) -> int:
-    """Execute chapters (then render the book when ``html``). ``plan`` (as `hardex book`
-    does unless --no-plan): first the planning pass, its cost lines and the hardware check.
-    ``executor``: executor settings (`hardex.runs.executors.executor_settings`); one that
-    trains several runs at once trains every chapter's runs first (`hardex.book.train_ahead`).
+    """Execute chapters (then render the book when ``html``). ``plan`` (as `hardex book` does
+    unless --no-plan): first the plan, its cost lines and the hardware check. ``executor``:
+    executor settings (`hardex.runs.executors.executor_settings`); one that trains several runs
+    at once trains every chapter's runs first (:func:`hardex.book.planning.train_ahead`).
     ``dry_run`` (--plan): list every run that would train, by level, and train nothing.
-    ``render_only``: train and evaluate nothing, render from records (module docstring)."""
-    root = root or repo_root()
-    out = out or root / EXECUTED_DIR
+    ``render_only``: train and evaluate nothing, render from records; ``rehearsal``: the
+    records are a CPU rehearsal's (no verdict). ``runs``: the run store (default
+    ``$HARDEX_RUNS``, else ``<root>/runs``)."""
+    from hardex.book import planning
+    from hardex.runs.executors import executor_settings, make_executor
+    from hardex.runs.store import RunStore
+
+    root = Path(root or repo_root()).resolve()
+    out = (out or root / EXECUTED_DIR).resolve()
+    store_root = runs_root(runs)
+    store = RunStore(store_root if store_root.is_absolute() else root / store_root)
     known = toc_chapters(root)
     by_name = {c.name: c for c in known}
     selected = known if not chapters else []
@@ -281,49 +189,35 @@ def build(
         if name not in by_name:
             raise ParamsError(f"unknown chapter {name!r}; allowed: {', '.join(by_name)}")
         selected.append(by_name[name])
-    # Chapters this profile does not run get a page saying why (below); the others' parameter
-    # files are validated before anything executes.
-    not_run = {c.name: (c, r) for c in selected if (r := not_run_reason(profile, c, root)) is not None}
+    # Chapters this profile does not run get a page saying why (below); the others' parameters
+    # are validated before anything executes.
+    not_run = {c.name: (c, r) for c in selected if (r := not_run_reason(profile, c.name, root)) is not None}
     selected = [c for c in selected if c.name not in not_run]
-    params = {c.name: load_params(profile, c, root) for c in selected}
-    if render_only:  # chapters read records only (hardex.runs.plan.RENDER_ENV): nothing to plan
-        from hardex.runs.plan import RENDER_ENV
-
-        os.environ[RENDER_ENV] = "1"
-        plan = plan_only = False
-
-    # Notebook kernels must see this interpreter's environment (and so this hardex).
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
-    # Chapters save their paper comparisons here; the appendix reads them (hardex.paper.ledger).
-    os.environ["HARDEX_LEDGER_DIR"] = str(out.resolve() / "ledger")
-    if device == "cpu":  # chapters whose device is "" (cuda if available) then train on the CPU
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    params = {c.name: load_params(profile, c.name, root) for c in selected}
     names = [c.name for c in selected]
-    from hardex.book.train_ahead import train_ahead, wants_train_ahead
-    from hardex.runs.executors import executor_settings, export_settings, make_executor
-
     settings = executor if executor is not None else executor_settings()
     if dry_run:
-        from hardex.book.planning import planning_pass, plan_listing
-        from hardex.runs.progress import PLANS_DIR
-
         t0 = time.perf_counter()
-        plans = planning_pass(root, profile, names, _runs_dir(root) / PLANS_DIR)
-        for line in plan_listing(plans, profile, root, params):
+        from hardex.experiments.cost import Estimator
+
+        plans = planning.plan_chapters(root, profile, names, store, params)
+        sources = planning.with_estimates(plans, store, lambda cp: Estimator.for_params(cp.params, root, "gpu"))
+        for line in planning.plan_listing(plans, profile, store, sources):
             print(line)
-        print(f"(planning pass {time.perf_counter() - t0:.0f} s; nothing trained)")
+        print(f"(planned in {time.perf_counter() - t0:.1f} s, no chapter executed; nothing trained)")
         return 0
+    if render_only:  # chapters read records only: nothing to plan or train
+        plan = plan_only = False
     ex, ahead = None, False
     if not render_only:  # a render-only build trains nowhere: no executor is needed
         ex = make_executor(settings)  # bad settings (or no Slurm) stop the build before anything runs
-        export_settings(settings)  # the chapters' kernels train anything left on the same executor
-        ahead = wants_train_ahead(ex)
+        ahead = ex.name == "slurm" or ex.slots > 1
     plans: list = []
     if plan or plan_only or ahead:
-        from hardex.book.planning import gpu_visible
+        from hardex.experiments.cost import gpu_visible
 
         gpu = device != "cpu" and gpu_visible()
-        plans, total = plan_build(profile, selected, params, root, gpu)
+        plans, total = plan_build(profile, selected, params, root, store, gpu)
         on_slurm = ex is not None and ex.name == "slurm"  # runs train where Slurm puts them
         refusal = None if on_slurm else check_hardware(profile, gpu, device, yes, total, names)
         if refusal is not None:
@@ -331,6 +225,9 @@ def build(
             return 2
     if plan_only:
         return 0
+    ctx = Context(render_only=render_only, rehearsal=rehearsal, ledger_dir=str(out / "ledger"), runs=str(store.root),
+                  executor=None if render_only else settings, device=device,
+                  project=None if root == repo_root().resolve() else str(root))
     for c, reason in not_run.values():
         notice_page(c, out, f"**Not run on the `{profile}` profile:** {reason}", root)
         led_f = out / "ledger" / f"{c.name}.json"  # for the appendix: every item of it "not run on <profile>"
@@ -338,12 +235,12 @@ def build(
         led_f.write_text(json.dumps({"chapter": c.name, "profile": profile, "data": "-", "not_run": reason,
                                      "cells": [], "claims": [], "power": []}))
         print(f"{c.name} ({profile}): not run on this profile ({reason})", flush=True)
-    jobs = {cp.name: (cp.jobs, cp.complete) for cp in plans}
+    rows = {cp.name: (planning.job_rows(cp, store), cp.complete) for cp in plans}
     failed: dict[str, list[str]] = {}
 
     from hardex.runs.progress import Watcher
 
-    watcher = Watcher(_runs_dir(root)) if progress else None
+    watcher = Watcher(store.root) if progress else None
     if watcher is not None:
         watcher.start()
 
@@ -368,13 +265,11 @@ def build(
     i = 0
     try:
         if ahead:
-            from hardex.runs.store import RunStore
-
             if watcher is not None:
-                watcher.set_chapter("all chapters", [j for cp in plans for j in cp.jobs],
-                                    all(cp.complete for cp in plans))
-            failed = train_ahead(root, profile, names, ex, RunStore(_runs_dir(root)), first_plans=plans)
-            jobs = {}  # the chapters only read records now
+                watcher.set_chapter("all chapters", [r for rs, _ in rows.values() for r in rs],
+                                    all(c for _, c in rows.values()))
+            failed = planning.train_ahead(root, profile, names, ex, store, params)
+            rows = {}  # the chapters only read records now
             if watcher is not None:
                 watcher.clear()
         for i, chapter in enumerate(selected, 1):
@@ -387,18 +282,18 @@ def build(
                 return 1
             if watcher is not None:
                 watcher.clear()
-                watcher.set_chapter(chapter.name, *jobs.get(chapter.name, ([], True)))
+                watcher.set_chapter(chapter.name, *rows.get(chapter.name, ([], True)))
             print(f"[{i}/{len(selected)}] {chapter.name} ({profile}) ...", flush=True)
             t0 = time.perf_counter()
             try:
                 # the watcher's lines replace papermill's per-cell bar
-                execute_chapter(chapter, params[chapter.name], out, root, progress and watcher is None)
+                execute_papermill(chapter, parameters(profile, ctx.to_dict()), out, root, progress and watcher is None)
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # papermill's error names the failing cell and has its traceback
                 if got:
                     raise _Interrupted(got[0]) from None
-                missing = _no_record(err) if render_only else None
+                missing = no_record(err) if render_only else None
                 if missing is not None:  # a render-only build: the page says what has no record
                     notice_page(chapter, out, f"**Not run yet (no record).** This page was rendered from records only "
                                 f"(`hardex book --profile {profile} --render-only`), and this chapter asks for runs "
@@ -438,10 +333,8 @@ def build(
             signal.signal(s, h)
     if watcher is not None:
         watcher.stop()
-    if plans:  # estimate vs actual (hardex.book.planning.actual_line)
-        from hardex.book.planning import actual_line
-
-        line = actual_line(plans, _runs_dir(root))
+    if plans:  # estimate vs actual
+        line = planning.actual_line(plans, store)
         if line:
             print(line, flush=True)
 
@@ -449,7 +342,7 @@ def build(
         return 0
     for chapter in known:
         if not (out / f"{chapter.name}.ipynb").exists():
-            _placeholder(chapter, out)
+            placeholder(chapter, out, root)
     write_landing(root, profile, out / "ledger")
     t0 = time.perf_counter()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", "html"]

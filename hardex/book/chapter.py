@@ -1,9 +1,11 @@
 """What every chapter of the book does first and last, so the notebooks hold only their science.
 
-``setup(globals(), "dpls", details=...)`` at the top of a chapter takes the parameters
-(``P``, as the experiment builders read them), opens the chapter's :class:`~hardex.paper.ledger.Ledger`
-and shows the profile box (profile, data, model, schedule, seeds; every parameter folded
-below it). ``note(...)`` keeps what belongs to one build only (wall times, run hashes) out of
+``setup(globals(), "dpls", details=...)`` at the top of a chapter reads its parameters (``P``:
+the profile's files and the notebook's ``overrides``, validated by the experiment's model,
+:mod:`hardex.experiments.params`) and the build context (``book``, :class:`hardex.book.context.Context`:
+the chapter trains, evaluates and saves its ledger only through it), opens the chapter's
+:class:`~hardex.paper.ledger.Ledger` and shows the profile box (profile, data, model,
+schedule, seeds; every parameter folded below it). ``note(...)`` keeps what belongs to one build only (wall times, run hashes) out of
 the prose: ``finish(led)`` at the end shows the notes in a collapsed "Build details" box and
 glues the chapter's verdicts at a glance (MyST-NB ``glue``, key :data:`GLANCE_KEY`), which the
 chapter pastes under its title with
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from hardex.paper.ledger import FAILS, HOLDS, NO_VERDICT, NOT_RUN, VERDICTS, Ledger, banner, data_label, label_eps, rehearsal
+from hardex.book.context import Context
+from hardex.paper.ledger import FAILS, HOLDS, NO_VERDICT, NOT_RUN, VERDICTS, Ledger, banner, data_label, label_eps
 from hardex.paths import repo_root
 
 GLANCE_KEY = "verdicts-at-a-glance"
@@ -41,11 +44,12 @@ _NOTES: list[str] = []  # this kernel's build notes (one chapter per kernel)
 
 
 class Setup(NamedTuple):
-    P: dict[str, Any]
-    SMOKE: bool
-    SMOKE_TAG: str
+    P: Any  # the chapter's parameters (a hardex.experiments.params.ChapterParams)
+    SMOKE: bool  # no verdict from training: the smoke profile or a CPU rehearsal
+    SMOKE_TAG: str  # " (smoke results)", " (CPU rehearsal results)" or ""
     DATA_LABEL: str
     led: Ledger
+    book: Context
 
 
 # ------------------------------------------------------------------------------------------
@@ -53,28 +57,32 @@ class Setup(NamedTuple):
 
 def setup(g: Mapping[str, Any], chapter: str, details: str = "", data: str | None = None,
           smoke_caveat: str = "", show: bool = True) -> Setup:
-    """The chapter's shared opening: ``P, SMOKE, SMOKE_TAG, DATA_LABEL, led``.
+    """The chapter's shared opening: ``P, SMOKE, SMOKE_TAG, DATA_LABEL, led, book``.
 
-    ``g`` is the notebook's ``globals()`` (parameters and imports, as the experiment builders
-    read them); ``data`` names the data where the chapter has no ``dataset`` parameter;
+    ``g`` is the notebook's ``globals()`` after its parameters cell (``profile``, ``build``,
+    ``overrides``); ``data`` names the data where the chapter has no baseline (theory);
     ``details`` (Markdown) says what else the reader needs to know about the setting."""
-    P = dict(g)
+    from hardex.book.sources import load_params
+
     profile = g["profile"]
-    smoke = profile == "smoke" or rehearsal()  # a CPU rehearsal's numbers mean nothing either
-    label = data if data is not None else data_label(g["dataset"])
-    led = Ledger(chapter, profile, label)
+    book = Context.from_dict(g.get("build"))
+    P = load_params(profile, chapter, Path(book.project) if book.project else None, g.get("overrides") or None)
+    smoke = profile == "smoke" or book.rehearsal  # a CPU rehearsal's numbers mean nothing either
+    base = getattr(P, "baseline", None)
+    label = data if data is not None else data_label(base.dataset)
+    led = Ledger(chapter, profile, label, rehearsal=book.rehearsal, directory=book.ledger_dir)
     _NOTES.clear()
     if show:
         show_profile(P, led, details, smoke_caveat)
     tag = " (CPU rehearsal results)" if profile != "smoke" and smoke else " (smoke results)" if smoke else ""
-    return Setup(P, smoke, tag, label, led)
+    return Setup(P, smoke, tag, label, led, book)
 
 
-def show_profile(P: Mapping[str, Any], led: Ledger, details: str = "", smoke_caveat: str = "") -> None:
+def show_profile(P: Any, led: Ledger, details: str = "", smoke_caveat: str = "") -> None:
     """Display the profile box (for chapters whose details are known only after ``setup``)."""
     from IPython.display import HTML, display
 
-    display(HTML(profile_box(P, led.chapter, led.data, details, smoke_caveat)))
+    display(HTML(profile_box(P, led.chapter, led.data, details, smoke_caveat, rehearsal=led.rehearsal)))
 
 
 def _inline_md(text: str) -> str:
@@ -89,61 +97,51 @@ def _value(v: Any) -> str:
         return f"{v:g}"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{k}: {_value(x)}" for k, x in v.items()) + "}"
     return str(v)
 
 
-def parameter_names(chapter: str, root: Path | None = None) -> list[str]:
-    """The names in the chapter's ``parameters`` cell, in order (``[]`` when unreadable)."""
-    try:
-        from hardex.book.sources import notebook_parameters
-
-        return list(notebook_parameters((root or repo_root()) / "book" / f"{chapter}.py"))
-    except Exception:  # the box is a convenience; a chapter never fails for it
-        return []
-
-
-def profile_box(P: Mapping[str, Any], chapter: str, data: str, details: str = "", smoke_caveat: str = "") -> str:
+def profile_box(P: Any, chapter: str, data: str, details: str = "", smoke_caveat: str = "",
+                rehearsal: bool = False) -> str:
     """The compact profile box (HTML): profile, data, model, schedule, seeds, then every
-    parameter of the chapter in a folded list."""
-    profile = P["profile"]
+    parameter of the chapter (dotted keys, as in its parameter files) in a folded list."""
+    from hardex.experiments.params import flat
+
+    profile = P.profile
+    b = getattr(P, "baseline", None)
     rows: list[tuple[str, str]] = [("profile", f"<code>{html.escape(profile)}</code>")]
-    sample = P.get("train_subset")
+    sample = b.train_subset if b is not None else 0
     rows.append(("data", html.escape(data) + (f", a class-balanced sample of {sample:,} training images" if sample else "")))
-    if "model" in P:
-        rows.append(("model", f"<code>{html.escape(str(P['model']))}</code>"))
-    sched = []
-    if "epochs" in P:
-        sched.append(f"{P['epochs']} epochs")
-    if P.get("milestones"):
-        sched.append(f"lr decay after {_value(P['milestones'])}")
-    if "T" in P:
-        sched.append(f"difficulty to T = {P['T']}")
-    if isinstance(P.get("eps"), (int, float)):
-        sched.append(label_eps(float(P["eps"])))
-    if sched:
+    if b is not None:
+        rows.append(("model", f"<code>{html.escape(b.model)}</code>"))
+        sched = [f"{b.epochs} epochs"]
+        if b.milestones:
+            sched.append(f"lr decay after {_value(b.milestones)}")
+        sched += [f"difficulty to T = {b.T}", label_eps(float(b.eps))]
         rows.append(("schedule", ", ".join(sched)))
-    seeds = [f"{k} = {_value(P[k])}" for k in ("seed", "seeds") if k in P]
-    if seeds:
+        seeds = [f"seed = {b.seed}"]
+        t3 = getattr(P, "table3", None)
+        if t3 is not None:
+            seeds.append(f"table3.seeds = {_value(t3.seeds)}")
         rows.append(("seeds", ", ".join(seeds)))
-    if "device" in P or "precision" in P:
-        rows.append(("device", ", ".join(f"{k} {html.escape(_value(P[k]) or 'auto')}"
-                                          for k in ("device", "precision") if k in P)))
+        rows.append(("device", f"device {html.escape(b.device or 'auto')}, precision {b.precision}"))
     if details:
         rows.append(("setting", _inline_md(details)))
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em;vertical-align:top'>{k}</th><td>{v}</td></tr>"
                    for k, v in rows)
     caveat = ""
-    if (profile == "smoke" or rehearsal()) and "model" in P:  # a chapter that trains (theory and performance do not)
-        text = banner(profile, data, 0, "", smoke_caveat)
+    if (profile == "smoke" or rehearsal) and b is not None:  # a chapter that trains (theory and performance do not)
+        text = banner(profile, data, 0, "", smoke_caveat, rehearsal=rehearsal)
         start = text.index("**Smoke profile") if profile == "smoke" else text.index("**CPU rehearsal")
         caveat = f"<p style='margin:0.4em 0 0 0'>{_inline_md(text[start:])}</p>"
-    names = [n for n in parameter_names(chapter) if n in P]
+    values = flat(P)
     params = ""
-    if names:
-        items = "".join(f"<tr><td><code>{html.escape(n)}</code></td><td><code>{html.escape(_value(P[n]))}</code></td></tr>"
-                        for n in names)
-        params = (f"<details><summary>All {len(names)} parameters (<code>params/{html.escape(profile)}/"
-                  f"{html.escape(chapter)}.yaml</code>)</summary><table>{items}</table></details>")
+    if values:
+        items = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(_value(v))}</code></td></tr>"
+                        for k, v in values.items())
+        params = (f"<details><summary>All {len(values)} parameters (<code>params/{html.escape(profile)}/profile.yaml"
+                  f"</code> and <code>{html.escape(chapter)}.yaml</code>)</summary><table>{items}</table></details>")
     return ("<div class='hardex-profile' style='border:1px solid #ccc;border-left:4px solid #4a7ab5;"
             "padding:0.5em 0.8em;margin:0.5em 0;font-size:0.9em'>"
             f"<table style='margin:0'>{body}</table>{caveat}{params}</div>")
@@ -338,17 +336,6 @@ def glue_not_run(key: str, text: str) -> None:
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center")
     glue_figure(key, fig)
-
-
-def ensure_available(specs: Iterable[Any]) -> list | None:
-    """``hardex.runs.ensure(specs)``, or None in a render-only build where some of them have no
-    record (the chapter then says "not run yet (no record)" for the items they feed)."""
-    from hardex.runs.plan import NoRecord, ensure
-
-    try:
-        return ensure(list(specs), progress=False)
-    except NoRecord:
-        return None
 
 
 def records_table(records: Iterable[Any]):

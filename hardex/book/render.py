@@ -10,14 +10,14 @@ or evaluates, each chapter reads the records in the copy's run store and in the 
 ``records`` (a ``records.tar.gz`` of `hardex gpu-check`, or a folder of record directories)
 are imported into the copy's fresh run store first: the CPU rehearsal renders from what a
 GPU check exported and nothing else. :func:`check_rendered` says which chapters did not
-render from records.
+render from records. :func:`project_copy` is also how the CPU rehearsal of `hardex gpu-check`
+gets a project whose parameters are a stand-in's (``overrides`` per parameter file).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tarfile
 import tempfile
@@ -29,10 +29,13 @@ NO_RECORD = "Not run yet (no record)"
 
 
 def project_copy(dest: Path, project: Path | None = None, bench: Path | None = None,
-                 summary: Path | None = None) -> Path:
+                 summary: Path | None = None, profile: str | None = None,
+                 overrides: dict[str, dict] | None = None) -> Path:
     """``dest`` as a fresh copy of ``project`` (default: this checkout) for a book build,
     with this checkout's bench reports and gpu-check summaries (and ``bench``, ``summary``)
-    under ``results/bench`` and ``results/gpu-check``."""
+    under ``results/bench`` and ``results/gpu-check``. ``overrides``: ``{file stem: nested
+    values}`` merged into ``params/<profile>/<stem>.yaml`` of the copy (``profile`` for the
+    shared blocks); a key the file does not have is an error naming it."""
     src = Path(project) if project is not None else repo_root()
     if dest.exists():
         shutil.rmtree(dest)
@@ -51,7 +54,27 @@ def project_copy(dest: Path, project: Path | None = None, bench: Path | None = N
         shutil.copy(f, dest / "results" / "gpu-check" / f.name)
     if summary is not None and Path(summary).is_file():
         shutil.copy(summary, dest / "results" / "gpu-check" / "gpu-check-summary.json")
+    for stem, values in (overrides or {}).items():
+        _merge_file(dest / "params" / str(profile) / f"{stem}.yaml", values)
     return dest
+
+
+def _merge_file(path: Path, values: dict) -> None:
+    import yaml
+
+    base = yaml.safe_load(path.read_text()) or {}
+
+    def merge(into: dict, update: dict, where: str) -> None:
+        for k, v in update.items():
+            if k not in into:
+                raise ValueError(f"{path.parent.name}/{path.name}: no key {where}{k!r} to override")
+            if isinstance(v, dict) and isinstance(into[k], dict):
+                merge(into[k], v, f"{where}{k}.")
+            else:
+                into[k] = v
+
+    merge(base, values, "")
+    path.write_text(yaml.safe_dump(base, sort_keys=False))
 
 
 def import_records(records: Path, runs: Path) -> int:
@@ -72,23 +95,16 @@ def render(profile: str, dest: Path, project: Path | None = None, records: Path 
            bench: Path | None = None, strict: bool = False, rehearsal: bool = False, summary: Path | None = None) -> int:
     """Build ``profile``'s book render-only in ``dest`` (see the module docstring); returns
     `hardex book`'s exit status. The HTML is ``dest/_build/html``. ``rehearsal``: the records
-    are a CPU rehearsal's (``HARDEX_REHEARSAL``: no verdict, pages labelled)."""
+    are a CPU rehearsal's (no verdict, pages labelled)."""
     from hardex.book import build as book
 
     dest = Path(dest).resolve()
     root = project_copy(dest, project, bench, summary)
-    saved = dict(os.environ)
-    try:
-        os.environ["HARDEX_RUNS"] = str(dest / "runs")
-        if rehearsal:
-            os.environ["HARDEX_REHEARSAL"] = "1"
-        if records is not None:
-            n = import_records(Path(records), dest / "runs")
-            print(f"render-book: {n} records imported from {records}", flush=True)
-        return book.build(profile, html=html, root=root, progress=False, render_only=True, strict=strict)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    if records is not None:
+        n = import_records(Path(records), dest / "runs")
+        print(f"render-book: {n} records imported from {records}", flush=True)
+    return book.build(profile, html=html, root=root, progress=False, render_only=True, strict=strict,
+                      rehearsal=rehearsal, runs=dest / "runs")
 
 
 def check_rendered(executed: Path, chapters: tuple[str, ...] | list[str]) -> list[str]:

@@ -529,28 +529,19 @@ def cache_key(attacks: Sequence[str], n: int | None, seed: int, which: str, eps:
     return f"{which}-{'+'.join(names)}-n{'all' if n is None else n}-s{seed}-eps{float(eps):.5g}-{h}"
 
 
-def expect_evaluation(runs: Any, attacks: Sequence[str], n: int | None,
-                      passes_per_example: dict[str, float]) -> None:
-    """For planners that count evaluations (`hardex gpu-check --plan`): in a planning pass
-    with ``HARDEX_PLAN_EXPECT=<file>`` set (:func:`hardex.runs.plan.expect`), one row per run
-    (a RunSpec) that a chapter will pass to :func:`evaluate_run` with ``attacks`` on ``n``
-    test examples (None / 0 = the whole split), with the stated forward+backward passes per
-    example of each attack (``passes_per_example``; an attack missing there counts 0). A
-    no-op anywhere else."""
-    import json
-    import os
-
-    from hardex.runs.plan import EXPECT_ENV, PLAN_ENV
-
-    path = os.environ.get(EXPECT_ENV)
-    if not path or not os.environ.get(PLAN_ENV):
-        return
-    names = list(attacks)
-    with open(path, "a") as f:
-        for spec in runs:
-            f.write(json.dumps({"evaluation": {"run": spec.short_hash, "attacks": names, "n": int(n or 0),
-                                               "passes_per_example": {a: float(passes_per_example.get(a, 0))
-                                                                      for a in names}}}) + "\n")
+def cache_file(record: Any, attacks: Sequence[str] | str = ("pgd20", "cw20", "a3"), n: int | None = None,
+               seed: int = 0, which: str = "final", *, eps: float | None = None, purifier_id: str | None = None,
+               **options: Any) -> Path:
+    """Where :func:`evaluate_run` caches (or finds) this evaluation of ``record``: its keywords;
+    ``batch_size`` and ``device`` do not change a result and are ignored."""
+    for k in ("batch_size", "device", "store", "cache", "cached_only", "data_root", "purifier"):
+        options.pop(k, None)
+    names = [s.name for s in _parse_all(attacks)]
+    e = _check_eps(record.spec.train.attack.eps if eps is None else eps)
+    opt_key = {k: v for k, v in sorted(options.items())}
+    if purifier_id is not None:
+        opt_key["purifier"] = purifier_id
+    return Path(record.path) / "eval" / f"{cache_key(names, n, seed, which, e, opt_key)}.json"
 
 
 def evaluate_run(
@@ -567,6 +558,7 @@ def evaluate_run(
     purifier: Callable[[torch.Tensor], torch.Tensor] | None = None,
     purifier_id: str | None = None,
     cache: bool = True,
+    cached_only: bool = False,
     data_root: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -579,9 +571,9 @@ def evaluate_run(
     autoattack_options, masking, masking_n, masking_steps); they are part of the cache
     key. With a ``purifier`` the result is cached only under a ``purifier_id``.
     Returns :func:`evaluate_model`'s dict plus ``run``, ``which``, ``epoch``, ``seed``
-    and ``cached`` (True when read from the file). In a render-only build
-    (:func:`hardex.runs.plan.render_only`) a result not in the cache raises
-    :class:`hardex.runs.plan.NoRecord` instead of evaluating.
+    and ``cached`` (True when read from the file). ``cached_only`` (a build that renders
+    from records only): a result not in the cache raises :class:`hardex.runs.errors.NoRecord`
+    instead of evaluating.
     """
     from hardex import data
     from hardex.runs.files import _json_default, atomic_write_json
@@ -600,9 +592,10 @@ def evaluate_run(
     opt_key = {k: v for k, v in sorted(options.items())}
     if purifier is not None:
         opt_key["purifier"] = purifier_id
-    key = cache_key(names, n, seed, which, e, opt_key)
+    f = cache_file(record, names, n, seed, which, eps=e, purifier_id=purifier_id if purifier is not None else None,
+                   **options)
+    key = f.stem
     use_cache = cache and (purifier is None or purifier_id is not None)
-    f = Path(record.path) / "eval" / f"{key}.json"
     if use_cache and f.exists():
         try:
             out = json.loads(f.read_text())
@@ -610,9 +603,9 @@ def evaluate_run(
                 return {**out, "cached": True}
         except ValueError:
             pass  # not ours or damaged (cannot be partial: written by rename); recompute
-    from hardex.runs.plan import NoRecord, render_only
+    if cached_only:  # e.g. `hardex book --render-only`: nothing is evaluated
+        from hardex.runs.errors import NoRecord
 
-    if render_only():  # `hardex book --render-only` evaluates nothing
         raise NoRecord(f"not run yet (no record): no cached evaluation {key} ({', '.join(names)}, n={n}, "
                        f"seed {seed}, {which}) of run {record.spec.short_hash[:12]}")
     model, where = load_model(record, which)

@@ -1,17 +1,14 @@
-"""Spec builders shared by the book's chapters.
+"""Spec builders shared by the experiments.
 
-A chapter's parameters (a plain mapping: the notebook's parameters cell after papermill)
-become RunSpecs here, so that chapters asking for "the PGD baseline of this profile" get
-the same spec, and so the same run in the store. Keys read from ``params``:
+A profile's baseline parameters (:class:`hardex.experiments.params.Baseline`, or a plain
+mapping with its keys) become RunSpecs here, so that every experiment asking for "the PGD
+baseline of this profile" gets the same spec, and so the same run in the store. The keys:
 
     dataset, train_subset (0 = the whole split; else a class-balanced sample), model,
     epochs, milestones, T (difficulty tracked on epochs 1..T), eps, attack_steps,
     lr, weight_decay, batch_size, seed, device ("" = cuda if available),
-    eval_subset, eval_pgd_steps, final_pgd_steps, final_subset (0 = whole test split)
-
-and, optional (TrainConfig's defaults when absent): precision ("fp32" | "bf16": training
-autocast) and channels_last (hardex.fastpath). The fast and paper profiles train in bf16
-with channels_last; the smoke profile (CPU) in fp32. Evaluation is fp32 whatever they say.
+    eval_subset, eval_pgd_steps, final_pgd_steps, final_subset (0 = whole test split),
+    precision ("fp32" | "bf16": training autocast), channels_last (hardex.fastpath)
 
 Every builder takes keyword overrides for what differs from the baseline.
 """
@@ -20,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from pydantic import BaseModel
+
 from hardex.config import TrainConfig
-from hardex.runs.describe import epochs_trained, training_fraction
 from hardex.runs.spec import RunScores, RunSpec
 
 
@@ -29,11 +27,12 @@ def _none_if_zero(v: int | None) -> int | None:
     return None if not v else int(v)
 
 
-def train_config(params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+def train_config(params: Mapping[str, Any] | BaseModel, **overrides: Any) -> TrainConfig:
     """The profile's baseline TrainConfig; ``overrides`` replace top-level TrainConfig
     fields (as dicts or values), plus the shortcuts ``eps`` (0 means standard training,
     evaluated against the profile's ``eps``),
     ``model`` (a name), ``milestones`` and ``T``."""
+    params = params.model_dump() if isinstance(params, BaseModel) else params
     o = dict(overrides)
     eps = float(o.pop("eps", params["eps"]))
     algorithm = o.pop("algorithm", "std" if eps == 0 else "pgd")
@@ -70,7 +69,7 @@ def train_config(params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
     return TrainConfig.model_validate(cfg)
 
 
-def baseline(params: Mapping[str, Any], **overrides: Any) -> RunSpec:
+def baseline(params: Mapping[str, Any] | BaseModel, **overrides: Any) -> RunSpec:
     """The profile's baseline run (PGD-AT unless ``eps=0``), with ``overrides`` as in
     :func:`train_config`."""
     return RunSpec(train=train_config(params, **overrides))
@@ -104,7 +103,7 @@ def prune_from(parent: RunSpec, epoch: int, which: str, k: int, measure: str = "
     return continuation(parent, epoch, edits=[{"kind": "prune", "from_epoch": epoch + 1, "rule": rule}])
 
 
-def keep_indices(params: Mapping[str, Any], indices: Iterable[int], **overrides: Any) -> RunSpec:
+def keep_indices(params: Mapping[str, Any] | BaseModel, indices: Iterable[int], **overrides: Any) -> RunSpec:
     """A run trained only on the examples ``indices`` (stable dataset indices) from epoch 1."""
     idx = sorted(int(i) for i in indices)
     return baseline(params, edits=[{"kind": "keep", "indices": idx}], **overrides)
@@ -155,7 +154,7 @@ def by_difficulty(kind: str, which: str, *, k: int | None = None, fraction: floa
     return edit
 
 
-def from_source(params: Mapping[str, Any], source: RunSpec, *, epoch: int | None = None, name: str = "source",
+def from_source(params: Mapping[str, Any] | BaseModel, source: RunSpec, *, epoch: int | None = None, name: str = "source",
                 **overrides: Any) -> RunSpec:
     """A run from epoch 1 (``overrides`` as in :func:`train_config`) whose edits and probes may
     rank by score source ``name``: ``source``'s difficulty (finished run, or its checkpoint at
@@ -190,12 +189,3 @@ def difficulty_probes(eps: float, k: int, max_examples: int | None = None, sourc
         out.append({"name": name, "rule": {**rules[name], "source": source}, "metrics": metrics,
                     "max_examples": max_examples or None})
     return out
-
-
-def stated_gpu_hours(specs: Iterable[RunSpec], minutes_per_epoch, closure: bool = True) -> float:
-    """GPU-hours of every run ``specs`` need (each once; with ``closure`` also their parents and
-    score sources, :func:`distinct_runs`), from a stated per-epoch time ``minutes_per_epoch(spec)``
-    on the full training split, scaled by the epochs each run trains itself and the fraction of
-    the split it sees."""
-    runs = distinct_runs(specs) if closure else list({s.hash: s for s in specs}.values())
-    return sum(epochs_trained(s) * minutes_per_epoch(s) * training_fraction(s) for s in runs) / 60

@@ -20,12 +20,12 @@ epochs): the statistics are computed and stored, the verdict is ``"no verdict (s
 :meth:`Ledger.power` records, before anything trains, the minimum detectable effect of a
 planned comparison next to the paper's effect.
 
-A CPU rehearsal (``HARDEX_REHEARSAL`` set: `hardex gpu-check --device cpu --stand-in ...` and
-the book it renders) runs a GPU profile's code on a tiny stand-in: like smoke, its ledgers
+A CPU rehearsal (``Ledger(..., rehearsal=True)``: `hardex gpu-check --device cpu --stand-in ...`
+and the book it renders) runs a GPU profile's code on a tiny stand-in: like smoke, its ledgers
 keep the statistics and draw no verdict, and its pages say "CPU rehearsal".
 
-Where ledgers go: ``$HARDEX_LEDGER_DIR`` (``hardex book`` sets it to ``<out>/ledger``), else
-``<repo>/_executed/ledger``.
+Where ledgers go: the ``directory`` a ledger is given (``hardex book`` passes ``<out>/ledger``
+to every chapter), else :data:`DEFAULT_DIR` under the checkout.
 """
 
 from __future__ import annotations
@@ -58,17 +58,9 @@ _SEEDED = ("paired", "across_seeds", "equivalence", "unpaired")
 STAT_FIELDS = ("effect", "lo", "hi", "level", "method", "n", "seeds", "margin", "p", "direction")
 
 
-REHEARSAL_ENV = "HARDEX_REHEARSAL"
-
-
-def rehearsal() -> bool:
-    """Whether this process runs a CPU rehearsal on a stand-in (``HARDEX_REHEARSAL`` set, not "0")."""
-    return os.environ.get(REHEARSAL_ENV, "") not in ("", "0")
-
-
-def ledger_dir() -> Path:
-    env = os.environ.get("HARDEX_LEDGER_DIR")
-    return Path(env) if env else repo_root() / "_executed" / "ledger"
+def default_dir() -> Path:
+    """Where ledgers go when nobody says: ``<checkout>/_executed/ledger``."""
+    return repo_root() / "_executed" / "ledger"
 
 
 def label_eps(eps: float) -> str:
@@ -88,17 +80,19 @@ def data_label(dataset: str, root: str | os.PathLike | None = None) -> str:
             "stl10": "STL-10"}.get(dataset, dataset)
 
 
-def banner(profile: str, data: str, train_subset: int, details: str, smoke_caveat: str = "") -> str:
+def banner(profile: str, data: str, train_subset: int, details: str, smoke_caveat: str = "",
+           rehearsal: bool = False) -> str:
     """The chapter's opening line (Markdown): profile, data, training sample and ``details``;
     on the smoke profile also the warning that its numbers carry no verdict (``smoke_caveat``
-    adds what else was shortened, e.g. ", with shortened attacks,")."""
+    adds what else was shortened, e.g. ", with shortened attacks,"); on a CPU rehearsal
+    (``rehearsal``) the warning that it is one."""
     text = (f"**Profile `{profile}`**, data: {data}"
             + (f" ({train_subset} class-balanced training images)" if train_subset else "")
             + f", {details} ")
     if profile == "smoke":
         text += ("**Smoke profile: plumbing only, no verdict.** Its numbers come from a tiny CNN trained "
                  f"for a few epochs on a small sample{smoke_caveat} and say nothing about the paper's claims.")
-    elif rehearsal():
+    elif rehearsal:
         text += (f"**CPU rehearsal of the {profile} profile: plumbing only, no verdict.** Its numbers come from a "
                  "tiny stand-in (a tiny CNN for a few epochs on a small sample, on a CPU) that runs the profile's "
                  "code before a GPU does, and say nothing about the paper's claims.")
@@ -147,19 +141,22 @@ class _Stats:
 class Ledger:
     """One chapter's comparisons with the paper (see the module docstring). ``seed_sd``
     (points): added to every one-seed interval (default: :data:`SINGLE_SEED_SD` of the
-    profile, else 0)."""
+    profile, else 0). ``rehearsal``: a CPU rehearsal on a stand-in (no verdict, as smoke);
+    ``directory``: where :meth:`save` writes (default :func:`default_dir`)."""
 
-    def __init__(self, chapter: str, profile: str, data: str, seed_sd: float | None = None):
+    def __init__(self, chapter: str, profile: str, data: str, seed_sd: float | None = None, *,
+                 rehearsal: bool = False, directory: str | os.PathLike | None = None):
         self.chapter, self.profile, self.data = chapter, profile, data
         self.seed_sd = float(SINGLE_SEED_SD.get(profile, 0.0) if seed_sd is None else seed_sd)
-        self.rehearsal = rehearsal()  # a CPU rehearsal on a stand-in: no verdict, as smoke
+        self.rehearsal = rehearsal
+        self.directory = Path(directory) if directory else default_dir()
         self.cells: list[dict[str, Any]] = []
         self.claims: list[dict[str, Any]] = []
         self.powers: list[dict[str, Any]] = []
 
     @property
     def smoke(self) -> bool:
-        """No verdict is drawn: the smoke profile, or a CPU rehearsal (:func:`rehearsal`)."""
+        """No verdict is drawn: the smoke profile, or a CPU rehearsal."""
         return self.profile == "smoke" or self.rehearsal
 
 
@@ -285,8 +282,8 @@ class Ledger:
                 "cells": self.cells, "claims": self.claims, "power": self.powers}
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:
-        """Write ``<dir>/<chapter>.json`` atomically; returns the path."""
-        d = Path(directory) if directory is not None else ledger_dir()
+        """Write ``<directory>/<chapter>.json`` atomically (default: the ledger's); returns the path."""
+        d = Path(directory) if directory is not None else self.directory
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{self.chapter}.json"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -296,8 +293,8 @@ class Ledger:
 
 
 def load_ledgers(directory: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """Every saved ledger in ``directory`` (default :func:`ledger_dir`), by chapter name."""
-    d = Path(directory) if directory is not None else ledger_dir()
+    """Every saved ledger in ``directory`` (default :func:`default_dir`), by chapter name."""
+    d = Path(directory) if directory is not None else default_dir()
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(d.glob("*.json")) if d.is_dir() else []:
         rec = json.loads(path.read_text())

@@ -485,12 +485,6 @@ def configured_executor() -> LocalExecutor | SlurmExecutor:
     return make_executor(_configured_settings())
 
 
-def export_settings(settings: dict[str, Any]) -> None:
-    """Make ``settings`` the configured executor of this process and its children
-    (the book's chapter kernels)."""
-    os.environ[EXECUTOR_ENV] = json.dumps(settings)
-
-
 def add_executor_options(p: Any) -> None:
     """--executor / --slots / --gpus / --slurm for `hardex book` and `hardex train`."""
     p.add_argument("--executor", choices=["local", "slurm"], default=None,

@@ -11,20 +11,12 @@ jobs). A job that fails stops only the jobs that need it; the others go on and t
 are raised together at the end (`RunsFailed`). Where it trains is the executor's business
 (`hardex.runs.executors`: this process, worker processes, Slurm); nothing here knows it.
 
-Planning pass: with ``HARDEX_PLAN_ONLY=<file>`` set, `ensure` appends the jobs it would
-train to that file (`job_row`) and raises `PlanOnly` instead of training (`hardex.book.planning`);
-`expect` records, for planners that ask (``HARDEX_PLAN_EXPECT=<file>``, `hardex gpu-check
---plan`), stand-ins for runs whose specs are known only once others finish.
-
-Render-only build: with ``HARDEX_RENDER_ONLY=1`` (`hardex book --render-only`) nothing trains:
-`ensure` returns the records of runs that have one (in the store or in results/) and raises
-`NoRecord` naming the runs that do not.
+`recorded` is ensure's counterpart for a build that renders from records only: it trains
+nothing and names the runs without a record (`NoRecord`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,32 +25,13 @@ from typing import Any
 from tqdm import tqdm
 
 from hardex.runs.describe import describe, training_fraction
-from hardex.runs.errors import RunsFailed
+from hardex.runs.errors import NoRecord, RunsFailed
 from hardex.runs.executors import configured_executor
 from hardex.runs.spec import RunScores, RunSpec
 from hardex.runs.files import _sidecar
 from hardex.runs.records import RunRecord, is_done
 from hardex.runs.store import RunStore
 from hardex.runs.training import TrainerFactory, _Run
-
-PLAN_ENV = "HARDEX_PLAN_ONLY"
-RENDER_ENV = "HARDEX_RENDER_ONLY"
-EXPECT_ENV = "HARDEX_PLAN_EXPECT"
-
-
-class PlanOnly(Exception):
-    """Raised by ``ensure`` in a planning pass: the jobs are recorded, nothing trains."""
-
-
-class NoRecord(LookupError):
-    """A render-only build asked for a run (or an evaluation) that has no record; the
-    message starts with "not run yet (no record)" and names what is missing."""
-
-
-def render_only() -> bool:
-    """Whether this process renders from records only (``HARDEX_RENDER_ONLY`` set, not "0")."""
-    return os.environ.get(RENDER_ENV, "") not in ("", "0")
-
 
 @dataclass
 class Job:
@@ -126,7 +99,7 @@ def plan(store: RunStore, specs: Iterable[RunSpec]) -> list[list[Job]]:
 
 
 # --------------------------------------------------------------------------------------
-# the planning pass's record of a job
+# a planned job in words and numbers (`hardex status --profile` reads them)
 
 
 def epochs_left(store: RunStore, spec: RunSpec, keep: tuple[int, ...] = ()) -> int:
@@ -151,40 +124,6 @@ def job_row(store: RunStore, job: Job, level: int) -> dict:
             "epochs_left": epochs_left(store, s, job.keep), "algorithm": t.algorithm, "model": t.model.name,
             "attack_steps": t.attack.steps, "fraction": training_fraction(s),
             "needs": sorted({d.short_hash for d in needs(s)}), "keep": list(job.keep), "spec": s.to_yaml()}
-
-
-def expect(like: RunSpec | Iterable[RunSpec], why: str, after: Iterable[RunSpec] = (),
-           store: RunStore | None = None) -> None:
-    """Stand-ins for runs whose specs are known only once the runs ``after`` finish (e.g. LS
-    at the DPLS run's recorded average factor), for a planner that counts them: in a planning
-    pass with ``HARDEX_PLAN_EXPECT=<file>`` set, one `job_row` per ``like`` (a spec of the same
-    cost: model, schedule, branch point, data) is appended to that file, its hash prefixed
-    "~" and marked ``"provisional": why``; none when every run of ``after`` is done (the
-    real runs are then planned by the chapter's own ``ensure``). They are estimates only and
-    never trained (the file is not the planning pass's job file). A no-op anywhere else."""
-    plan_file = os.environ.get(EXPECT_ENV)
-    if not plan_file or not os.environ.get(PLAN_ENV):
-        return
-    store = store if store is not None else RunStore()
-    after = list(after)
-    if after and all(store.open(s) is not None for s in after):
-        return
-    rows = []
-    for s in [like] if isinstance(like, RunSpec) else list(like):
-        row = job_row(store, Job(s), 1 + len(needs(s)))
-        rows.append({**row, "hash": "~" + row["hash"], "provisional": why, "what": f"{row['what']} ({why})"})
-    with open(plan_file, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-
-
-def record_plan(path: str | os.PathLike, store: RunStore, levels: list[list[Job]], specs: list[RunSpec]) -> None:
-    """Append the jobs of one ``ensure`` call, and which of the runs it asked for are done."""
-    rows = [job_row(store, job, i) for i, level in enumerate(levels) for job in level]
-    rows.append({"done": sorted({s.short_hash for s in specs if store.open(s) is not None})})
-    with open(path, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
 
 
 # --------------------------------------------------------------------------------------
@@ -256,17 +195,6 @@ def ensure(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None, ex
     specs = [specs] if isinstance(specs, RunSpec) else list(specs)
     store = store if store is not None else RunStore()
     levels = plan(store, specs)
-    plan_file = os.environ.get(PLAN_ENV)
-    if plan_file:  # a planning pass (hardex.book.planning): record the jobs, train nothing
-        record_plan(plan_file, store, levels, specs)
-        if levels:
-            raise PlanOnly(f"{sum(len(level) for level in levels)} runs to train")
-    if levels and render_only():  # a render-only build trains nothing
-        missing = [s for s in specs if store.open(s) is None]
-        raise NoRecord(f"not run yet (no record): {len(missing)} of the {len(specs)} runs asked for have no record "
-                       "in the run store or results/: "
-                       + ", ".join(f"{s.short_hash[:12]} ({describe(s)})" for s in missing[:8])
-                       + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
     total = sum(len(level) for level in levels)
     if total and executor is None:
         executor = configured_executor()
@@ -279,4 +207,20 @@ def ensure(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None, ex
         if rec is None:
             raise RuntimeError(f"run {s.short_hash} is not done after ensure (see {store.run_dir(s)})")
         records.append(rec)
+    return records
+
+
+def recorded(specs: RunSpec | Iterable[RunSpec], store: RunStore | None = None) -> list[RunRecord]:
+    """Records of ``specs`` without training anything (a build that renders from records only):
+    :class:`~hardex.runs.errors.NoRecord` names the runs that have none in the store or its
+    read-only roots (``results/``)."""
+    specs = [specs] if isinstance(specs, RunSpec) else list(specs)
+    store = store if store is not None else RunStore()
+    records = [store.open(s) for s in specs]
+    missing = [s for s, r in zip(specs, records) if r is None]
+    if missing:
+        raise NoRecord(f"not run yet (no record): {len(missing)} of the {len(specs)} runs asked for have no record "
+                       "in the run store or results/: "
+                       + ", ".join(f"{s.short_hash[:12]} ({describe(s)})" for s in missing[:8])
+                       + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
     return records

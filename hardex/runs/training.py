@@ -59,10 +59,12 @@ TrainerFactory = Callable[[Any], Any]
 
 
 def default_trainer(cfg: Any, scores: dict | None = None, teachers: dict | None = None,
-                    unlabeled: Any = None) -> Any:
+                    unlabeled: Any = None, device: str | None = None) -> Any:
+    """``hardex.train.Trainer``; ``device`` overrides the config's (not part of the spec: e.g. a
+    build told to train on the CPU, ``functools.partial(default_trainer, device="cpu")``)."""
     from hardex.train import Trainer
 
-    return Trainer(cfg, scores=scores, teachers=teachers, unlabeled=unlabeled)
+    return Trainer(cfg, scores=scores, teachers=teachers, unlabeled=unlabeled, device=device)
 
 
 def build_trainer(store: RunStore, spec: RunSpec, factory: TrainerFactory | None = None,

@@ -11,7 +11,7 @@ kept), with a progress line for each step:
 (c) **bench**: a short `hardex bench` (PreActResNet-18, PGD-AT-10 and TRADES-10 against the
     reference-style loop, a minute or two), whose per-epoch times then size the next step;
 (d) **quick**: the quick profile's runs and evaluations: the chapters of
-    :data:`QUICK_CHAPTERS` executed in plain Python (:mod:`hardex.book.plainrun`, no Jupyter), so
+    :data:`QUICK_CHAPTERS` executed in plain Python (:mod:`hardex.book.execute`, no Jupyter), so
     the runs, hashes and cached evaluations are exactly the book's. First a planning pass
     prints each chapter's runs, epochs and estimated minutes (from this bench, else the
     profile's stated per-epoch times, labelled), then the runs train, with progress lines;
@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import os
 import platform
 import shutil
@@ -64,8 +63,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hardex.book import sources
 from hardex.paths import repo_root
+from hardex.book.context import Context
+from hardex.runs.progress import duration
 from hardex.provenance import git_commit
 
 QUICK_CHAPTERS = ("dpls", "hard_examples")  # what params/quick runs, in training order: Table 3 first
@@ -75,12 +75,6 @@ EXPORT_RESERVE_S = 25.0  # kept free before the deadline for the export
 INTERRUPT_GRACE_S = 30.0  # after SIGTERM a step has this long to stop cleanly, then it is killed
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a GPU session brings back files up to 16 MiB
 MAX_FILES = 8
-# A stated figure, NOT measured: forward+backward passes per second of hardex's evaluation
-# (fp32, TF32 off, eval mode, input-only gradients) of PreActResNet-18 at batch 256 on one
-# H100/H200, used for the evaluation estimate until a bench report of the device exists
-# (whose PGD-20 images/s x 21 replaces it): the fast profile's stated fp32 training rate
-# (50,000 x 11 passes in 0.5 min) times 1.4 for input-only gradients.
-STATED_EVAL_PASSES_PER_S = 25000.0
 
 
 # --------------------------------------------------------------------------------------
@@ -165,17 +159,20 @@ class Check:
         with open(self.out / "gpu-check.log", "a") as f:
             f.write(line + "\n")
 
+    def context(self) -> Context:
+        """How the chapters run: this check's run store and ledgers, the CPU for the rehearsal
+        (whose ledgers draw no verdict), the project copy's parameters."""
+        return Context(rehearsal=self.stand_in, ledger_dir=str(self.ledgers), runs=str(self.runs),
+                       device="cpu" if self.device == "cpu" else None,
+                       project=None if self.root == repo_root() else str(self.root))
+
     def env(self) -> dict[str, str]:
-        """The environment of the steps' subprocesses."""
+        """The environment of the steps' subprocesses (their own; this process's is untouched)."""
         env = dict(os.environ)
         here = str(repo_root())
         env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env["HARDEX_RUNS"] = str(self.runs)
-        env["HARDEX_LEDGER_DIR"] = str(self.ledgers)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("HARDEX_GIT_COMMIT", self.summary.get("environment", {}).get("commit") or "")
-        if self.stand_in:  # its ledgers draw no verdict, its pages say "CPU rehearsal" (hardex.paper.ledger)
-            env["HARDEX_REHEARSAL"] = "1"
         if self.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
             env["HARDEX_CUDA_TESTS_ON_CPU"] = "1"  # tests/test_cuda.py then runs its checks on the CPU
@@ -194,7 +191,7 @@ class Check:
 
 def run_cmd(check: Check, cmd: list[str], log_path: Path, timeout: float, cwd: Path | None = None) -> tuple[int, bool]:
     """Run ``cmd`` with its output appended to ``log_path``; past ``timeout`` seconds it gets
-    SIGTERM (:mod:`hardex.book.plainrun` turns it into KeyboardInterrupt: training stops at once,
+    SIGTERM (:mod:`hardex.book.execute` turns it into KeyboardInterrupt: training stops at once,
     the last checkpoint stays; SIGINT would be ignored by a child of a background job), then
     SIGKILL after :data:`INTERRUPT_GRACE_S`. Returns (exit status, stopped at the deadline)."""
     with open(log_path, "a") as f:
@@ -288,120 +285,60 @@ def step_bench(check: Check) -> None:
 # (d): the plan, its estimate, the runs
 
 
-def eval_passes(spec: Any, epochs_left: int) -> float:
-    """Forward+backward passes of the evaluation the run store does itself for a run that
-    trains ``epochs_left`` more epochs: the per-epoch test evaluation, the probes, and
-    final.json's PGD-k of the final and best models (``evaluate_run`` comes on top)."""
-    c = spec.train
-    n_train = c.dataset.subset.n if c.dataset.subset else 50000
-    ev = c.eval
-    passes = 0.0
-    if ev.every:  # clean + PGD-k: k forward+backward and the last step's forward
-        passes += math.ceil(epochs_left / ev.every) * (ev.subset or 10000) * (ev.pgd_steps + 2)
-    for p in c.probes:
-        if p.indices is not None:
-            size = len(p.indices)
-        elif p.rule is not None:
-            size = p.rule.k if p.rule.k is not None else p.rule.fraction * n_train
-        else:
-            size = n_train
-        bins = p.quantiles.n_bins if p.quantiles is not None else 1
-        per_set = min(size / bins, p.max_examples or size)
-        adv = any(m in p.metrics for m in ("adv_acc", "el2n_adv"))
-        passes += epochs_left / p.every * bins * per_set * (1 + (c.attack.steps + 1 if adv else 0))
-    which = getattr(spec.evaluation, "which", ("final", "best"))
-    passes += len(which) * (ev.final_subset or 10000) * sum(k + 2 for k in ev.final_pgd_steps)
-    return passes
-
-
-def eval_rate(bench: dict | None, device: str, name: str = "bench.json") -> tuple[float, str]:
-    """Evaluation passes per second and where the figure comes from (``name``: the report's)."""
-    for e in (bench or {}).get("eval", []):
-        if e.get("model") == "preact_resnet18" or device == "cpu":
-            ips = e["pgd20"]["images_per_s"]
-            return ips * 21, f"PGD-20 throughput of {name} ({ips:.0f} images/s, fp32)"
-    return STATED_EVAL_PASSES_PER_S, f"a stated {STATED_EVAL_PASSES_PER_S:.0f} passes/s, not measured"
-
-
 def plan_quick(check: Check, bench_path: Path | None, gpu: bool) -> dict[str, Any]:
-    """The planning pass over the quick chapters (in plain Python), with the estimate of
-    each chapter's training and evaluation time: from the bench report at ``bench_path``
+    """The quick chapters' plan (:mod:`hardex.book.planning`: their experiments, no chapter
+    executed) with the estimate of each chapter's training and evaluation time, stand-ins of
+    the runs written once others finish included: from the bench report at ``bench_path``
     (this device's), else the newest one of this device under results/bench, else the
-    profile's stated per-epoch times for one GPU (``gpu``) or, on a CPU, as
-    :class:`hardex.book.planning.Estimator` scales them."""
-    from hardex.book import planning as buildplan
-    from hardex.runs.spec import RunSpec
+    profile's stated per-epoch times for one GPU (``gpu``) or, on a CPU, x the stated slowdown
+    (:class:`hardex.experiments.cost.Estimator`)."""
+    from hardex.book import planning
+    from hardex.book.sources import load_params
+    from hardex.experiments.cost import Estimator, gpu_visible, latest_bench, this_device
+    from hardex.runs.store import RunStore
 
-    rows_by: dict[str, dict] = {}
-    evals: dict[tuple, dict] = {}
-    chapters: dict[str, dict] = {}
-    by_name = {c.name: c for c in sources.toc_chapters(check.root)}
-    for name in QUICK_CHAPTERS:
-        jobs_f, exp_f = check.work / f"plan-{name}.jobs", check.work / f"plan-{name}.expect"
-        for f in (jobs_f, exp_f):
-            f.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "hardex.book.plainrun", name, "--profile", PROFILE, "--root", str(check.root),
-               "--plan", str(jobs_f), str(exp_f)]
-        rc, _ = run_cmd(check, cmd, check.work / "plan.log", 300.0)
-        rows = [json.loads(x) for f in (jobs_f, exp_f) if f.exists() for x in f.read_text().splitlines()]
-        jobs = [r for r in rows if "hash" in r]
-        chapters[name] = {"ok": rc == 0, "jobs": [], "params": sources.load_params(PROFILE, by_name[name], check.root)}
-        for j in jobs:
-            if j["hash"] not in rows_by:
-                rows_by[j["hash"]] = j
-                chapters[name]["jobs"].append(j)
-        for r in rows:
-            if "evaluation" in r:
-                e = r["evaluation"]
-                for a in e["attacks"]:
-                    evals.setdefault((e["run"], a, e["n"]), {**e, "attack": a, "chapter": name})
-        if rc != 0:
-            check.log(f"plan: {name}: the planning pass failed ({_tail(check.work / 'plan.log', 2)})")
+    store = RunStore(check.runs)  # records already under results/ are not trained again
+    params = {n: load_params(PROFILE, n, check.root) for n in QUICK_CHAPTERS}
+    plans = planning.plan_chapters(check.root, PROFILE, list(QUICK_CHAPTERS), store, params)
     if bench_path is not None and bench_path.exists():
-        # root = the report's folder, so the estimate says "from bench.json" (the file under OUT)
-        est = buildplan.Estimator(bench_path.parent, PROFILE, gpu=gpu,
-                                  bench=(bench_path, json.loads(bench_path.read_text())))
+        bench = (bench_path, json.loads(bench_path.read_text()))
+        where = bench_path.parent  # the estimate says "from bench.json" (the file under OUT)
     else:
-        est = buildplan.Estimator(repo_root(), PROFILE, gpu=gpu,
-                                  bench=buildplan.latest_bench(repo_root(), buildplan.this_device())
-                                  if buildplan.gpu_visible() == gpu else None)
-    bench = est.bench[1] if est.bench else None
-    rate, rate_src = eval_rate(bench, "cuda" if gpu else "cpu", est.bench[0].name if est.bench else "")
+        bench = latest_bench(repo_root(), this_device()) if gpu_visible() == gpu else None
+        where = repo_root()
+
+    def estimator(cp):
+        b = cp.params.baseline
+        return Estimator(cp.params.cost, b.model, b.attack_steps, bench, cpu=not gpu, root=where)
+
+    sources = planning.with_estimates(plans, store, estimator)
+    chapters: dict[str, dict] = {}
     total_train = total_eval = 0.0
-    est_sources: set[str] = set()
     lines = []
-    for name, ch in chapters.items():
-        train_s = ev_s = 0.0
-        for j in ch["jobs"]:
-            s, src = est.job_seconds(ch["params"], j)
-            est_sources.add(src)
-            j["seconds"] = s
-            train_s += s or 0.0
-            ev_s += eval_passes(RunSpec.from_yaml(j["spec"]), j["epochs_left"]) / rate
-        for (run, a, n), e in evals.items():  # evaluate_run calls (a cached one costs nothing: not told apart here)
-            if e["chapter"] == name:
-                ev_s += (n or 10000) * e["passes_per_example"].get(a, 0) / rate
-        ch.update(train_s=train_s, eval_s=ev_s, epochs=sum(j["epochs_left"] for j in ch["jobs"]))
+    for cp in plans:
+        later_train = sum(cp.estimator.train_seconds(s, s.train.epochs - (s.start_from.epoch if s.start_from else 0))
+                          or 0.0 for s in cp.later.values())
+        later_eval = sum(cp.estimator.eval_seconds(s, s.train.epochs - (s.start_from.epoch if s.start_from else 0))
+                         or 0.0 for s in cp.later.values())
+        train_s, eval_s = (cp.train_s or 0.0) + later_train, (cp.eval_s or 0.0) + later_eval
+        epochs = planning.epochs_to_train(cp, store) + sum(
+            s.train.epochs - (s.start_from.epoch if s.start_from else 0) for s in cp.later.values())
+        rows = planning.job_rows(cp, store)
+        chapters[cp.name] = {"jobs": [{k: v for k, v in r.items() if k != "spec"} for r in rows],
+                             "later": len(cp.later), "train_s": train_s, "eval_s": eval_s, "epochs": epochs}
         total_train += train_s
-        total_eval += ev_s
-        prov = sum(1 for j in ch["jobs"] if j.get("provisional"))
-        lines.append(f"{name}: {len(ch['jobs'])} runs to train ({prov} of them known once others finish), "
-                     f"{ch['epochs']} epochs, est. {buildplan.duration(train_s)} training + "
-                     f"{buildplan.duration(ev_s)} evaluation")
-    plan = {"chapters": {n: {k: v for k, v in ch.items() if k not in ("params",)} for n, ch in chapters.items()},
-            "train_s": total_train, "eval_s": total_eval, "train_source": sorted(est_sources), "eval_source": rate_src,
-            "epochs": sum(ch["epochs"] for ch in chapters.values()),
-            "runs": sum(len(ch["jobs"]) for ch in chapters.values())}
-    for ch in plan["chapters"].values():
-        for j in ch["jobs"]:
-            j.pop("spec", None)
-    plan["lines"] = lines
-    return plan
+        total_eval += eval_s
+        lines.append(f"{cp.name}: {len(cp.jobs) + len(cp.later)} runs to train ({len(cp.later)} of them known once "
+                     f"others finish), {epochs} epochs, est. {duration(train_s)} training + {duration(eval_s)} evaluation")
+    train_sources = [s for s in sources if not s.startswith("evaluation:")]
+    eval_sources = [s.removeprefix("evaluation: ") for s in sources if s.startswith("evaluation:")]
+    return {"chapters": chapters, "train_s": total_train, "eval_s": total_eval, "train_source": train_sources,
+            "eval_source": "; ".join(eval_sources) or "no estimate",
+            "epochs": sum(c["epochs"] for c in chapters.values()),
+            "runs": sum(len(c["jobs"]) + c["later"] for c in chapters.values()), "lines": lines}
 
 
 def print_plan(check: Check, plan: dict[str, Any]) -> None:
-    from hardex.book.planning import duration
-
     check.log(f"plan (profile {PROFILE}{', stand-in' if check.stand_in else ''}):")
     for line in plan["lines"]:
         check.log("  " + line)
@@ -430,7 +367,7 @@ class _Progress(threading.Thread):
                 return False
 
         self.watcher = Watcher(check.runs, out=_Out(), every=30.0, tty=False)
-        self.watcher.set_chapter(chapter, [j for j in jobs if not j.get("provisional")], True)
+        self.watcher.set_chapter(chapter, jobs, True)
 
     def start(self) -> None:
         self.watcher.start()
@@ -454,8 +391,9 @@ def step_quick(check: Check, plan: dict[str, Any]) -> None:
         watch = _Progress(check, name, jobs)
         watch.start()
         try:
-            rc, late = run_cmd(check, [sys.executable, "-m", "hardex.book.plainrun", name, "--profile", PROFILE,
-                                       "--root", str(check.root)], check.out / "chapters.log", left)
+            rc, late = run_cmd(check, [sys.executable, "-m", "hardex.book.execute", name, "--profile", PROFILE,
+                                       "--root", str(check.root), "--build", json.dumps(check.context().to_dict())],
+                               check.out / "chapters.log", left)
         finally:
             watch.stop()
         status = ("stopped at the deadline (finished runs kept)" if late else "done" if rc == 0
@@ -508,7 +446,6 @@ def verdicts(ledgers: Path) -> list[dict[str, Any]]:
 
 
 def step_export(check: Check, plan: dict[str, Any] | None) -> None:
-    from hardex.book.planning import duration
     from hardex.runs.store import RunStore
 
     t0 = time.time()
@@ -569,30 +506,14 @@ def step_export(check: Check, plan: dict[str, Any] | None) -> None:
 
 
 def stand_in_project(stand_in: Path, dest: Path) -> Path:
-    """A copy of the project (``_toc.yml``, ``_config.yml``, ``book/``, ``params/``) whose
-    ``params/quick/`` is the quick profile with ``stand_in``'s overrides (``_all`` for every
-    chapter that has the key, then per chapter), for the rehearsal and its render-only book."""
+    """A copy of the project whose ``params/quick/`` is the quick profile with ``stand_in``'s
+    overrides (``{parameter file stem: nested values}``, :func:`hardex.book.render.project_copy`),
+    for the rehearsal and its render-only book."""
     import yaml
 
-    root = repo_root()
-    spec = yaml.safe_load(stand_in.read_text())
-    common = spec.pop("_all", {})
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for f in ("_toc.yml", "_config.yml"):
-        shutil.copy(root / f, dest / f)
-    shutil.copytree(root / "book", dest / "book")
-    shutil.copytree(root / "params", dest / "params")
-    for chapter, over in spec.items():
-        path = dest / "params" / PROFILE / f"{chapter}.yaml"
-        base = yaml.safe_load(path.read_text())
-        unknown = sorted(set(over) - set(base))
-        if unknown:
-            raise ValueError(f"{stand_in}: {chapter}: keys not in params/{PROFILE}/{chapter}.yaml: {unknown}")
-        path.write_text(yaml.safe_dump({**base, **{k: v for k, v in common.items() if k in base}, **over},
-                                       sort_keys=False))
-    return dest
+    from hardex.book.render import project_copy
+
+    return project_copy(dest, profile=PROFILE, overrides=yaml.safe_load(stand_in.read_text()))
 
 
 def ensure_data(check: Check, archive: Path | None) -> None:
@@ -704,7 +625,9 @@ def run(args: argparse.Namespace) -> int:
     check = Check(out, work, root, device, time.time() + 60 * args.deadline_minutes, stand_in=stand_in is not None)
     if args.plan:
         check.out = work  # the plan writes nothing under OUT
-        gpu = buildplan_gpu()
+        from hardex.experiments.cost import gpu_visible
+
+        gpu = gpu_visible()
         plan = plan_quick(check, None, gpu=True)
         print_plan(check, plan)
         if not gpu:
@@ -763,12 +686,6 @@ def run(args: argparse.Namespace) -> int:
                                                               "stopped cleanly: " + "; ".join(short))
               + f"; next: hardex gpu-check --import {out} && git add results/")
     return 1 if failed else 0
-
-
-def buildplan_gpu() -> bool:
-    from hardex.book.planning import gpu_visible
-
-    return gpu_visible()
 
 
 def add_cli(sub) -> None:
