@@ -626,13 +626,13 @@ class RST(Method):
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos,
                 "trained": self.trained.clone(), "right": self.right.clone(),
-                "factors": None if self.factors is None else self.factors.copy()}
+                "factors": None if self.factors is None else torch.from_numpy(self.factors.copy())}
 
     def load_state_dict(self, sd: dict) -> None:
         self.generator.set_state(sd["generator"])
         self.perm, self.pos = sd["perm"].clone(), int(sd["pos"])
         self.trained, self.right = sd["trained"].clone(), sd["right"].clone()
-        self.factors = None if sd["factors"] is None else np.asarray(sd["factors"]).copy()
+        self.factors = None if sd["factors"] is None else np.asarray(sd["factors"]).copy()  # tensor or array
 
 
 # ------------------------------------------------------------------ a TrainConfig's units

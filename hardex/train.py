@@ -58,6 +58,14 @@ Randomness: model init from ``torch.manual_seed(cfg.seed)``; data order and augm
 from one CPU ``torch.Generator`` (seed ``cfg.seed``); the training attack's random starts
 from its own generator on the device (seed ``cfg.seed + 1``); all states are in
 ``state_dict()``, so stop / save / load / continue is bit-exact on CPU.
+
+State: ``state_dict()`` holds tensors and plain Python only (dicts, lists, tuples, str,
+int, float, bool, None; the LR scheduler's ``Counter``), which is what
+``torch.load(..., weights_only=True)`` reads without an allowlist, so loading a
+checkpoint runs no pickled code. Host-side arrays (numpy's RNG key, the difficulty
+accumulators, edit sets, DPLS / DPR arrays, RST's factors) are stored as CPU tensors;
+``load_state_dict`` also takes the numpy arrays of older checkpoints, so existing run
+stores keep resuming.
 """
 
 from __future__ import annotations
@@ -89,6 +97,18 @@ def resolve_device(device=None) -> torch.device:
 
 def _key(model) -> str:
     return json.dumps(model.model_dump(mode="json"), sort_keys=True)
+
+
+def _numpy_rng_state() -> tuple:
+    """``np.random.get_state()`` with its key as an int64 tensor (see "State" above)."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return name, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+
+
+def _set_numpy_rng_state(state: tuple) -> None:
+    """Inverse of ``_numpy_rng_state``; also takes numpy's own tuple (older checkpoints)."""
+    name, key, *rest = state
+    np.random.set_state((name, np.asarray(key).astype(np.uint32), *rest))
 
 
 def trades_loss(logits_nat: torch.Tensor, logits_adv: torch.Tensor, targets: torch.Tensor,
@@ -688,8 +708,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-               "python": random.getstate()}
+        rng = {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
@@ -702,8 +721,8 @@ class Trainer:
             "attack_generator": self.attack_generator.get_state(),
             "accumulator": self.accumulator.state_dict(),
             "best": copy.deepcopy(self._best),
-            "edit_sets": {k: v.copy() for k, v in self._edit_sets.items()},
-            "target_state": {k: v.copy() for k, v in self._target_state.items()},
+            "edit_sets": {k: torch.from_numpy(v.copy()) for k, v in self._edit_sets.items()},
+            "target_state": {k: torch.from_numpy(v.copy()) for k, v in self._target_state.items()},
             **({"methods": {m.name: m.state_dict() for m in self.methods}} if self.methods else {}),
         }
 
@@ -735,7 +754,7 @@ class Trainer:
                              f"config's schedule ({expected})")
         rng = sd["rng"]
         torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
+        _set_numpy_rng_state(rng["numpy"])
         random.setstate(rng["python"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])

@@ -151,7 +151,7 @@ def test_resume_is_bit_exact(tiny_root, unl):
     torch.save(b.state_dict(), buf)
     buf.seek(0)
     c = Trainer(cfg, data_root=tiny_root, unlabeled=unl[0])
-    c.load_state_dict(torch.load(buf, weights_only=False))
+    c.load_state_dict(torch.load(buf, weights_only=True))
     rows_b += [strip(c.run_epoch()) for _ in range(2)]
     assert rows_a == rows_b
     sa, sc = a.state_dict(), c.state_dict()

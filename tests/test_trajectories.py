@@ -14,8 +14,10 @@ in another order).
 
 The resume test needs no recording: each run is checkpointed after epoch 2 (the frozen
 DPLS / DPR arrays, edit sets and the methods' states exist by then), the checkpoint goes
-through ``torch.save`` / ``torch.load`` into a fresh Trainer, and its epoch 3 must equal the
-uninterrupted run's, the whole final state included.
+through ``torch.save`` / ``torch.load(..., weights_only=True)`` into a fresh Trainer, and
+its epoch 3 must equal the uninterrupted run's, the whole final state included.
+``legacy_trainer_state.pt``, saved by the Trainer before its state was weights-only
+loadable (numpy arrays, RST's state at the top level), must still load and resume.
 """
 
 from __future__ import annotations
@@ -242,10 +244,52 @@ def test_resume_from_a_checkpoint_is_bit_exact(name):
     a = run(name)
     with _one_thread():
         b = new_trainer(name)
-        b.load_state_dict(torch.load(io.BytesIO(a["checkpoint"]), weights_only=False))
+        b.load_state_dict(torch.load(io.BytesIO(a["checkpoint"]), weights_only=True))
         row = strip(b.run_epoch())
     assert row == a["record"]["rows"][-1]
     assert digest(b.state_dict()) == digest(a["trainer"].state_dict())
+
+
+def leaves(o, path=()):
+    """(path, value) of every leaf of nested dicts, lists and tuples."""
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield from leaves(v, path + (k,))
+    elif isinstance(o, (list, tuple)):
+        for i, v in enumerate(o):
+            yield from leaves(v, path + (i,))
+    else:
+        yield path, o
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_the_old_trainer_still_resumes():
+    """The old checkpoint loads; the state the Trainer then gives holds every value of it
+    (RST's under "methods") and loads weights-only; both continue alike, and as the
+    uninterrupted old run did where the recording's environment matches."""
+    old = torch.load(HERE / "legacy_trainer_state.pt", weights_only=False)
+    with pytest.raises(Exception, match="numpy"):
+        torch.load(HERE / "legacy_trainer_state.pt", weights_only=True)
+    with _one_thread():
+        a = new_trainer("legacy")
+        a.load_state_dict(old)
+        state = a.state_dict()
+        b = new_trainer("legacy")
+        b.load_state_dict(torch.load(io.BytesIO(saved(state)), weights_only=True))
+        rows = [strip(a.run_epoch()), strip(b.run_epoch())]
+    state["rst"] = state.pop("methods")["rst"]
+    want, got = dict(leaves(old)), dict(leaves(state))
+    assert sorted(want, key=repr) == sorted(got, key=repr)
+    for path, v in want.items():
+        if isinstance(v, (np.ndarray, torch.Tensor)):
+            assert np.array_equal(np.asarray(v), np.asarray(got[path])), path
+        else:
+            assert v == got[path], path
+    assert rows[0] == rows[1] and digest(a.state_dict()) == digest(b.state_dict())
+    recorded = json.loads(RECORDED.read_text())
+    if recorded["env"] == env():
+        assert rows[0] == recorded["runs"]["legacy"]["rows"][-1]
+        assert digest(a.model.state_dict()) == recorded["runs"]["legacy"]["model"]
 
 
 def record() -> None:
