@@ -559,6 +559,7 @@ class RST(Method):
         self.trained = torch.zeros(self.n, dtype=torch.float64)
         self.right = torch.zeros(self.n, dtype=torch.float64)
         self.factors: np.ndarray | None = None
+        self._factors_on_device: torch.Tensor | None = None  # fp32 copy: a batch's factors are a gather
 
     def draw(self, k: int) -> torch.Tensor:
         """The next ``k`` indices of the running permutation (a fresh one when it runs out)."""
@@ -607,8 +608,9 @@ class RST(Method):
                     raise RuntimeError(f"rst DPLS from epoch {e}: no unlabelled difficulty yet "
                                        f"(tracking to T={tr.cfg.track_until})")
                 self.factors = tgt.dpls_factors(s, tr.cfg.targets.lam, tr.num_classes)
-            u = (b.index[n:] - tr.num_examples).cpu().numpy()
-            f = torch.as_tensor(self.factors[u], dtype=torch.float32, device=y_u.device)
+            if self._factors_on_device is None:
+                self._factors_on_device = torch.as_tensor(self.factors, dtype=torch.float32, device=y_u.device)
+            f = self._factors_on_device[(b.index[n:] - tr.num_examples).to(y_u.device)]
             t_u = tgt.ls_targets(y_u, f, tr.num_classes)
         if t_l.dtype.is_floating_point or t_u.dtype.is_floating_point:
             t_l, t_u = (t if t.dtype.is_floating_point else F.one_hot(t.long(), tr.num_classes).float()
@@ -633,6 +635,7 @@ class RST(Method):
         self.perm, self.pos = sd["perm"].clone(), int(sd["pos"])
         self.trained, self.right = sd["trained"].clone(), sd["right"].clone()
         self.factors = None if sd["factors"] is None else np.asarray(sd["factors"]).copy()  # tensor or array
+        self._factors_on_device = None
 
 
 # ------------------------------------------------------------------ a TrainConfig's units
