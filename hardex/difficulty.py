@@ -215,16 +215,19 @@ class Accumulator:
         return out
 
     def state_dict(self) -> dict:
+        """The arrays as CPU tensors (copies), the rest plain Python: a checkpoint of it
+        loads with ``torch.load(..., weights_only=True)``."""
         return {
             "num_examples": self.num_examples,
             "num_classes": self.num_classes,
             "measures": list(self.measures),
-            "sums": {m: v.copy() for m, v in self.sums.items()},
-            "counts": self.counts.copy(),
-            "pred_counts": None if self.pred_counts is None else self.pred_counts.copy(),
+            "sums": {m: torch.from_numpy(v.copy()) for m, v in self.sums.items()},
+            "counts": torch.from_numpy(self.counts.copy()),
+            "pred_counts": None if self.pred_counts is None else torch.from_numpy(self.pred_counts.copy()),
         }
 
     def load_state_dict(self, sd: Mapping) -> None:
+        """From ``state_dict()``, or the numpy arrays older checkpoints hold."""
         if int(sd["num_examples"]) != self.num_examples or int(sd["num_classes"]) != self.num_classes:
             raise ValueError(
                 f"accumulator shape mismatch: state has {sd['num_examples']} examples x "

@@ -35,6 +35,14 @@ The formulas (pure functions, unit-tested against hand computations):
   ``t_i = b onehot(y_i) + (1 - b) m_i`` with ``m_i`` an EMA (momentum ``rho``, from
   one-hot) of predictions (here clean eval-mode ones, as SAT); reweight: each example's
   loss times ``w_i`` (e.g. ``nat_prob`` = ``p_y(x_i)``), the batch loss ``sum w l / sum w``.
+* RST (Carmon et al., 2019; yaircarmon/semisup-adv): every batch mixes pseudo-labelled
+  unlabelled images into the labelled ones, trained as if labelled (their pseudo labels
+  as targets, their losses times ``weight``); DPLS on them ranks them by ``1 - right /
+  trained`` over the tracked epochs (the paper's Section 5).
+
+Each method is a ``Method`` (its hooks, in the order a step calls them, are listed
+there); ``build`` is the one place that maps a TrainConfig to its units, so the Trainer
+names no method: its step is the same for all of them.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, update_bn
 
+from hardex import targets as tgt
+
 
 # ------------------------------------------------------------------ formulas
 
@@ -61,13 +71,11 @@ def mart_loss(logits_nat: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tenso
 
     ``targets``: soft rows (DPLS) for the CE part (default: y); ``weights`` scale the
     boosted CE part (DPR)."""
-    from hardex.targets import soft_cross_entropy
-
     za, zn = logits_adv.float(), logits_nat.float()
     p_adv = za.softmax(1)
     top2 = p_adv.topk(2, dim=1).indices
     wrong = torch.where(top2[:, 0] == y, top2[:, 1], top2[:, 0])
-    ce = soft_cross_entropy(za, y if targets is None else targets, reduction="none")
+    ce = tgt.soft_cross_entropy(za, y if targets is None else targets, reduction="none")
     boost = -torch.log(1.0001 - p_adv.gather(1, wrong[:, None]).squeeze(1) + 1e-12)
     bce = ce + boost
     if weights is not None:
@@ -189,34 +197,94 @@ class EMATargets:
 
 @dataclass
 class Batch:
-    """One training step's data as the hooks see it. ``targets``/``weights`` start as the
-    Trainer's (labels or LS/DPLS rows; DPR weights) and hooks may replace them."""
+    """One training step's data as the hooks see it.
+
+    Rows ``0 .. labelled - 1`` are training examples (``index``: their dataset indices);
+    rows after them were appended by ``Method.extend`` (RST's, with index ``num_examples +
+    i`` for its image i). ``targets`` / ``weights`` are the Trainer's (labels or LS / DPLS
+    rows; DPR weights) unless a ``targets`` hook gave them."""
 
     x: torch.Tensor
     y: torch.Tensor
     index: torch.Tensor
     epoch: int
-    targets: torch.Tensor
-    weights: torch.Tensor | None
+    labelled: int | None = None  # None: every row
+    targets: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
     clean: torch.Tensor | None = None  # eval-mode no-grad clean logits, computed on demand
     x_adv: torch.Tensor | None = None  # the training attack's x' (None for STD)
     attack_terms: list = field(default_factory=list)  # callables logits -> scalar (summed objective)
     loss_terms: list = field(default_factory=list)    # callables (logits_trained) -> scalar
-    loss_weights: torch.Tensor | None = None  # per-example factors of the batch-mean loss (RST)
     logs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.labelled is None:
+            self.labelled = len(self.y)
+
+
+@dataclass
+class Outer:
+    """A batch's outer forward (``Trainer.outer_loss``) before the batch reduction.
+
+    ``mean`` is the algorithm's own arithmetic of the unweighted batch mean where it
+    differs from ``per.sum() / n`` in the last bits (TRADES computes it as earlier versions
+    did, so their numbers stay bit-identical); it no longer applies once a hook replaces
+    ``per``."""
+
+    per: torch.Tensor  # per-example loss (fp32)
+    trained: torch.Tensor  # the logits the loss trains: f(x') for PGD-AT and MART, f(x) for STD and TRADES
+    logits_nat: torch.Tensor | None  # train-mode f(x) (STD, TRADES, MART)
+    logits_adv: torch.Tensor | None  # f(x') (every algorithm but STD)
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)  # the step's sums for the metrics row
+    mean: Callable[[], torch.Tensor] | None = None
 
 
 class Method:
-    """A hook set; every hook is optional. Order in a step: ``prepare`` (before the attack),
-    ``before_update`` (after the attack, before the outer forward), ``after_update`` (after
-    the optimiser step); ``end_epoch`` after the epoch's last step."""
+    """A hook set; every hook is optional. ``build`` makes a TrainConfig's units; the
+    Trainer calls a hook on each unit in ``build``'s order. In the order they run:
+
+    * ``extra_rows``: how many rows ``extend`` appends to every batch (the training
+      examples of a batch are as many fewer, so a step still has ``batch_size`` rows);
+    * ``extend(tr, images, y, index)`` -> (images, y, index): append rows to a batch
+      before its augmentation;
+    * ``track(tr, b)``: in a tracked epoch (``e <= T``), with ``b.clean`` the clean logits
+      of the whole batch: track the rows the unit appended (the Trainer tracks the
+      training examples);
+    * ``targets(tr, b, ds)`` -> (targets, weights) or None: the batch's targets and loss
+      weights instead of ``Trainer.batch_targets(..., ds)``;
+    * ``prepare(tr, b)``: before the attack (attack and loss terms, clean logits);
+    * ``before_update(tr, b)``: after the attack, before the outer forward;
+    * ``per_example(tr, b, o)`` -> tensor or None: a new per-example loss from the outer
+      forward ``o`` (``Outer``);
+    * ``loss_weights(tr, b, o)`` -> (w, d) or None: the batch loss becomes
+      ``sum_i w_i l_i / d`` instead of the batch mean (Liu et al.: ``d = sum w``, a
+      weighted mean; RST: ``d`` = the batch size, so a lower weight removes loss);
+    * ``after_update(tr, b)``: after the optimiser step;
+    * ``end_epoch(tr, epoch)``: after the epoch's last step;
+    * ``epoch_metrics(tr)`` -> dict: entries of the epoch's metrics row;
+    * ``eval_model(tr)`` -> module or None: the model evaluations use instead of the
+      trained one.
+
+    ``per_example`` and ``loss_weights`` are part of the outer loss, so they also run
+    inside AWP's proxy loss (on the proxy's logits). At most one unit answers
+    ``targets``, ``loss_weights`` and ``eval_model`` (TrainConfig allows no two such
+    methods together; the Trainer raises if two answer).
+    """
 
     name = "method"
+    extra_rows = 0
 
+    def extend(self, tr, images, y, index): return images, y, index
+    def track(self, tr, b: Batch) -> None: ...
+    def targets(self, tr, b: Batch, ds): return None
     def prepare(self, tr, b: Batch) -> None: ...
     def before_update(self, tr, b: Batch) -> None: ...
+    def per_example(self, tr, b: Batch, o: Outer) -> torch.Tensor | None: return None
+    def loss_weights(self, tr, b: Batch, o: Outer): return None
     def after_update(self, tr, b: Batch) -> None: ...
     def end_epoch(self, tr, epoch: int) -> None: ...
+    def epoch_metrics(self, tr) -> dict: return {}
+    def eval_model(self, tr) -> torch.nn.Module | None: return None
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, sd: dict) -> None: ...
 
@@ -252,20 +320,22 @@ class _EMAPredictions(Method):
 class SAT(_EMAPredictions):
     name = "sat"
 
-    def prepare(self, tr, b):
+    def targets(self, tr, b, ds):
         soft = self.averaged(tr, b)
-        if soft is not None:
-            b.targets, b.weights = soft, sat_weights(soft)
+        return None if soft is None else (soft, sat_weights(soft))
 
 
 class AdaptiveTarget(_EMAPredictions):
+    """No loss weights of its own: TrainConfig combines it with one-hot targets only."""
+
     name = "adaptive_target"
 
-    def prepare(self, tr, b):
+    def targets(self, tr, b, ds):
         m = self.averaged(tr, b)
-        if m is not None:
-            hot = F.one_hot(b.y.long(), m.shape[1]).to(m.dtype)
-            b.targets = self.cfg.onehot_weight * hot + (1.0 - self.cfg.onehot_weight) * m
+        if m is None:
+            return None
+        hot = F.one_hot(b.y.long(), m.shape[1]).to(m.dtype)
+        return self.cfg.onehot_weight * hot + (1.0 - self.cfg.onehot_weight) * m, None
 
 
 class TE(Method):
@@ -296,6 +366,54 @@ class TE(Method):
 
     def load_state_dict(self, sd):
         self.ema.load_state_dict(sd)
+
+
+class KD(Method):
+    """The teachers (``Trainer(teachers=...)``, copied, eval mode, frozen) see the
+    student's x' in the training precision."""
+
+    name = "kd"
+
+    def __init__(self, cfg, tr, teachers: dict[str, torch.nn.Module]):
+        missing = set(cfg.teachers) - set(teachers)
+        if missing:
+            raise KeyError(f"kd names teachers {sorted(missing)} that were not passed to "
+                           f"Trainer(teachers=...); have: {sorted(teachers)}")
+        self.cfg = cfg
+        self.teachers = {}
+        for k in sorted(cfg.teachers):
+            t = copy.deepcopy(teachers[k]).to(tr.device).eval()
+            for p in t.parameters():
+                p.requires_grad_(False)
+            self.teachers[k] = t
+
+    def per_example(self, tr, b, o):
+        with torch.no_grad(), tr.autocast():
+            teach = {k: self.teachers[k](b.x_adv) for k in self.cfg.teachers}
+        terms = kd_terms(o.logits_adv, teach, self.cfg.temperature)
+        return self.cfg.ce_weight * o.per + sum(self.cfg.teachers[k] * v for k, v in terms.items())
+
+
+class Reweight(Method):
+    """Liu et al.'s instance reweighting from ``from_epoch``; the ``nat_`` modes weigh by
+    the clean eval-mode predictions of the model before the step (so AWP's proxy loss
+    has the same weights), the others by the outer forward's f(x')."""
+
+    name = "reweight"
+
+    def __init__(self, cfg, tr):
+        self.cfg = cfg
+        self.natural = cfg.mode.startswith(("nat_", "comp_nat_"))
+
+    def prepare(self, tr, b):
+        if self.natural and b.epoch >= self.cfg.from_epoch:
+            _clean(tr, b)
+
+    def loss_weights(self, tr, b, o):
+        if b.epoch < self.cfg.from_epoch:
+            return None
+        w = reweight_weights(self.cfg.mode, b.y, o.logits_adv, b.clean if self.natural else None)
+        return w, w.sum()
 
 
 class AWP(Method):
@@ -345,14 +463,24 @@ class SWA(Method):
         batches = (data.to_float(ds.images[i:i + bs]) for i in range(0, len(ds), bs))
         update_bn(batches, self.averaged, device=tr.device)
 
-    def model(self, tr) -> torch.nn.Module:
-        return self.averaged.module
+    def epoch_metrics(self, tr):
+        return {"swa_averaged": int(self.averaged.n_averaged)}
+
+    def eval_model(self, tr):
+        return self.averaged.module if self.active else None
 
     def state_dict(self):
         return {k: v.detach().cpu().clone() for k, v in self.averaged.state_dict().items()}
 
     def load_state_dict(self, sd):
         self.averaged.load_state_dict(sd)
+
+
+def saved_states(trainer_state: dict) -> dict[str, dict]:
+    """Each unit's state in a ``Trainer.state_dict()`` by name (checkpoints from before RST
+    was a unit hold its state at the top level, as "rst")."""
+    old = {"rst": trainer_state["rst"]} if "rst" in trainer_state else {}
+    return {**old, **trainer_state.get("methods", {})}
 
 
 def exported_state(trainer_state: dict) -> dict:
@@ -362,17 +490,6 @@ def exported_state(trainer_state: dict) -> dict:
     if swa and int(swa["n_averaged"]) > 0:
         return {k[len("module."):]: v for k, v in swa.items() if k.startswith("module.")}
     return trainer_state["model"]
-
-
-def build(cfg, tr) -> list[Method]:
-    """The hooks a TrainConfig asks for, in the order they run."""
-    out: list[Method] = []
-    for name, cls in (("sat", SAT), ("adaptive_target", AdaptiveTarget), ("te", TE), ("awp", AWP),
-                      ("swa", SWA)):
-        sub = getattr(cfg, name)
-        if sub is not None:
-            out.append(cls(sub, tr))
-    return out
 
 
 # ------------------------------------------------------------------ RST (Carmon et al., 2019)
@@ -406,25 +523,43 @@ def load_unlabeled(source, sha256: str | None = None) -> tuple[torch.Tensor, tor
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
 
 
-class Unlabeled:
-    """RST's pseudo-labelled set: the running permutation batches are drawn from (own
-    generator, seed + 2), the per-image counts of times trained / predicted right (pseudo
-    label) while difficulty is tracked, and the DPLS factors once computed."""
+class RST(Method):
+    """RST on the pseudo-labelled set ``Trainer(unlabeled=...)`` (``load_unlabeled``).
+
+    Every batch ends with ``extra_rows`` of its images, the next ones of a running
+    permutation (own generator, seed + 2; a fresh permutation when one runs out). While
+    difficulty is tracked, each image counts the times it was trained on and predicted
+    right (its pseudo label). Targets: the pseudo labels, or from ``targets_from`` DPLS
+    factors of the difficulty ``1 - right / trained``, frozen when first needed as the
+    labelled factors are; ``cfg.dpls`` says which part gets DPLS. Each of its losses
+    weighs ``cfg.weight`` in the batch mean."""
 
     name = "rst"
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int, device):
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-            raise ValueError(f"pseudo labels must lie in [0, {num_classes - 1}], got "
+    def __init__(self, cfg, tr, source):
+        if source is None:
+            raise ValueError("cfg.rst needs pseudo-labelled data: Trainer(unlabeled=<.npz path or "
+                             "{'images': uint8, 'labels': ints}>)")
+        images, labels = load_unlabeled(source, cfg.sha256)
+        want = tuple(tr.base_train.images.shape[1:])
+        if tuple(images.shape[1:]) != want:
+            raise ValueError(f"unlabelled images have shape {tuple(images.shape[1:])} (C, H, W), the "
+                             f"training images {want}")
+        C = tr.num_classes
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= C):
+            raise ValueError(f"pseudo labels must lie in [0, {C - 1}], got "
                              f"[{int(labels.min())}, {int(labels.max())}]")
-        self.images, self.labels = images.to(device), labels.to(device)
+        self.cfg = cfg
+        self.extra_rows = round(tr.cfg.batch_size * cfg.fraction)
+        self.images, self.labels = images.to(tr.device), labels.to(tr.device)
         self.n = len(labels)
-        self.generator = torch.Generator(device="cpu").manual_seed(seed + 2)
+        self.generator = torch.Generator(device="cpu").manual_seed(tr.cfg.seed + 2)
         self.perm = torch.randperm(self.n, generator=self.generator)
         self.pos = 0
         self.trained = torch.zeros(self.n, dtype=torch.float64)
         self.right = torch.zeros(self.n, dtype=torch.float64)
         self.factors: np.ndarray | None = None
+        self._factors_on_device: torch.Tensor | None = None  # fp32 copy: a batch's factors are a gather
 
     def draw(self, k: int) -> torch.Tensor:
         """The next ``k`` indices of the running permutation (a fresh one when it runs out)."""
@@ -438,10 +573,18 @@ class Unlabeled:
             k -= len(take)
         return torch.cat(out)
 
-    def track(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
-        right = (logits.argmax(1) == self.labels[idx.to(self.labels.device)]).double().cpu()
-        self.trained.index_add_(0, idx.cpu(), torch.ones_like(right))
-        self.right.index_add_(0, idx.cpu(), right)
+    def extend(self, tr, images, y, index):
+        u = self.draw(self.extra_rows)
+        return (torch.cat([images, self.images[u.to(self.images.device)]]),
+                torch.cat([y, self.labels[u.to(self.labels.device)]]),
+                torch.cat([index, (tr.num_examples + u).to(index.device)]))
+
+    def track(self, tr, b):
+        n = b.labelled
+        idx = (b.index[n:] - tr.num_examples).cpu()
+        right = (b.clean[n:].argmax(1) == b.y[n:]).double().cpu()
+        self.trained.index_add_(0, idx, torch.ones_like(right))
+        self.right.index_add_(0, idx, right)
 
     def scores(self) -> np.ndarray:
         """``1 - right / trained`` per image (the paper's Section 5 ratio as an error rate; NaN:
@@ -450,13 +593,65 @@ class Unlabeled:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(t > 0, 1.0 - self.right.numpy() / t, np.nan)
 
+    def targets(self, tr, b, ds):
+        """DPLS (``tr.cfg.targets``) on the part(s) ``cfg.dpls`` names; class ids where
+        neither part has soft rows, else both parts as rows; DPR weights of the labelled
+        part with weight 1 for the pseudo-labelled one."""
+        n, e, part = b.labelled, b.epoch, self.cfg.dpls
+        y_l, y_u = b.y[:n], b.y[n:]
+        t_l, w_l = tr.batch_targets(b.index[:n], y_l, e, ds) if part != "unlabelled" else (y_l, None)
+        t_u = y_u
+        if part != "labelled" and e >= tr.cfg.targets_from:
+            if self.factors is None:
+                s = self.scores()
+                if not np.isfinite(s).any():
+                    raise RuntimeError(f"rst DPLS from epoch {e}: no unlabelled difficulty yet "
+                                       f"(tracking to T={tr.cfg.track_until})")
+                self.factors = tgt.dpls_factors(s, tr.cfg.targets.lam, tr.num_classes)
+            if self._factors_on_device is None:
+                self._factors_on_device = torch.as_tensor(self.factors, dtype=torch.float32, device=y_u.device)
+            f = self._factors_on_device[(b.index[n:] - tr.num_examples).to(y_u.device)]
+            t_u = tgt.ls_targets(y_u, f, tr.num_classes)
+        if t_l.dtype.is_floating_point or t_u.dtype.is_floating_point:
+            t_l, t_u = (t if t.dtype.is_floating_point else F.one_hot(t.long(), tr.num_classes).float()
+                        for t in (t_l, t_u))
+        w = None if w_l is None else torch.cat([w_l, torch.ones(len(y_u), device=w_l.device)])
+        return torch.cat([t_l, t_u.to(t_l.device)]), w
+
+    def loss_weights(self, tr, b, o):
+        if self.cfg.weight == 1.0:
+            return None
+        w = torch.ones(len(b.y), device=b.y.device)
+        w[b.labelled:] = self.cfg.weight
+        return w, max(len(b.y), 1)
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos,
                 "trained": self.trained.clone(), "right": self.right.clone(),
-                "factors": None if self.factors is None else self.factors.copy()}
+                "factors": None if self.factors is None else torch.from_numpy(self.factors.copy())}
 
     def load_state_dict(self, sd: dict) -> None:
         self.generator.set_state(sd["generator"])
         self.perm, self.pos = sd["perm"].clone(), int(sd["pos"])
         self.trained, self.right = sd["trained"].clone(), sd["right"].clone()
-        self.factors = None if sd["factors"] is None else np.asarray(sd["factors"]).copy()
+        self.factors = None if sd["factors"] is None else np.asarray(sd["factors"]).copy()  # tensor or array
+        self._factors_on_device = None
+
+
+# ------------------------------------------------------------------ a TrainConfig's units
+
+
+UNITS: tuple[tuple[str, type[Method]], ...] = (
+    ("rst", RST), ("sat", SAT), ("adaptive_target", AdaptiveTarget), ("te", TE), ("kd", KD),
+    ("reweight", Reweight), ("awp", AWP), ("swa", SWA))
+"""Each ``TrainConfig`` field that switches a method on, with its unit, in hook order."""
+
+
+def build(cfg, tr, *, teachers: dict[str, torch.nn.Module] | None = None, unlabeled: Any = None) -> list[Method]:
+    """The units a TrainConfig asks for, in the order their hooks run. ``teachers`` (KD) and
+    ``unlabeled`` (RST) are what the Trainer was given for them."""
+    if cfg.rst is None and unlabeled is not None:
+        raise ValueError("unlabeled data were passed to Trainer, but cfg.rst is None")
+    given = {"kd": {"teachers": teachers or {}}, "rst": {"source": unlabeled}}
+    return [cls(getattr(cfg, name), tr, **given.get(name, {}))
+            for name, cls in UNITS if getattr(cfg, name) is not None]

@@ -1,7 +1,13 @@
-"""``Trainer``: one training run (STD, PGD-AT, TRADES) epoch by epoch, from a ``TrainConfig``.
+"""``Trainer``: one training run (STD, PGD-AT, TRADES, MART) epoch by epoch, from a ``TrainConfig``.
 
 The trainer never writes files; the run store (``hardex.runs.store``) checkpoints
 ``state_dict()`` and writes the metrics rows ``run_epoch()`` returns.
+
+The other methods (``hardex.methods``: KD, reweighting, RST, SAT, TE, AWP, SWA, the
+adaptive target) are units whose hooks the trainer calls at the fixed points below
+(``methods.Method`` lists them); it names none of them, so each method's rule lives in
+one place and a step reads the same whichever are switched on. The algorithm is not a
+method: it picks the training attack and the outer loss (``OUTER``).
 
 Per epoch e (1-based), in this order:
 
@@ -11,37 +17,55 @@ Per epoch e (1-based), in this order:
 2. the targets (LS / DPLS / DPR) apply from ``cfg.targets_from``; DPLS factors / DPR
    weights are computed once, when first needed, from the scores at that moment
    (Algorithm 2's "Initialization") and frozen;
-3. for each batch: the CIFAR augmentation (random crop with 4-pixel padding, flip where
-   the dataset allows) is drawn from the data generator; if ``e <= T`` the difficulty
-   of the augmented CLEAN batch is measured with a separate eval-mode, no-grad forward
-   (``difficulty.clean_logits``) BEFORE the step, so batch-norm running statistics are
-   untouched and every algorithm measures the same thing (Algorithm 1 also measures
-   before the adversarial step). Cost: one forward per step, ~1/23 of a PGD-10 step;
+3. for each batch: methods may append rows to it (``extend``: RST's pseudo-labelled
+   images; the batch has as many training examples fewer); the CIFAR augmentation
+   (random crop with 4-pixel padding, flip where the dataset allows) is drawn from the
+   data generator; if ``e <= T`` the difficulty of the augmented CLEAN batch is measured
+   with a separate eval-mode, no-grad forward (``difficulty.clean_logits``) BEFORE the
+   step, so batch-norm running statistics are untouched and every algorithm measures the
+   same thing (Algorithm 1 also measures before the adversarial step); methods track the
+   rows they appended (``track``). Cost: one forward per step, ~1/23 of a PGD-10 step;
    it runs in the training precision (bf16 autocast when ``precision="bf16"``).
-   TRADES with the eval-mode attack is the exception that costs nothing: its attack's
-   first, no-grad eval-mode clean forward is exactly this forward and is reused
-   (``_tracks_in_attack``; bit-identical, one forward per step fewer). The outer loss's
-   clean logits are never reused: for STD and TRADES they come from a train-mode forward
-   (batch statistics, and it updates the running statistics);
-4. the training attack runs with BN in ``cfg.attack.bn_mode`` ("eval": ``bn_eval``);
-   PGD-AT's inner loss uses hard labels unless ``attack_sees_smoothed_labels``;
-5. the outer loss (train mode, bf16 autocast if ``precision="bf16"``; losses in fp32):
-   STD: CE(f(x), t); PGD-AT: CE(f(x_adv), t); TRADES: CE(f(x), t) + beta *
-   KL(softmax f(x) || softmax f(x_adv)) summed over classes and averaged over the batch.
-   ``t`` is one-hot / LS / DPLS; DPLS applies to the clean CE term of TRADES, the KL
-   term is unchanged. DPR multiplies each example's CE term by its weight (for TRADES:
-   the clean CE term; see ``hardex.targets``). TRADES' clean logits are computed once
-   and used for both terms (the reference code runs a second identical train-mode
-   forward of x for the KL term; outputs are identical, only BN's running statistics see
-   that batch once instead of twice);
-6. SGD step; after the epoch the MultiStepLR scheduler steps;
+   TRADES with the eval-mode attack and no methods is the exception that costs nothing:
+   its attack's first, no-grad eval-mode clean forward is exactly this forward and is
+   reused (``_tracks_in_attack``; bit-identical, one forward per step fewer). The outer
+   loss's clean logits are never reused: for STD, TRADES and MART they come from a
+   train-mode forward (batch statistics, and it updates the running statistics). The
+   batch's targets are then a method's (``targets``: SAT, the adaptive target, RST), else
+   step 2's;
+4. ``prepare`` hooks (terms of the attack and the loss); the training attack runs with
+   BN in ``cfg.attack.bn_mode`` ("eval": ``bn_eval``); PGD-AT's and MART's inner loss
+   uses hard labels unless ``attack_sees_smoothed_labels``;
+5. ``before_update`` hooks (AWP); the outer loss (train mode, bf16 autocast if
+   ``precision="bf16"``; losses in fp32), per example: STD: CE(f(x), t); PGD-AT:
+   CE(f(x_adv), t); TRADES: CE(f(x), t) + beta * KL(softmax f(x) || softmax f(x_adv))
+   summed over classes; MART: ``methods.mart_loss``. ``t`` is one-hot / LS / DPLS; DPLS
+   applies to the clean CE term of TRADES, the KL term is unchanged. DPR multiplies each
+   example's CE term by its weight (for TRADES: the clean CE term; see
+   ``hardex.targets``). Methods may replace the per-example loss (``per_example``: KD)
+   and the batch mean by a weighted sum (``loss_weights``: reweighting, RST's unlabelled
+   weight), and add terms (TE). TRADES' clean logits are computed once and used for both
+   terms (the reference code runs a second identical train-mode forward of x for the KL
+   term; outputs are identical, only BN's running statistics see that batch once
+   instead of twice);
+6. SGD step; ``after_update`` hooks; after the epoch the MultiStepLR scheduler steps and
+   the ``end_epoch`` hooks run (SWA);
 7. probes and the per-epoch test evaluation run in eval mode, fp32, with their own
-   seeded generators, so they never change the training trajectory.
+   seeded generators, so they never change the training trajectory; evaluations use
+   ``eval_model()`` (a method's model, the SWA average, else the trained one).
 
 Randomness: model init from ``torch.manual_seed(cfg.seed)``; data order and augmentation
 from one CPU ``torch.Generator`` (seed ``cfg.seed``); the training attack's random starts
 from its own generator on the device (seed ``cfg.seed + 1``); all states are in
 ``state_dict()``, so stop / save / load / continue is bit-exact on CPU.
+
+State: ``state_dict()`` holds tensors and plain Python only (dicts, lists, tuples, str,
+int, float, bool, None; the LR scheduler's ``Counter``), which is what
+``torch.load(..., weights_only=True)`` reads without an allowlist, so loading a
+checkpoint runs no pickled code. Host-side arrays (numpy's RNG key, the difficulty
+accumulators, edit sets, DPLS / DPR arrays, RST's factors) are stored as CPU tensors;
+``load_state_dict`` also takes the numpy arrays of older checkpoints, so existing run
+stores keep resuming.
 """
 
 from __future__ import annotations
@@ -75,6 +99,18 @@ def _key(model) -> str:
     return json.dumps(model.model_dump(mode="json"), sort_keys=True)
 
 
+def _numpy_rng_state() -> tuple:
+    """``np.random.get_state()`` with its key as an int64 tensor (see "State" above)."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return name, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+
+
+def _set_numpy_rng_state(state: tuple) -> None:
+    """Inverse of ``_numpy_rng_state``; also takes numpy's own tuple (older checkpoints)."""
+    name, key, *rest = state
+    np.random.set_state((name, np.asarray(key).astype(np.uint32), *rest))
+
+
 def trades_loss(logits_nat: torch.Tensor, logits_adv: torch.Tensor, targets: torch.Tensor,
                 beta: float, weights: torch.Tensor | None = None,
                 reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,12 +131,63 @@ def trades_loss(logits_nat: torch.Tensor, logits_adv: torch.Tensor, targets: tor
     return natural + beta * kl, kl
 
 
+# The algorithms' outer forwards (module docstring, step 5): ``f(tr, model, b)`` runs the
+# train-mode forwards (nat before adv: batch norm's running statistics see them in that
+# order) in the training precision and returns the per-example loss in fp32.
+
+
+def _std_outer(tr, model, b: methods.Batch) -> methods.Outer:
+    with tr.autocast():
+        z = model(b.x)
+    per = tgt.soft_cross_entropy(z, b.targets, b.weights, reduction="none")
+    return methods.Outer(per, trained=z, logits_nat=z, logits_adv=None)
+
+
+def _pgd_outer(tr, model, b: methods.Batch) -> methods.Outer:
+    with tr.autocast():
+        z = model(b.x_adv)
+    per = tgt.soft_cross_entropy(z, b.targets, b.weights, reduction="none")
+    return methods.Outer(per, trained=z, logits_nat=None, logits_adv=z)
+
+
+def _trades_outer(tr, model, b: methods.Batch) -> methods.Outer:
+    with tr.autocast():
+        z_nat = model(b.x)
+        z_adv = model(b.x_adv)
+    beta = tr.cfg.beta
+    per, kl = trades_loss(z_nat, z_adv, b.targets, beta, b.weights, reduction="none")
+    o = methods.Outer(per, trained=z_nat, logits_nat=z_nat, logits_adv=z_adv, sums={"kl": kl.detach().sum()})
+
+    def mean() -> torch.Tensor:  # the batch mean and its KL sum, as earlier versions computed them
+        loss, kl_mean = trades_loss(z_nat, z_adv, b.targets, beta, b.weights)
+        o.sums["kl"] = kl_mean.detach() * z_nat.shape[0]
+        return loss
+
+    o.mean = mean
+    return o
+
+
+def _mart_outer(tr, model, b: methods.Batch) -> methods.Outer:
+    with tr.autocast():
+        z_nat = model(b.x)
+        z_adv = model(b.x_adv)
+    t = b.targets
+    per = methods.mart_loss(z_nat, z_adv, b.y, tr.cfg.beta, targets=t if t.dtype.is_floating_point else None,
+                            weights=b.weights, reduction="none")
+    return methods.Outer(per, trained=z_adv, logits_nat=z_nat, logits_adv=z_adv)
+
+
+OUTER = {"std": _std_outer, "pgd": _pgd_outer, "trades": _trades_outer, "mart": _mart_outer}
+
+
 class Trainer:
     """One training run; see the module docstring for what an epoch does.
 
     ``scores``: per-example score arrays (by dataset index) for difficulty rules whose
     ``source`` is not "self": ``{source: {measure: array}}`` (e.g. a parent run's
-    ``difficulty_arrays()``, or ``{"cscore": {"external": array}}``).
+    ``difficulty_arrays()``, or ``{"cscore": {"external": array}}``). ``teachers`` (KD's
+    models by name) and ``unlabeled`` (RST's pseudo-labelled data) go to
+    ``methods.build``.
     """
 
     def __init__(self, cfg: TrainConfig, *, device=None, data_root=None,
@@ -145,41 +232,8 @@ class Trainer:
         self._target_state: dict[str, np.ndarray] = {}  # targets key -> factors / weights
         self._target_tensor = None  # (key, device copy of the active factors / weights)
         self._best: dict | None = None
-        self.teachers = self._teachers(teachers or {})
-        self.methods = methods.build(cfg, self)
+        self.methods = methods.build(cfg, self, teachers=teachers, unlabeled=unlabeled)
         self.reuse_trades_clean = True  # see _tracks_in_attack; False forces the separate forward
-        self.swa = next((m for m in self.methods if isinstance(m, methods.SWA)), None)
-        self.unlabeled = self._unlabeled(unlabeled)
-
-    def _unlabeled(self, given: Any) -> methods.Unlabeled | None:
-        """RST's pseudo-labelled set (``cfg.rst``), from an .npz path or {images, labels}."""
-        if self.cfg.rst is None:
-            if given is not None:
-                raise ValueError("unlabeled data were passed to Trainer, but cfg.rst is None")
-            return None
-        if given is None:
-            raise ValueError("cfg.rst needs pseudo-labelled data: Trainer(unlabeled=<.npz path or "
-                             "{'images': uint8, 'labels': ints}>)")
-        images, labels = methods.load_unlabeled(given, self.cfg.rst.sha256)
-        want = tuple(self.base_train.images.shape[1:])
-        if tuple(images.shape[1:]) != want:
-            raise ValueError(f"unlabelled images have shape {tuple(images.shape[1:])} (C, H, W), the "
-                             f"training images {want}")
-        return methods.Unlabeled(images, labels, self.num_classes, self.cfg.seed, self.device)
-
-    def _teachers(self, given: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Module]:
-        need = set(self.cfg.kd.teachers) if self.cfg.kd is not None else set()
-        missing = need - set(given)
-        if missing:
-            raise KeyError(f"kd names teachers {sorted(missing)} that were not passed to "
-                           f"Trainer(teachers=...); have: {sorted(given)}")
-        out = {}
-        for k in sorted(need):
-            t = copy.deepcopy(given[k]).to(self.device).eval()
-            for p in t.parameters():
-                p.requires_grad_(False)
-            out[k] = t
-        return out
 
     # ------------------------------------------------------------------ data and sets
 
@@ -296,7 +350,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ one epoch
 
-    def _autocast(self):
+    def autocast(self):
+        """The training precision's autocast context (a no-op in fp32)."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
@@ -304,8 +359,9 @@ class Trainer:
     def _attack_mode(self):
         return attacks.bn_eval(self.model) if self.cfg.attack.bn_mode == "eval" else contextlib.nullcontext()
 
-    def _attack(self, b: methods.Batch) -> torch.Tensor | None:
-        """The training attack's x' (None for STD), BN in ``cfg.attack.bn_mode``."""
+    def _attack(self, b: methods.Batch, want_clean: bool = False) -> torch.Tensor | None:
+        """The training attack's x' (None for STD), BN in ``cfg.attack.bn_mode``.
+        ``want_clean``: keep TRADES' clean attack forward as ``b.clean``."""
         cfg, a, m = self.cfg, self.cfg.attack, self.model
         if cfg.algorithm == "std":
             return None
@@ -314,7 +370,7 @@ class Trainer:
                 out = attacks.trades_attack(m, b.x, a.eps, a.step, a.steps, start_std=a.start_std,
                                             autocast_dtype=self.autocast_dtype,
                                             generator=self.attack_generator,
-                                            return_clean_logits=b.clean is None and b.logs.get("track"))
+                                            return_clean_logits=want_clean)
                 if isinstance(out, tuple):  # its clean forward is the tracking forward
                     out, b.clean = out
                 return out
@@ -331,89 +387,75 @@ class Trainer:
                                random_start=a.random_start, start_std=a.start_std,
                                autocast_dtype=self.autocast_dtype, generator=self.attack_generator)
 
+    def _answer(self, hook: str, *args):
+        """The one method's answer to ``hook`` (see ``methods.Method``), or None."""
+        answers = [(m.name, a) for m in self.methods if (a := getattr(m, hook)(self, *args)) is not None]
+        if len(answers) > 1:
+            raise RuntimeError(f"methods {[n for n, _ in answers]} all answer {hook}; at most one may")
+        return answers[0][1] if answers else None
+
     def outer_loss(self, model: torch.nn.Module, b: methods.Batch) -> tuple[torch.Tensor, dict]:
         """The outer loss of ``model`` on batch ``b`` (train mode, x' in ``b.x_adv``) and
-        the step's sums for the metrics row. Pure: no state changes beyond BN statistics,
-        so AWP can call it on its proxy."""
-        cfg, x, y = self.cfg, b.x, b.y
-        t, w = b.targets, b.weights
-        out: dict[str, torch.Tensor] = {}
-        with self._autocast():
-            if cfg.algorithm in ("std", "trades", "mart"):
-                logits_nat = model(x)
-            if cfg.algorithm != "std":
-                logits_adv = model(b.x_adv)
-        if cfg.algorithm == "std":
-            trained = logits_nat
-            per = tgt.soft_cross_entropy(logits_nat, t, w, reduction="none")
-        elif cfg.algorithm == "pgd":
-            trained = logits_adv
-            per = tgt.soft_cross_entropy(logits_adv, t, w, reduction="none")
-            if cfg.kd is not None:
-                with torch.no_grad(), self._autocast():
-                    teach = {k: self.teachers[k](b.x_adv) for k in cfg.kd.teachers}
-                terms = methods.kd_terms(logits_adv, teach, cfg.kd.temperature)
-                per = cfg.kd.ce_weight * per + sum(cfg.kd.teachers[k] * v for k, v in terms.items())
-        elif cfg.algorithm == "trades":
-            trained = logits_nat
-            per, kl = trades_loss(logits_nat, logits_adv, t, cfg.beta, w, reduction="none")
-            out["kl"] = kl.detach().sum()
-        else:  # mart
-            trained = logits_adv
-            per = methods.mart_loss(logits_nat, logits_adv, y, cfg.beta,
-                                    targets=t if t.dtype.is_floating_point else None, weights=w,
-                                    reduction="none")
-        r = cfg.reweight
-        if r is not None and b.epoch >= r.from_epoch:
-            rw = methods.reweight_weights(r.mode, y, logits_adv if cfg.algorithm != "std" else None,
-                                          b.clean if r.mode.startswith(("nat_", "comp_nat_")) else None)
-            loss = (per * rw).sum() / rw.sum()
-        elif b.loss_weights is not None:  # RST's unlabelled weight: still the batch mean
-            loss = (per * b.loss_weights).sum() / max(per.shape[0], 1)
-        elif cfg.algorithm == "trades":  # the batch-mean arithmetic of earlier versions (same bits)
-            loss, kl_mean = trades_loss(logits_nat, logits_adv, t, cfg.beta, w)
-            out["kl"] = kl_mean.detach() * x.shape[0]
+        the step's sums for the metrics row: the algorithm's per-example loss (``OUTER``),
+        changed by the methods' ``per_example`` hooks, reduced to the batch mean or a
+        method's weighted sum (``loss_weights``), plus the methods' loss terms. Pure: no
+        state changes beyond BN statistics, so AWP can call it on its proxy."""
+        o = OUTER[self.cfg.algorithm](self, model, b)
+        for m in self.methods:
+            per = m.per_example(self, b, o)
+            if per is not None:
+                o.per, o.mean = per, None
+        weighted = self._answer("loss_weights", b, o)
+        if weighted is not None:
+            w, d = weighted
+            loss = (o.per * w).sum() / d
+        elif o.mean is not None:
+            loss = o.mean()
         else:
-            loss = per.sum() / max(per.shape[0], 1)
+            loss = o.per.sum() / max(o.per.shape[0], 1)
         for term in b.loss_terms:
-            loss = loss + term(trained)
-        if cfg.algorithm in ("std", "trades", "mart"):
-            out["clean_correct"] = (logits_nat.argmax(1) == y).sum()
-        if cfg.algorithm != "std":
-            out["adv_correct"] = (logits_adv.argmax(1) == y).sum()
-        return loss, out
+            loss = loss + term(o.trained)
+        if o.logits_nat is not None:
+            o.sums["clean_correct"] = (o.logits_nat.argmax(1) == b.y).sum()
+        if o.logits_adv is not None:
+            o.sums["adv_correct"] = (o.logits_adv.argmax(1) == b.y).sum()
+        return loss, o.sums
 
     def _tracks_in_attack(self) -> bool:
         """TRADES with the eval-mode attack: its attack's one no-grad clean forward is
         exactly the tracking forward (``attacks.trades_attack(return_clean_logits=True)``),
-        so tracking costs no extra pass. Only where nothing needs the clean logits before the
-        attack (method hooks, reweighting, RST) and no DPLS/DPR factors are frozen during the
-        tracked epochs (they would see this batch's update one step later)."""
+        so tracking costs no extra pass. Only without methods (their hooks may need the
+        clean logits before the attack, or track rows of their own) and where no DPLS/DPR
+        factors are frozen during the tracked epochs (they would see this batch's update one
+        step later)."""
         c = self.cfg
         return (c.algorithm == "trades" and c.attack.bn_mode == "eval" and not self.methods
-                and c.reweight is None and self.unlabeled is None
                 and (c.targets.kind not in ("dpls", "dpr") or c.targets_from > c.track_until)
                 and self.reuse_trades_clean)
 
-    def _step(self, x, y, t, w, index=None, epoch=None, clean=None,
-              loss_weights=None, track: bool = False) -> dict[str, torch.Tensor]:
-        """One optimiser step; the methods' hooks run around the attack and the update
-        (see ``hardex.methods``). ``track`` (TRADES, see ``_tracks_in_attack``): add the
-        attack's clean logits to the difficulty accumulator."""
-        e = self.epoch + 1 if epoch is None else epoch
-        if index is None:
-            index = torch.zeros(len(y), dtype=torch.long, device=y.device)
-        b = methods.Batch(x=x, y=y, index=index, epoch=e, targets=t, weights=w, clean=clean,
-                          loss_weights=loss_weights, logs={"track": track})
-        if self.cfg.reweight is not None and self.cfg.reweight.mode.startswith(("nat_", "comp_nat_")):
-            methods._clean(self, b)
+    def _track(self, b: methods.Batch) -> torch.Tensor:
+        """Add the clean logits ``b.clean`` of the batch's training examples to the
+        accumulator (the methods track the rows they appended); the number of rows
+        predicted right."""
+        n = b.labelled
+        self.accumulator.update(b.index[:n], b.clean[:n], b.y[:n])
+        for m in self.methods:
+            m.track(self, b)
+        return (b.clean.argmax(1) == b.y).sum()
+
+    def _targets(self, b: methods.Batch, ds: data.Dataset):
+        """(targets, weights) of batch ``b``: a method's (``targets`` hook), else ``batch_targets``."""
+        got = self._answer("targets", b, ds)
+        return got if got is not None else self.batch_targets(b.index, b.y, b.epoch, ds)
+
+    def _step(self, b: methods.Batch, track_in_attack: bool = False) -> dict[str, torch.Tensor]:
+        """One optimiser step on batch ``b`` (targets set); the methods' hooks run around the
+        attack and the update (see ``hardex.methods.Method``). ``track_in_attack`` (TRADES,
+        see ``_tracks_in_attack``): track difficulty with the attack's clean logits."""
         for m in self.methods:
             m.prepare(self, b)
-        b.x_adv = self._attack(b)
-        tracked = None
-        if track:
-            self.accumulator.update(index, b.clean, y)
-            tracked = (b.clean.argmax(1) == y).sum()
+        b.x_adv = self._attack(b, want_clean=track_in_attack and b.clean is None)
+        tracked = self._track(b) if track_in_attack else None
         for m in self.methods:
             m.before_update(self, b)
         loss, out = self.outer_loss(self.model, b)
@@ -424,7 +466,7 @@ class Trainer:
         self.optimizer.step()
         for m in self.methods:
             m.after_update(self, b)
-        out["loss"] = loss.detach() * x.shape[0]
+        out["loss"] = loss.detach() * b.x.shape[0]
         return out
 
     def run_epoch(self) -> dict:
@@ -447,68 +489,30 @@ class Trainer:
         return self._epoch_row(e, lr, ds, track, sums, n_seen, tracked_correct, t0)
 
     def _train_batches(self, ds: data.Dataset, e: int, track: bool):
-        cfg, u = self.cfg, self.unlabeled
+        cfg = self.cfg
         sums: dict[str, torch.Tensor] = {}
         n_seen = 0
         tracked_correct = torch.zeros((), device=self.device)
-        b_u = 0 if u is None else round(cfg.batch_size * cfg.rst.fraction)
-        reuse = self._tracks_in_attack()
-        for pos in data.iterate_batches(ds, cfg.batch_size - b_u, self.generator, shuffle=True):
-            imgs, y, idx = ds.images[pos], ds.labels[pos], ds.index[pos]
-            if u is not None:  # RST: the labelled part, then b_u pseudo-labelled images
-                u_idx = u.draw(b_u)
-                imgs = torch.cat([imgs, u.images[u_idx.to(u.images.device)]])
-            x = (data.augment(imgs, self.generator, flip=self.info.flip) if cfg.dataset.augment
-                 else data.to_float(imgs))
-            n_l = len(pos)
-            y_all = y if u is None else torch.cat([y, u.labels[u_idx.to(u.labels.device)]])
-            in_attack = track and reuse
-            if track and not reuse:
-                z = difficulty.clean_logits(self.model, x, self.autocast_dtype)
-                self.accumulator.update(idx, z[:n_l], y)
-                if u is not None:
-                    u.track(u_idx, z[n_l:])
-                tracked_correct += (z.argmax(1) == y_all).sum()
-            if u is None:
-                t, w = self.batch_targets(idx, y, e, ds)
-                index, lw = idx, None
-            else:
-                t, w = self._rst_targets(idx, y, u_idx, y_all[n_l:], e, ds)
-                index = torch.cat([idx, (self.num_examples + u_idx).to(idx.device)])
-                lw = None
-                if cfg.rst.weight != 1.0:
-                    lw = torch.ones(len(y_all), device=y_all.device)
-                    lw[n_l:] = cfg.rst.weight
-            out = self._step(x, y_all, t, w, index, e, z if track and not reuse else None,
-                             loss_weights=lw, track=in_attack)
+        extra = sum(m.extra_rows for m in self.methods)
+        in_attack = track and self._tracks_in_attack()
+        for pos in data.iterate_batches(ds, cfg.batch_size - extra, self.generator, shuffle=True):
+            images, y, index = ds.images[pos], ds.labels[pos], ds.index[pos]
+            for m in self.methods:
+                images, y, index = m.extend(self, images, y, index)
+            x = (data.augment(images, self.generator, flip=self.info.flip) if cfg.dataset.augment
+                 else data.to_float(images))
+            b = methods.Batch(x=x, y=y, index=index, epoch=e, labelled=len(pos))
+            if track and not in_attack:
+                b.clean = difficulty.clean_logits(self.model, x, self.autocast_dtype)
+                tracked_correct += self._track(b)
+            b.targets, b.weights = self._targets(b, ds)
+            out = self._step(b, track_in_attack=in_attack)
             if "tracked_correct" in out:
                 tracked_correct += out.pop("tracked_correct")
             for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v.detach().float()
-            n_seen += len(y_all)
+            n_seen += len(y)
         return sums, n_seen, tracked_correct
-
-    def _rst_targets(self, idx, y, u_idx, y_u, e: int, ds: data.Dataset):
-        """RST batch targets: DPLS (``cfg.targets``) on the labelled part, the unlabelled part
-        or both (``cfg.rst.dpls``); pseudo labels are the unlabelled part's labels."""
-        part = self.cfg.rst.dpls
-        t_l, w_l = self.batch_targets(idx, y, e, ds) if part != "unlabelled" else (y, None)
-        t_u = y_u
-        if part != "labelled" and e >= self.cfg.targets_from:
-            u = self.unlabeled
-            if u.factors is None:  # frozen when first needed, as the labelled factors are
-                s = u.scores()
-                if not np.isfinite(s).any():
-                    raise RuntimeError(f"rst DPLS from epoch {e}: no unlabelled difficulty yet "
-                                       f"(tracking to T={self.cfg.track_until})")
-                u.factors = tgt.dpls_factors(s, self.cfg.targets.lam, self.num_classes)
-            f = torch.as_tensor(u.factors[u_idx.cpu().numpy()], dtype=torch.float32, device=y_u.device)
-            t_u = tgt.ls_targets(y_u, f, self.num_classes)
-        if t_l.dtype.is_floating_point or t_u.dtype.is_floating_point:
-            t_l, t_u = (t if t.dtype.is_floating_point else F.one_hot(t.long(), self.num_classes).float()
-                        for t in (t_l, t_u))
-        w = None if w_l is None else torch.cat([w_l, torch.ones(len(y_u), device=w_l.device)])
-        return torch.cat([t_l, t_u.to(t_l.device)]), w
 
     def _epoch_row(self, e, lr, ds, track, sums, n_seen, tracked_correct, t0) -> dict:
         cfg = self.cfg
@@ -524,8 +528,8 @@ class Trainer:
         row["tracked"] = track
         row["targets"] = self._targets_summary(e, ds)
         row["probes"] = {p.name: self._run_probe(p) for p in cfg.probes if e % p.every == 0}
-        if self.swa is not None:
-            row["swa_averaged"] = int(self.swa.averaged.n_averaged)
+        for m in self.methods:
+            row.update(m.epoch_metrics(self))
         if cfg.eval.every and (e % cfg.eval.every == 0 or e == cfg.epochs):
             model = self.eval_model()
             ev = self._evaluate(self.test, cfg.eval.pgd_steps, seed=cfg.eval.seed + e, model=model)
@@ -562,11 +566,10 @@ class Trainer:
                        start_std=a.start_std, generator=generator)
 
     def eval_model(self) -> torch.nn.Module:
-        """The model evaluations use: the SWA average (BN refreshed) once it has started,
-        else the trained model."""
-        if self.swa is not None and self.swa.active:
-            return self.swa.model(self)
-        return self.model
+        """The model evaluations use: a method's (the SWA average, BN refreshed, once it
+        has started), else the trained model."""
+        model = self._answer("eval_model")
+        return self.model if model is None else model
 
     def _evaluate(self, dataset: data.Dataset, steps: int, seed: int, model=None) -> dict:
         g = torch.Generator(device=self.device).manual_seed(seed)
@@ -705,8 +708,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-               "python": random.getstate()}
+        rng = {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
@@ -719,10 +721,9 @@ class Trainer:
             "attack_generator": self.attack_generator.get_state(),
             "accumulator": self.accumulator.state_dict(),
             "best": copy.deepcopy(self._best),
-            "edit_sets": {k: v.copy() for k, v in self._edit_sets.items()},
-            "target_state": {k: v.copy() for k, v in self._target_state.items()},
+            "edit_sets": {k: torch.from_numpy(v.copy()) for k, v in self._edit_sets.items()},
+            "target_state": {k: torch.from_numpy(v.copy()) for k, v in self._target_state.items()},
             **({"methods": {m.name: m.state_dict() for m in self.methods}} if self.methods else {}),
-            **({"rst": self.unlabeled.state_dict()} if self.unlabeled is not None else {}),
         }
 
     def exported_model_state(self) -> dict:
@@ -753,7 +754,7 @@ class Trainer:
                              f"config's schedule ({expected})")
         rng = sd["rng"]
         torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
+        _set_numpy_rng_state(rng["numpy"])
         random.setstate(rng["python"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -766,9 +767,7 @@ class Trainer:
         self._target_tensor = None
         # a method's per-run state (SAT/TE targets, the SWA average) is restored when the
         # checkpoint has it; a branch from a run without that method starts it fresh
-        if self.unlabeled is not None and "rst" in sd:
-            self.unlabeled.load_state_dict(sd["rst"])
-        saved = sd.get("methods", {})
+        saved = methods.saved_states(sd)
         for m in self.methods:
             if m.name in saved:
                 m.load_state_dict(saved[m.name])

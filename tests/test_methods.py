@@ -200,15 +200,16 @@ def test_swa_average_is_the_mean_of_the_epoch_weights(tiny_root):
         tr.run_epoch()
         if e >= 2:
             saved.append({k: v.detach().clone() for k, v in tr.model.named_parameters()})
-    avg = dict(tr.swa.averaged.module.named_parameters())
+    swa = next(m for m in tr.methods if m.name == "swa")
+    avg = dict(swa.averaged.module.named_parameters())
     for k in saved[0]:
         want = torch.stack([s[k].double() for s in saved]).mean(0)
         assert torch.allclose(avg[k].double(), want, atol=1e-6), k
-    assert int(tr.swa.averaged.n_averaged) == 2
+    assert int(swa.averaged.n_averaged) == 2
     # evaluations use the average; the best state and the exported model are the average's
-    assert tr.eval_model() is tr.swa.averaged.module
+    assert tr.eval_model() is swa.averaged.module
     exported = tr.exported_model_state()
-    assert all(torch.equal(exported[k], v.cpu()) for k, v in tr.swa.averaged.module.state_dict().items())
+    assert all(torch.equal(exported[k], v.cpu()) for k, v in swa.averaged.module.state_dict().items())
 
 
 @pytest.mark.parametrize("name, over", [
@@ -227,7 +228,7 @@ def test_resume_is_bit_exact(tiny_root, name, over):
     torch.save(b.state_dict(), buf)
     buf.seek(0)
     c = Trainer(cfg, data_root=tiny_root)
-    c.load_state_dict(torch.load(buf, weights_only=False))
+    c.load_state_dict(torch.load(buf, weights_only=True))
     rows_b += [strip(c.run_epoch()) for _ in range(2)]
     assert rows_a == rows_b
     sa, sc = a.state_dict(), c.state_dict()

@@ -44,13 +44,15 @@ def rst_cfg(**over):
 
 
 def record_steps(tr: Trainer) -> list[dict]:
+    """Each step's batch as the Trainer hands it over, with the RST unit's loss weights."""
     seen = []
     orig = tr._step
+    rst = next(m for m in tr.methods if m.name == "rst")
 
-    def spy(x, y, t, w, index=None, epoch=None, clean=None, loss_weights=None, **kw):
-        seen.append({"y": y.clone(), "index": index.clone(), "t": t.clone(), "epoch": epoch,
-                     "lw": None if loss_weights is None else loss_weights.clone()})
-        return orig(x, y, t, w, index, epoch, clean, loss_weights=loss_weights, **kw)
+    def spy(b, **kw):
+        seen.append({"y": b.y.clone(), "index": b.index.clone(), "t": b.targets.clone(), "epoch": b.epoch,
+                     "lw": rst.loss_weights(tr, b, None)})
+        return orig(b, **kw)
 
     tr._step = spy
     return seen
@@ -83,8 +85,7 @@ def test_unlabelled_weight_scales_their_loss_in_the_batch_mean(tiny_root, unl):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(10, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (10,), generator=g)
-    lw = torch.tensor([1.0] * 6 + [0.25] * 4)
-    b = M.Batch(x=x, y=y, index=torch.arange(10), epoch=1, targets=y, weights=None, x_adv=x, loss_weights=lw)
+    b = M.Batch(x=x, y=y, index=torch.arange(10), epoch=1, labelled=6, targets=y, weights=None, x_adv=x)
     loss, _ = tr.outer_loss(tr.model, b)
     tr.model.train()
     z = tr.model(x).detach().double()
@@ -95,7 +96,8 @@ def test_unlabelled_weight_scales_their_loss_in_the_batch_mean(tiny_root, unl):
     tr.run_epoch()
     assert len(steps) == 9  # 8 batches of 12 labelled + 8 unlabelled, then 4 + 8
     for s in steps:
-        assert torch.equal(s["lw"], torch.tensor([1.0] * (len(s["y"]) - 8) + [0.25] * 8))
+        w, d = s["lw"]
+        assert torch.equal(w, torch.tensor([1.0] * (len(s["y"]) - 8) + [0.25] * 8)) and d == len(s["y"])
 
 
 @pytest.mark.parametrize("part", ["labelled", "unlabelled", "both"])
@@ -149,12 +151,13 @@ def test_resume_is_bit_exact(tiny_root, unl):
     torch.save(b.state_dict(), buf)
     buf.seek(0)
     c = Trainer(cfg, data_root=tiny_root, unlabeled=unl[0])
-    c.load_state_dict(torch.load(buf, weights_only=False))
+    c.load_state_dict(torch.load(buf, weights_only=True))
     rows_b += [strip(c.run_epoch()) for _ in range(2)]
     assert rows_a == rows_b
     sa, sc = a.state_dict(), c.state_dict()
     assert all(torch.equal(sa["model"][k], sc["model"][k]) for k in sa["model"])
-    assert torch.equal(sa["rst"]["trained"], sc["rst"]["trained"]) and sa["rst"]["pos"] == sc["rst"]["pos"]
+    ra, rc = sa["methods"]["rst"], sc["methods"]["rst"]
+    assert torch.equal(ra["trained"], rc["trained"]) and ra["pos"] == rc["pos"]
 
 
 def test_loading_and_errors(tiny_root, unl, tmp_path):
