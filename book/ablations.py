@@ -489,7 +489,7 @@ _ = led.record("Table 19", f"{ALG[P.table19.algorithm]}: pruning the hardest exa
 # %%
 if P.evaluation.masking and P.evaluation.attacks:
     flags = {}
-    for g, key, _ in flat:
+    for g, key in ((g, key) for g, d in R.items() for key in d):
         rec = R[g][key]
         m = accs(rec, ("masking",))["masking"] or {}
         row = flags.setdefault(rec.spec.short_hash, {"cells": [], "suspicious": m.get("suspicious"),

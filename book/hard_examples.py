@@ -50,6 +50,7 @@ overrides = {}
 
 # %%
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

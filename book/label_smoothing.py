@@ -54,7 +54,6 @@ overrides = {}
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns

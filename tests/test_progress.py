@@ -137,14 +137,14 @@ CHAPTER = '''\
 
 # %% tags=["parameters"]
 profile = "smoke"
-epochs = 4
+build = {}
+overrides = {}
 
 # %%
 from test_store import FakeTrainer, spec
-from hardex.runs.describe import describe
 from hardex.runs.plan import ensure
 
-[rec] = ensure([spec(epochs=epochs)], trainer=FakeTrainer, progress=False)
+[rec] = ensure([spec(epochs=4)], trainer=FakeTrainer, progress=False)
 '''
 
 
@@ -153,7 +153,6 @@ def _tiny_book(root: Path) -> None:
     (root / "params" / "smoke").mkdir(parents=True)
     (root / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: _executed/tiny\n")
     (root / "book" / "tiny.py").write_text(CHAPTER)
-    (root / "params" / "smoke" / "tiny.yaml").write_text("epochs: 4\n")
 
 
 def _env(runs: Path) -> dict:
@@ -170,12 +169,16 @@ def test_book_plan_interrupt_and_resume_gives_the_uninterrupted_numbers(tmp_path
     cmd = [sys.executable, "-m", "hardex.cli", "book", "--root", str(root), "--profile", "smoke",
            "--no-html", "--out", str(tmp_path / "exec")]
 
-    # the cost line, before anything trains
-    plan = subprocess.run([*cmd, "--plan-only"], env=_env(tmp_path / "runs-plan"), capture_output=True, text=True)
+    # the cost lines of a real chapter, before anything trains (its experiment's runs, no chapter run)
+    plan = subprocess.run([sys.executable, "-m", "hardex.cli", "book", "--profile", "smoke", "--chapters", "dpls",
+                           "--plan-only"], env=_env(tmp_path / "runs-plan"), capture_output=True, text=True, cwd=REPO)
     assert plan.returncode == 0, plan.stderr
-    assert "tiny: 1 runs to train (0 already done), 4 epochs, est. unknown on this device" in plan.stdout
-    assert not (tmp_path / "runs-plan" / s.short_hash).exists()  # nothing trained
-    assert progress.read_plan(tmp_path / "runs-plan", "smoke")["chapters"][0]["jobs"][0]["hash"] == s.short_hash
+    assert "dpls: 4 runs to train (0 already done), 11 epochs, est." in plan.stdout  # 5 + 3 continuations x 2
+    assert "; 1 more once these finish" in plan.stdout  # LS at the DPLS run's factor: round 2
+    assert not (tmp_path / "runs-plan").exists() or not any(
+        (d / "spec.yaml").exists() for d in (tmp_path / "runs-plan").iterdir())  # nothing trained
+    jobs = progress.read_plan(tmp_path / "runs-plan", "smoke")["chapters"][0]["jobs"]
+    assert len(jobs) == 4 and all(j["what"].startswith("pgd") for j in jobs)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         runs = tmp_path / f"runs-{sig.name}"

@@ -93,6 +93,7 @@ def plan_chapters(root: Path, profile: str, names: list[str], store: Any,
     chapters' parameters when already loaded."""
     plans: list[ChapterPlan] = []
     asked: list = []
+    evaluated: set = set()  # an evaluation two chapters make counts once, in the first
     for name in names:
         p = (params or {}).get(name) or load_params(profile, name, root)
         cp = ChapterPlan(name, p)
@@ -101,7 +102,11 @@ def plan_chapters(root: Path, profile: str, names: list[str], store: Any,
             cp.runs = runs
             specs = unique(runs.specs.values())
             cp.done = sum(1 for s in specs if s.hash in records)
-            cp.evaluations = [r for r in runs.evaluations if not _cached(r, records)]
+            for r in runs.evaluations:
+                key = (r.spec.hash, r.attacks, r.n, r.seed, r.which, repr(r.options))
+                if key not in evaluated and not _cached(r, records):
+                    cp.evaluations.append(r)
+                evaluated.add(key)
             asked.append((cp, [s for s in specs if s.hash not in records]))
         plans.append(cp)
     levels = plan(store, [s for _, specs in asked for s in specs])  # one level order across chapters
