@@ -393,8 +393,9 @@ for e in t3_eps:
 
 # %% [markdown]
 # Ours per cell with its 95% interval (points): the mean over the training seeds, the
-# interval from a bootstrap over the test examples (and, with several seeds, over the seeds:
-# hierarchical), from `evaluate_run`'s per-example outcomes.
+# interval from a bootstrap over the test examples with one seed, and with several the
+# seed-level t-interval (the seeds' spread with k - 1 degrees of freedom, the test set they share
+# in quadrature), from `evaluate_run`'s per-example outcomes.
 
 # %%
 def cell_ci(alg: str, e: float, m: str, col: str) -> str:
@@ -441,8 +442,8 @@ def pts(x: float) -> str:
 
 def t3_claim(where: str, text: str, alg: str, e: float, a: str, b: str, ev: str, margin: float | None = None) -> str:
     """acc(method a) - acc(method b) on ROB_KEY over every seed: paired per-example outcomes
-    (hierarchical bootstrap over seeds and examples) from evaluate_run, else final.json's
-    aggregate accuracies (unpaired binomial / t over seeds); ``margin``: an equivalence claim."""
+    (the seed-level t-interval over seeds, with the shared test set) from evaluate_run, else
+    final.json's aggregate accuracies (unpaired binomial / t over seeds); ``margin``: an equivalence claim."""
     ks = seeds_for(e)
     ra, rb = ([per_seed[(alg, e, m, s_)] for s_ in ks] for m in (a, b))
     if all(r["bits"] is not None and r["bits"][ROB_KEY] is not None for r in ra + rb):
@@ -647,9 +648,9 @@ else:
 # row's evidence). Each verdict comes from a 95% interval of the effect (points, `hardex.paper.stats`):
 # **holds** when it lies entirely on the claimed side of zero, **does not hold** when entirely on
 # the other side, **inconclusive** when it contains zero; the LS claim is an equivalence test
-# (TOST, 90% interval within ±`LS_MARGIN`). With several training seeds the interval is a
-# hierarchical bootstrap over seeds and test examples. The smoke profile computes the intervals
-# and draws no verdict.
+# (TOST, 90% interval within ±`LS_MARGIN`). With several training seeds the interval is the
+# seed-level t-interval (`hardex.paper.stats.seed_interval`; its calibration with 2-5 seeds is in
+# the appendix). The smoke profile computes the intervals and draws no verdict.
 
 # %%
 if SMOKE:

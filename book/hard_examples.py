@@ -303,7 +303,7 @@ if HAVE_SD:  # the probes record each set's EL2N sd: normal intervals over the p
 
     def contrast(terms: list, weights: list):
         m, sd_, n_ = zip(*terms)
-        return st.summary_contrast(m, sd_, n_, weights, what=WHAT)
+        return st.summary_contrast(m, sd_, n_, weights, what=WHAT, unit="EL2N")
 
     es = sorted(fig_eps)
     results = (st.combine([contrast([term(e, "hard"), term(e, "easy")], [1, -1]) for e in es]),
