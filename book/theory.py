@@ -71,17 +71,17 @@ from hardex.paper.ledger import Ledger
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 4)
 rng = np.random.default_rng(seed)
-# The theory needs no data; the ledger records the paper's statements with computed verdicts
-# (none on the smoke profile). This chapter's own sharpenings are checked too, but are not
-# the paper's claims, so they stay out of the ledger.
+# The theory needs no data and trains nothing: the ledger records the paper's statements with
+# computed verdicts on every profile, smoke included (trained=False). This chapter's own
+# sharpenings are checked too, but are not the paper's claims, so they stay out of the ledger.
 _, _, _, _, led = setup(globals(), "theory", data="no data (closed forms and simulations)")
 checks = []  # every statement checked here, for the summary at the end
 
 
 def verdict(item: str, statement: str, holds: bool, evidence: str, paper: bool = True) -> None:
     holds = bool(holds)
-    v = (led.fact(item, statement, holds, "exact (deterministic: closed form or seeded simulation)", evidence)
-         if paper else "(not a claim of the paper)")
+    v = (led.fact(item, statement, holds, "exact (deterministic: closed form or seeded simulation)", evidence,
+                  trained=False) if paper else "(not a claim of the paper)")
     checks.append({"item": item, "statement": statement, "computed here": "yes" if holds else "no",
                    "verdict": v, "evidence": evidence})
 
@@ -490,8 +490,9 @@ display(Markdown(
 #
 # Each statement checked in this chapter: whether the computation at this profile's
 # resolution supports it ("computed here"), and the verdict recorded for the appendix
-# "Paper vs reproduction". The theory needs no data, so all profiles compute the same
-# quantities at different resolutions; on the smoke profile the ledger still draws no verdict.
+# "Paper vs reproduction". The theory needs no data and trains nothing, so every profile
+# computes the same quantities at different resolutions and draws the same verdicts, the smoke
+# profile included.
 
 # %%
 # NBVAL_CHECK_OUTPUT
