@@ -18,7 +18,7 @@
 # adversarial training continues from epoch T + 1 toward those soft labels (Algorithm 1). The
 # paper's Table 3 compares it with the baseline, with pruning the 10% hardest examples and with
 # uniform LS whose factor equals DPLS's *average* factor (the same smoothing budget spread
-# evenly), for PGD-AT and TRADES, on four datasets and three eps; Fig. 9 shows that DPLS lowers
+# evenly), for PGD-AT {cite:p}`madry2018towards` and TRADES {cite:p}`zhang2019theoretically`, on four datasets and three eps; Fig. 9 shows that DPLS lowers
 # the training robust accuracy of the hardest examples and raises test robust accuracy. Every
 # number here comes from a run record (`hardex.runs.ensure`) or from the paper's text
 # (`hardex.paper.report`).
@@ -326,7 +326,7 @@ if profile != "smoke":  # where and when each record was made (records committed
 # %% [markdown]
 # ## Robust evaluation
 #
-# The paper's columns are standard accuracy, PGD-20 and A3. Ours are `evaluate_run`'s (cached
+# The paper's columns are standard accuracy, PGD-20 and A3 {cite:p}`liu2022practical`. Ours are `evaluate_run`'s (cached
 # per run) clean, `pgd20` and `a3` accuracy of the final model on `eval_n` test examples; with
 # `eval_attacks = []` they are `final.json`'s clean and PGD-k accuracy of the final model (A3
 # then stays empty, never filled with another attack's number).
@@ -474,7 +474,7 @@ for e in t3_eps:
 # %% [markdown]
 # ### Blocks not run here
 #
-# CIFAR-100, SVHN and STL-10 (64x64) are not available on this offline machine (only a JPEG
+# CIFAR-100 {cite:p}`krizhevsky2009learning`, SVHN {cite:p}`netzer2011reading` and STL-10 {cite:p}`coates2011analysis` (64x64) are not available on this offline machine (only a JPEG
 # copy of CIFAR-10 is; see the data README), so their blocks are **not run**: the paper's
 # numbers are shown alone and no other data stands in for them. The code path is the same with
 # `dataset` set to `cifar100`, `svhn` (lr 0.01 in the paper) or `stl10`. Blocks of CIFAR-10 eps

@@ -13,21 +13,22 @@
 # %% [markdown]
 # # Trustworthy robustness evaluation (Tables 19-22)
 #
-# The paper's headline robust numbers are A3 (adaptive auto attack, Liu et al., CVPR 2022),
+# The paper's headline robust numbers are A3 (adaptive auto attack, {cite:t}`liu2022practical`),
 # not PGD, and a defense paper stands or falls with its evaluation: a weak attack or gradient
-# masking inflates every table. This chapter evaluates the shared PGD-AT baseline and its
+# masking {cite:p}`athalye2018obfuscated` inflates every table. This chapter evaluates the shared PGD-AT baseline and its
 # DPLS continuation with every attack `hardex.evaluation.suite` offers and checks the attacks against
 # each other:
 #
-# - **Table 21**: MD (margin decomposition) and RayS (hard-label, black-box) next to A3;
+# - **Table 21**: MD (margin decomposition, {cite:t}`jiang2020imbalanced`) and RayS (hard-label, black-box,
+#   {cite:t}`chen2020rays`) next to A3;
 # - **Table 20**: robust accuracy on the easy classes {0, 1, 7, 8, 9} and the hard classes
 #   {2, 3, 4, 5, 6};
-# - **Table 19's CW column**: PGD with the CW margin loss, next to PGD (cross-entropy) and A3;
-# - **A3 vs AutoAttack**: the gap in points and the cost (forward / backward passes, seconds);
+# - **Table 19's CW column**: PGD with the CW margin loss {cite:p}`carlini2017towards`, next to PGD (cross-entropy) and A3;
+# - **A3 vs AutoAttack** {cite:p}`croce2020reliable`: the gap in points and the cost (forward / backward passes, seconds);
 # - **training precision**: the fast and paper profiles train with bf16 autocast; the
 #   bf16 version of PGD and CW (the training-time attack) is checked against the fp32 one;
 # - **gradient-masking report**: robust accuracy must fall as eps grows and reach ~0 at
-#   eps 0.5, one-step FGSM must not beat the iterative attack, black-box RayS must not beat
+#   eps 0.5, one-step FGSM {cite:p}`goodfellow2015explaining` must not beat the iterative attack, black-box RayS must not beat
 #   the white-box attacks by a wide margin;
 # - **Table 22** (DiffPure) is not run here (see its section).
 
@@ -326,7 +327,7 @@ _ = led.record("Table 19", "robust accuracy orders PGD >= CW >= A3 (within one e
 # %% [markdown]
 # ## A3 vs AutoAttack
 #
-# Liu et al. report A3 within 0.04-0.4 points of AutoAttack on RobustBench models at about
+# {cite:t}`liu2022practical` report A3 within 0.04-0.4 points of AutoAttack on RobustBench {cite:p}`croce2021robustbench` models at about
 # 1/10 of AutoAttack's forward passes. Costs below are example-passes counted by the
 # evaluation's wrapper (a forward on a batch of b images counts b), and wall time on this
 # profile's device.
@@ -442,8 +443,8 @@ _ = led.claim("bf16 training", "bf16-trained models are as robust as their fp32 
 # %% [markdown]
 # ## Table 22: DiffPure (not run)
 #
-# Table 22 puts DiffPure (Nie et al., 2022) in front of the classifiers: a pretrained
-# score-based diffusion model (the score-SDE CIFAR-10 checkpoint) noises and denoises each
+# Table 22 puts DiffPure {cite:p}`nie2022diffusion` in front of the classifiers: a pretrained
+# score-based diffusion model (the score-SDE CIFAR-10 checkpoint {cite:p}`song2021score`) noises and denoises each
 # input before classification, and RobustBench's protocol with A3 evaluates the composition.
 # Neither the score model's weights nor the purification solver ship with hardex, and this
 # machine cannot download them, so the table is not run. The evaluation accepts any purifier:

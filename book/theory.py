@@ -13,8 +13,8 @@
 # %% [markdown]
 # # Theory: why hard examples hurt adversarial training
 #
-# The paper backs its experiments with three small models (Sections 3.1.1, 3.2 and 4.2,
-# proofs in Appendix A). None of them needs a GPU or an image, so this chapter checks every
+# The paper {cite:p}`lee2025regularizing` backs its experiments with three small models
+# (Sections 3.1.1, 3.2 and 4.2, proofs in Appendix A). None of them needs a GPU or an image, so this chapter checks every
 # statement numerically: each closed form from `hardex.theory` is set against a dense grid,
 # a Monte-Carlo estimate on fresh samples, or a model actually trained on sampled data.
 # Where the paper's statement holds only under a condition it does not spell out, or where
@@ -193,6 +193,8 @@ plt.show()
 # %% [markdown]
 # ## 3.2 Hard examples are learned by memorisation (Definitions 4, 5; Eqs. 8, 9)
 #
+# The task follows the robust and non-robust features of {cite:t}`tsipras2019robustness` and
+# {cite:t}`ilyas2019adversarial`, as the paper does.
 # Normal examples carry a robust feature $x_0 \sim N(\eta y, 1)$, $d$ non-robust features
 # $N(\beta\eta y, 1)$ and no memorisation feature ($x_{d+1} = 0$). Hard examples have no
 # robust feature ($x_0 = 0$) and a memorisation feature that looks robust in training,
