@@ -36,7 +36,8 @@ from hardex.paths import repo_root
 GLANCE_KEY = "verdicts-at-a-glance"
 # MyST-NB's glue: an output whose mime types carry this prefix is not shown where it is made.
 _GLUE_PREFIX = "application/papermill.record/"
-_MARK = {HOLDS: "✅ holds", FAILS: "❌ does not hold", NOT_RUN: "➖ not run", NO_VERDICT: "⚪ no verdict (smoke)"}
+_MARK = {HOLDS: "✅ holds", FAILS: "❌ does not hold", NOT_RUN: "➖ not run", NO_VERDICT: "⚪ no verdict (smoke)",
+         "inconclusive": "❔ inconclusive"}
 _NOTES: list[str] = []  # this kernel's build notes (one chapter per kernel)
 
 
