@@ -220,6 +220,9 @@ def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/ch
                     if screenshots:
                         page.screenshot(path=str(screenshots / f"{name}.png"))
                         if name == "theory" and page.locator(f"#{GLANCE_ID}").count():
+                            # the theme's sticky header would cover the table's first rows in an element shot
+                            page.add_style_tag(content=".bd-header, .bd-header-article, .skip-link "
+                                                       "{ display: none !important; }")
                             page.locator(f"#{GLANCE_ID}").screenshot(path=str(screenshots / "theory-verdicts.png"))
                 page.close()
             browser.close()
@@ -244,7 +247,7 @@ def summary(report: dict) -> str:
     return (f"browser check: {report['pages']} pages, {report['images']} images, {report['internal_links']} internal "
             f"links ({report['link_targets']} distinct targets; {report['external_links']} external links not followed), "
             f"{report['typeset']} of {report['formulas']} formulas typeset on {report['pages_with_formulas']} pages "
-            f"(MathJax {', '.join(report['mathjax']) or 'not loaded'}, local), {report['outside_requests']} requests "
+            f"(MathJax {', '.join(report['mathjax']) + ', from the book' if report['mathjax'] else 'not loaded'}), {report['outside_requests']} requests "
             f"leaving the machine{' (' + ', '.join(report['outside_hosts']) + ')' if report['outside_hosts'] else ''}, "
             f"{report['chapters']} chapter first screens; {len(report['failures'])} failures; {report['wall_s']} s")
 
