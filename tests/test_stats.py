@@ -137,6 +137,10 @@ def test_verdict_rules_and_combine():
     assert st.combine([h, h]).verdict == st.HOLDS and st.combine([h, i]).verdict == st.INCONCLUSIVE
     assert st.combine([h, f, i]).verdict == st.FAILS and st.combine([f, h], "any").verdict == st.HOLDS
     assert st.deterministic(True).verdict == st.HOLDS and st.deterministic(False).lo is None
+    # a compound of EL2N contrasts is in EL2N, not points; parts in different units say so
+    el2n = st.summary_contrast([0.3, 0.1], [0.1, 0.1], [50, 50], [1, -1], unit="EL2N")
+    assert st.combine([el2n, el2n]).unit == "EL2N" and st.combine([h, h]).unit == "points"
+    assert "differ" in st.combine([el2n, h]).unit
 
 
 def _rate(fn, sims):

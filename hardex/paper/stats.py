@@ -553,11 +553,13 @@ def combine(parts: Sequence[Comparison], how: str = "all") -> Comparison:
     methods = list(dict.fromkeys(p.method for p in parts))
     worst = min(parts, key=lambda p: -math.inf if p.lo is None else (-p.hi if p.direction in ("<", "<=") else p.lo)) \
         if parts else None
+    units = {p.unit for p in parts}  # the shown effect's unit: the parts' common one
     return Comparison(None if worst is None else worst.effect, None if worst is None else worst.lo,
                       None if worst is None else worst.hi,
                       f"{how} of {len(parts)} comparisons (shown: the least favourable); " + "; ".join(methods),
                       min(ns) if ns else None, min(ks) if ks else None, v, direction=f"{how}",
-                      extra={"parts": [p.to_dict() for p in parts]})
+                      extra={"parts": [p.to_dict() for p in parts]},
+                      unit=units.pop() if len(units) == 1 else "(units differ between the parts)")
 
 
 # --------------------------------------------------------------------------- power
