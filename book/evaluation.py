@@ -15,20 +15,19 @@
 #
 # The paper's headline robust numbers are A3 (adaptive auto attack, {cite:t}`liu2022practical`),
 # not PGD, and a defense paper stands or falls with its evaluation: a weak attack or gradient
-# masking {cite:p}`athalye2018obfuscated` inflates every table. This chapter evaluates the shared PGD-AT baseline and its
+# masking inflates every table. This chapter evaluates the shared PGD-AT baseline and its
 # DPLS continuation with every attack `hardex.evaluation.suite` offers and checks the attacks against
 # each other:
 #
-# - **Table 21**: MD (margin decomposition, {cite:t}`jiang2020imbalanced`) and RayS (hard-label, black-box,
-#   {cite:t}`chen2020rays`) next to A3;
+# - **Table 21**: MD (margin decomposition) and RayS (hard-label, black-box) next to A3;
 # - **Table 20**: robust accuracy on the easy classes {0, 1, 7, 8, 9} and the hard classes
 #   {2, 3, 4, 5, 6};
-# - **Table 19's CW column**: PGD with the CW margin loss {cite:p}`carlini2017towards`, next to PGD (cross-entropy) and A3;
-# - **A3 vs AutoAttack** {cite:p}`croce2020reliable`: the gap in points and the cost (forward / backward passes, seconds);
+# - **Table 19's CW column**: PGD with the CW margin loss, next to PGD (cross-entropy) and A3;
+# - **A3 vs AutoAttack**: the gap in points and the cost (forward / backward passes, seconds);
 # - **training precision**: the fast and paper profiles train with bf16 autocast; the
 #   bf16 version of PGD and CW (the training-time attack) is checked against the fp32 one;
 # - **gradient-masking report**: robust accuracy must fall as eps grows and reach ~0 at
-#   eps 0.5, one-step FGSM {cite:p}`goodfellow2015explaining` must not beat the iterative attack, black-box RayS must not beat
+#   eps 0.5, one-step FGSM must not beat the iterative attack, black-box RayS must not beat
 #   the white-box attacks by a wide margin;
 # - **Table 22** (DiffPure) is not run here (see its section).
 
@@ -214,6 +213,8 @@ display(overview)
 # %% [markdown]
 # ## Table 21: MD and RayS next to A3
 #
+# MD is the margin decomposition attack of {cite:t}`jiang2020imbalanced`, RayS the hard-label
+# black-box attack of {cite:t}`chen2020rays`.
 # The paper: MD gives almost the same numbers as A3 (it is a variant of the same family of
 # margin attacks), RayS (hard-label) gives clearly higher ones, and DPLS stays above the
 # baseline under both.
@@ -301,7 +302,7 @@ plt.show()
 # %% [markdown]
 # ## Table 19's CW column
 #
-# Table 19 (TRADES pruning variants) reports PGD with the CW margin loss next to PGD and A3;
+# Table 19 (TRADES pruning variants) reports PGD with the CW margin loss {cite:p}`carlini2017towards` next to PGD and A3;
 # on every row the order is PGD > CW > A3 (the margin loss is stronger than cross-entropy,
 # A3 stronger still). Our models are the PGD-AT baseline and its DPLS continuation, so the
 # paper's TRADES row is shown for the ordering only, not for a cell-by-cell comparison.
@@ -327,7 +328,8 @@ _ = led.record("Table 19", "robust accuracy orders PGD >= CW >= A3 (within one e
 # %% [markdown]
 # ## A3 vs AutoAttack
 #
-# {cite:t}`liu2022practical` report A3 within 0.04-0.4 points of AutoAttack on RobustBench {cite:p}`croce2021robustbench` models at about
+# {cite:t}`liu2022practical` report A3 within 0.04-0.4 points of AutoAttack {cite:p}`croce2020reliable` on RobustBench
+# {cite:p}`croce2021robustbench` models at about
 # 1/10 of AutoAttack's forward passes. Costs below are example-passes counted by the
 # evaluation's wrapper (a forward on a batch of b images counts b), and wall time on this
 # profile's device.
@@ -405,9 +407,10 @@ _ = led.fact("bf16 training", "the bf16 attack is not weaker than the fp32 attac
 # %% [markdown]
 # ## Gradient-masking report
 #
+# Gradient masking {cite:p}`athalye2018obfuscated` makes a model look robust to gradient attacks only.
 # For each model, on the first `masking_n` images: PGD-`masking_steps` with the margin loss (step eps/4) at
 # eps/2, eps, 2 eps, 4 eps and 0.5 must give falling robust accuracy that reaches ~0 at 0.5;
-# one-step FGSM must not beat it at eps; RayS (black-box) must not beat it at eps by more
+# one-step FGSM {cite:p}`goodfellow2015explaining` must not beat it at eps; RayS (black-box) must not beat it at eps by more
 # than 2 points. Any violation marks the model *suspicious*.
 
 # %%
