@@ -11,7 +11,7 @@ LOCK_PINS := torch==2.14.1 torchvision==0.29.1
 # pip itself is not in the lock (pip-tools leaves it out); this is the one that installs it
 PIP_VERSION := 26.3
 
-.PHONY: book test lint unit nbval slurm browser env lock clean gpu-check gpu-install gpu-wheels gpu-import book-quick
+.PHONY: book test lint unit nbval slurm browser env lock clean gpu-check gpu-install gpu-wheels gpu-import book-quick mathjax
 
 env: $(STAMP)
 
@@ -37,6 +37,11 @@ lock:
 ## (STRICT=1: Sphinx warnings are errors, as in CI)
 book: $(STAMP)
 	$(BIN)/hardex book --profile $(PROFILE) $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(if $(STRICT),--strict)
+
+## make mathjax: the pinned npm package mathjax into build/mathjax/ (npm pack, integrity checked; hardex.book.mathjax), so
+## the book typesets its formulas offline; a book build fetches it itself when it is missing
+mathjax: $(STAMP)
+	$(BIN)/python -m hardex.book.mathjax
 
 ## make browser: headless Chromium (Debian's chromium) over the built book; screenshots in _build/screenshots/
 browser: $(STAMP)

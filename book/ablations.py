@@ -126,7 +126,7 @@ with pd.option_context("display.precision", 2):
 # %% [markdown]
 # ## C-scores
 #
-# The paper's Table 5/10 and Table 19 include C-scores (Jiang et al., 2021): per-example
+# The paper's Table 5/10 and Table 19 include C-scores {cite:p}`jiang2021characterizing`: per-example
 # consistency scores precomputed from many standard models trained on data subsets, published
 # for CIFAR-10 in the original example order. Give them as `table5.cscore_file` (an .npz with
 # `scores`, and `labels` to check the order); they enter runs through `RunSpec.scores_from`
@@ -226,8 +226,8 @@ ALG = {"pgd": "PGD", "trades": "TRADES"}
 # %% [markdown]
 # ## Table 5 (and Table 10): the difficulty measure
 #
-# DPLS (λ = `dpls.lam`) with difficulty from the accumulated clean 0-1 loss, CE loss or EL2N of
-# the baseline's trajectory up to T (Algorithm 1), or from C-scores. The paper's Table 5 lists
+# DPLS (λ = `dpls.lam`) with difficulty from the accumulated clean 0-1 loss, CE loss or EL2N
+# {cite:p}`paul2021deep` of the baseline's trajectory up to T (Algorithm 1), or from C-scores. The paper's Table 5 lists
 # A3 only; Table 10 has standard, PGD and A3. The paper finds every measure helps and the
 # 0-1 loss helps most ("the 0-1 loss is less affected by scale or variance at each
 # checkpoint").

@@ -13,9 +13,12 @@
 # %% [markdown]
 # # Comparisons with other remedies and other algorithms (Section 5, Tables 4, 6, 11-13)
 #
-# The paper compares DPLS with other remedies for robust overfitting (SAT, KD+SWA, TE; Table 4),
-# combines it with SWA, applies it to other algorithms (AWP, MART, RST; Tables 6, 11, 12) and
-# compares it with Liu et al.'s reweighting and adaptive target (Table 13). Every method here is
+# The paper compares DPLS with other remedies for robust overfitting {cite:p}`rice2020overfitting`: SAT
+# {cite:p}`huang2020self`, KD+SWA {cite:p}`chen2021robust` (knowledge distillation {cite:p}`hinton2015distilling`
+# and stochastic weight averaging {cite:p}`izmailov2018averaging`) and TE {cite:p}`dong2022exploring` (Table 4);
+# combines it with SWA, applies it to other algorithms (AWP {cite:p}`wu2020adversarial`, MART
+# {cite:p}`wang2020improving`, RST {cite:p}`carmon2019unlabeled`; Tables 6, 11, 12) and compares it with
+# the reweighting and adaptive target of {cite:t}`liu2021impact` (Table 13). Every method here is
 # a `TrainConfig` option of the library (`hardex.methods`); each row is a continuation of the
 # shared PGD baseline from epoch T + 1 (the paper's "trained the baseline model until epoch 90
 # and continued this training with the application of each method"), except MART and TRADES,
@@ -33,8 +36,9 @@
 # %% [markdown]
 # ## How this chapter is built
 #
-# **Not run here.** RST (Table 6 bottom, Table 12) needs 1M DDPM-generated images with pseudo
-# labels (or the 500k 80M-TI images of Carmon et al.), which cannot be had offline; those
+# **Not run here.** RST (Table 6 bottom, Table 12) needs 1M DDPM-generated images
+# {cite:p}`ho2020denoising,gowal2021improving` with pseudo labels (or the 500k 80M-TI images
+# {cite:p}`torralba2008tiny` of {cite:t}`carmon2019unlabeled`), which cannot be had offline; those
 # rows show the paper's numbers only. The library has RST (`TrainConfig.rst`: the unlabelled
 # share of each batch, the unlabelled loss weight, DPLS on the labelled / unlabelled / both
 # parts, the unlabelled difficulty from right predictions per time trained, as in Section 5;
@@ -231,7 +235,7 @@ _ = led.claim("Table 12", "DPLS helps RST on labelled, unlabelled or both", None
 # %% [markdown]
 # ## Table 13: Liu et al. (2022), reweighting and adaptive target
 #
-# The paper's (*) rows were trained with Liu et al.'s code; here with the library's options
+# The paper's (*) rows were trained with the code of {cite:t}`liu2021impact`; here with the library's options
 # (`reweight.mode`, `adaptive_target`), branched from the shared baseline. The paper's "PGD (*)"
 # row is their code's baseline; ours is the shared baseline (the "pgd" row).
 

@@ -18,7 +18,7 @@
 # adversarial training continues from epoch T + 1 toward those soft labels (Algorithm 1). The
 # paper's Table 3 compares it with the baseline, with pruning the 10% hardest examples and with
 # uniform LS whose factor equals DPLS's *average* factor (the same smoothing budget spread
-# evenly), for PGD-AT and TRADES, on four datasets and three eps; Fig. 9 shows that DPLS lowers
+# evenly), for PGD-AT {cite:p}`madry2018towards` and TRADES {cite:p}`zhang2019theoretically`, on four datasets and three eps; Fig. 9 shows that DPLS lowers
 # the training robust accuracy of the hardest examples and raises test robust accuracy. Every
 # number here comes from a run record (`hardex.runs.ensure`) or from the paper's text
 # (`hardex.paper.report`).
@@ -200,7 +200,7 @@ if profile != "smoke":  # where and when each record was made (records committed
 # %% [markdown]
 # ## Robust evaluation
 #
-# The paper's columns are standard accuracy, PGD-20 and A3. Ours are `evaluate_run`'s (cached
+# The paper's columns are standard accuracy, PGD-20 and A3 {cite:p}`liu2022practical`. Ours are `evaluate_run`'s (cached
 # per run) clean, `pgd20` and `a3` accuracy of the final model on `evaluation.n` test examples; with
 # `evaluation.attacks = []` they are `final.json`'s clean and PGD-k accuracy of the final model (A3
 # then stays empty, never filled with another attack's number).
@@ -267,8 +267,9 @@ for e in P.table3.eps:
 
 # %% [markdown]
 # Ours per cell with its 95% interval (points): the mean over the training seeds, the
-# interval from a bootstrap over the test examples (and, with several seeds, over the seeds:
-# hierarchical), from `evaluate_run`'s per-example outcomes.
+# interval from a bootstrap over the test examples with one seed, and with several the
+# seed-level t-interval (the seeds' spread with k - 1 degrees of freedom, the test set they share
+# in quadrature), from `evaluate_run`'s per-example outcomes.
 
 # %%
 def cell_ci(alg: str, e: float, m: str, col: str) -> str:
@@ -315,8 +316,8 @@ def pts(x: float) -> str:
 
 def t3_claim(where: str, text: str, alg: str, e: float, a: str, b: str, ev: str, margin: float | None = None) -> str:
     """acc(method a) - acc(method b) on ROB_KEY over every seed: paired per-example outcomes
-    (hierarchical bootstrap over seeds and examples) from evaluate_run, else final.json's
-    aggregate accuracies (unpaired binomial / t over seeds); ``margin``: an equivalence claim."""
+    (the seed-level t-interval over seeds, with the shared test set) from evaluate_run, else
+    final.json's aggregate accuracies (unpaired binomial / t over seeds); ``margin``: an equivalence claim."""
     ks = seeds_for(e)
     ra, rb = ([per_seed[(alg, e, m, s_)] for s_ in ks] for m in (a, b))
     if all(r["bits"] is not None and r["bits"][ROB_KEY] is not None for r in ra + rb):
@@ -347,7 +348,7 @@ for e in P.table3.eps:
 # %% [markdown]
 # ### Blocks not run here
 #
-# CIFAR-100, SVHN and STL-10 (64x64) are not available on this offline machine (only a JPEG
+# CIFAR-100 {cite:p}`krizhevsky2009learning`, SVHN {cite:p}`netzer2011reading` and STL-10 {cite:p}`coates2011analysis` (64x64) are not available on this offline machine (only a JPEG
 # copy of CIFAR-10 is; see the data README), so their blocks are **not run**: the paper's
 # numbers are shown alone and no other data stands in for them. The code path is the same with
 # `dataset` set to `cifar100`, `svhn` (lr 0.01 in the paper) or `stl10`. Blocks of CIFAR-10 eps
@@ -504,9 +505,9 @@ else:
 # row's evidence). Each verdict comes from a 95% interval of the effect (points, `hardex.paper.stats`):
 # **holds** when it lies entirely on the claimed side of zero, **does not hold** when entirely on
 # the other side, **inconclusive** when it contains zero; the LS claim is an equivalence test
-# (TOST, 90% interval within ±`LS_MARGIN`). With several training seeds the interval is a
-# hierarchical bootstrap over seeds and test examples. The smoke profile computes the intervals
-# and draws no verdict.
+# (TOST, 90% interval within ±`LS_MARGIN`). With several training seeds the interval is the
+# seed-level t-interval (`hardex.paper.stats.seed_interval`; its calibration with 2-5 seeds is in
+# the appendix). The smoke profile computes the intervals and draws no verdict.
 
 # %%
 if SMOKE:

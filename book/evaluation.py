@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Trustworthy robustness evaluation (Tables 19-22)
 #
-# The paper's headline robust numbers are A3 (adaptive auto attack, Liu et al., CVPR 2022),
+# The paper's headline robust numbers are A3 (adaptive auto attack, {cite:t}`liu2022practical`),
 # not PGD, and a defense paper stands or falls with its evaluation: a weak attack or gradient
 # masking inflates every table. This chapter evaluates the shared PGD-AT baseline and its
 # DPLS continuation with every attack `hardex.evaluation.suite` offers and checks the attacks against
@@ -154,6 +154,8 @@ display(overview)
 # %% [markdown]
 # ## Table 21: MD and RayS next to A3
 #
+# MD is the margin decomposition attack of {cite:t}`jiang2020imbalanced`, RayS the hard-label
+# black-box attack of {cite:t}`chen2020rays`.
 # The paper: MD gives almost the same numbers as A3 (it is a variant of the same family of
 # margin attacks), RayS (hard-label) gives clearly higher ones, and DPLS stays above the
 # baseline under both.
@@ -241,7 +243,7 @@ plt.show()
 # %% [markdown]
 # ## Table 19's CW column
 #
-# Table 19 (TRADES pruning variants) reports PGD with the CW margin loss next to PGD and A3;
+# Table 19 (TRADES pruning variants) reports PGD with the CW margin loss {cite:p}`carlini2017towards` next to PGD and A3;
 # on every row the order is PGD > CW > A3 (the margin loss is stronger than cross-entropy,
 # A3 stronger still). Our models are the PGD-AT baseline and its DPLS continuation, so the
 # paper's TRADES row is shown for the ordering only, not for a cell-by-cell comparison.
@@ -267,7 +269,8 @@ _ = led.record("Table 19", "robust accuracy orders PGD >= CW >= A3 (within one e
 # %% [markdown]
 # ## A3 vs AutoAttack
 #
-# Liu et al. report A3 within 0.04-0.4 points of AutoAttack on RobustBench models at about
+# {cite:t}`liu2022practical` report A3 within 0.04-0.4 points of AutoAttack {cite:p}`croce2020reliable` on RobustBench
+# {cite:p}`croce2021robustbench` models at about
 # 1/10 of AutoAttack's forward passes. Costs below are example-passes counted by the
 # evaluation's wrapper (a forward on a batch of b images counts b), and wall time on this
 # profile's device.
@@ -345,9 +348,10 @@ _ = led.fact("bf16 training", "the bf16 attack is not weaker than the fp32 attac
 # %% [markdown]
 # ## Gradient-masking report
 #
+# Gradient masking {cite:p}`athalye2018obfuscated` makes a model look robust to gradient attacks only.
 # For each model, on the first `attacks.masking.n` images: PGD-`attacks.masking.steps` with the margin loss (step eps/4) at
 # eps/2, eps, 2 eps, 4 eps and 0.5 must give falling robust accuracy that reaches ~0 at 0.5;
-# one-step FGSM must not beat it at eps; RayS (black-box) must not beat it at eps by more
+# one-step FGSM {cite:p}`goodfellow2015explaining` must not beat it at eps; RayS (black-box) must not beat it at eps by more
 # than 2 points. Any violation marks the model *suspicious*.
 
 # %%
@@ -383,8 +387,8 @@ _ = led.claim("bf16 training", "bf16-trained models are as robust as their fp32 
 # %% [markdown]
 # ## Table 22: DiffPure (not run)
 #
-# Table 22 puts DiffPure (Nie et al., 2022) in front of the classifiers: a pretrained
-# score-based diffusion model (the score-SDE CIFAR-10 checkpoint) noises and denoises each
+# Table 22 puts DiffPure {cite:p}`nie2022diffusion` in front of the classifiers: a pretrained
+# score-based diffusion model (the score-SDE CIFAR-10 checkpoint {cite:p}`song2021score`) noises and denoises each
 # input before classification, and RobustBench's protocol with A3 evaluates the composition.
 # Neither the score model's weights nor the purification solver ship with hardex, and this
 # machine cannot download them, so the table is not run. The evaluation accepts any purifier:

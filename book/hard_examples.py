@@ -15,9 +15,9 @@
 #
 # Section 3.1 of the paper argues that the hardest training examples hurt adversarial
 # training more than standard training: pruning them late in training improves robust
-# accuracy (Table 1, Fig. 1), their EL2N score stays far above that of easy examples and the
+# accuracy (Table 1, Fig. 1), their EL2N score {cite:p}`paul2021deep` stays far above that of easy examples and the
 # gap widens with the attack size (Fig. 3), and during robust overfitting the network keeps
-# fitting them while test robustness falls (Fig. 4). This chapter rebuilds those items from
+# fitting them while test robustness falls (Fig. 4; robust overfitting, {cite:t}`rice2020overfitting`). This chapter rebuilds those items from
 # runs in the run store (`hardex.runs.ensure`); every number comes from a run record or from
 # the paper's own table (`hardex.paper.report`).
 
@@ -118,9 +118,9 @@ if profile != "smoke":  # where and when each record was made (records committed
 # %% [markdown]
 # ## Table 1: pruning the top-k easy or hard examples from epoch T + 1 (PGD)
 #
-# The paper trains PGD-AT (WRN-28-10, eps 8/255) to epoch 90, ranks the examples by their
+# The paper trains PGD-AT {cite:p}`madry2018towards` (WRN-28-10 {cite:p}`zagoruyko2016wide`, eps 8/255) to epoch 90, ranks the examples by their
 # clean 0-1 loss accumulated so far, and continues to epoch 110 without the 10,000 easiest or
-# the 10,000 hardest; it reports robust accuracy under A3. A3 is not yet part of the run
+# the 10,000 hardest; it reports robust accuracy under A3 {cite:p}`liu2022practical`. A3 is not yet part of the run
 # store's final evaluation (`final.json` carries clean and PGD-k accuracy only), so our robust
 # column is PGD on the final model (last epoch, full step size eps/4), labelled as such;
 # PGD overestimates robust accuracy relative to A3 by a few points, so compare the row
@@ -232,7 +232,7 @@ if HAVE_SD:  # the probes record each set's EL2N sd: normal intervals over the p
 
     def contrast(terms: list, weights: list):
         m, sd_, n_ = zip(*terms)
-        return st.summary_contrast(m, sd_, n_, weights, what=WHAT)
+        return st.summary_contrast(m, sd_, n_, weights, what=WHAT, unit="EL2N")
 
     es = sorted(P.figs34.eps)
     results = (st.combine([contrast([term(e, "hard"), term(e, "easy")], [1, -1]) for e in es]),

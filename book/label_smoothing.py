@@ -16,7 +16,7 @@
 # Pruning the hardest examples late in training raises robust accuracy, but only up to a
 # dataset- and eps-dependent share (Fig. 7). Section 4.1 of the paper asks whether a softer
 # intervention does the same: it continues the PGD baseline from epoch T + 1 with label
-# smoothing (LS, factor 0.9 on the true class) applied only to the top n% hard examples, or
+# smoothing (LS {cite:p}`szegedy2016rethinking`, factor 0.9 on the true class) applied only to the top n% hard examples, or
 # only to the top n% "normal" (easy) ones, for 0 <= n <= 20% (Fig. 8). The paper finds that LS
 # on hard examples raises robust accuracy about as much as pruning them, with a smaller loss of
 # standard accuracy, while LS on normal examples lowers it. Every number here comes from a run

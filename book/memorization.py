@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Memorization of hard examples (Section 3.3, Appendix B.6)
 #
-# Section 3.3 of the paper argues that the hardest training examples are learned by
+# Section 3.3 of the paper {cite:p}`lee2025regularizing` argues that the hardest training examples are learned by
 # *memorization*: a model reaches ~100% (robust) accuracy on them only when they are in its
 # training set and ~0% otherwise, while easy examples are predicted well either way (Fig. 5,
 # Fig. 13); adversarial training on hard examples alone fails while standard training on them

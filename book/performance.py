@@ -15,8 +15,8 @@
 #
 # How fast hardex trains adversarially, measured by `hardex bench`: in one process on one
 # device it times **(a)** a reference-style loop (fp32, a CPU `DataLoader` with torchvision
-# transforms, PGD with a full `backward()` as locuslab/robust_overfitting does, TRADES as
-# yaodongyu/TRADES' `trades.py`) and **(b)** hardex's own `Trainer` (data resident on the
+# transforms, PGD with a full `backward()` as locuslab/robust_overfitting does {cite:p}`rice2020overfitting`,
+# TRADES as yaodongyu/TRADES' `trades.py` {cite:p}`zhang2019theoretically`) and **(b)** hardex's own `Trainer` (data resident on the
 # device, device-side augmentation, input-only attack gradients, bf16 autocast, channels_last /
 # `torch.compile` where enabled), at batch 128, and reports seconds per 50,000-image epoch
 # (extrapolated from steady-state steps), images/s, the speed-up b/a, achieved TFLOP/s from

@@ -13,8 +13,8 @@
 # %% [markdown]
 # # Theory: why hard examples hurt adversarial training
 #
-# The paper backs its experiments with three small models (Sections 3.1.1, 3.2 and 4.2,
-# proofs in Appendix A). None of them needs a GPU or an image, so this chapter checks every
+# The paper {cite:p}`lee2025regularizing` backs its experiments with three small models
+# (Sections 3.1.1, 3.2 and 4.2, proofs in Appendix A). None of them needs a GPU or an image, so this chapter checks every
 # statement numerically: each closed form from `hardex.theory` is set against a dense grid,
 # a Monte-Carlo estimate on fresh samples, or a model actually trained on sampled data.
 # Where the paper's statement holds only under a condition it does not spell out, or where
@@ -51,9 +51,9 @@ from hardex.paper.ledger import Ledger
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 4)
-# The theory needs no data; the ledger records the paper's statements with computed verdicts
-# (none on the smoke profile). This chapter's own sharpenings are checked too, but are not
-# the paper's claims, so they stay out of the ledger.
+# The theory needs no data and trains nothing: the ledger records the paper's statements with
+# computed verdicts on every profile, smoke included (trained=False). This chapter's own
+# sharpenings are checked too, but are not the paper's claims, so they stay out of the ledger.
 P, _, _, _, led, book = setup(globals(), "theory", data="no data (closed forms and simulations)")
 # the parameters (hardex.experiments.theory) under the names the formulas use
 T2, TASK, ACC, SIM, T9 = P.theorem2, P.task, P.accuracy, P.simulation, P.theorem9
@@ -68,8 +68,8 @@ checks = []  # every statement checked here, for the summary at the end
 
 def verdict(item: str, statement: str, holds: bool, evidence: str, paper: bool = True) -> None:
     holds = bool(holds)
-    v = (led.fact(item, statement, holds, "exact (deterministic: closed form or seeded simulation)", evidence)
-         if paper else "(not a claim of the paper)")
+    v = (led.fact(item, statement, holds, "exact (deterministic: closed form or seeded simulation)", evidence,
+                  trained=False) if paper else "(not a claim of the paper)")
     checks.append({"item": item, "statement": statement, "computed here": "yes" if holds else "no",
                    "verdict": v, "evidence": evidence})
 
@@ -181,6 +181,8 @@ plt.show()
 # %% [markdown]
 # ## 3.2 Hard examples are learned by memorisation (Definitions 4, 5; Eqs. 8, 9)
 #
+# The task follows the robust and non-robust features of {cite:t}`tsipras2019robustness` and
+# {cite:t}`ilyas2019adversarial`, as the paper does.
 # Normal examples carry a robust feature $x_0 \sim N(\eta y, 1)$, $d$ non-robust features
 # $N(\beta\eta y, 1)$ and no memorisation feature ($x_{d+1} = 0$). Hard examples have no
 # robust feature ($x_0 = 0$) and a memorisation feature that looks robust in training,
@@ -478,8 +480,9 @@ display(Markdown(
 #
 # Each statement checked in this chapter: whether the computation at this profile's
 # resolution supports it ("computed here"), and the verdict recorded for the appendix
-# "Paper vs reproduction". The theory needs no data, so all profiles compute the same
-# quantities at different resolutions; on the smoke profile the ledger still draws no verdict.
+# "Paper vs reproduction". The theory needs no data and trains nothing, so every profile
+# computes the same quantities at different resolutions and draws the same verdicts, the smoke
+# profile included.
 
 # %%
 # NBVAL_CHECK_OUTPUT

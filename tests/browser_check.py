@@ -3,14 +3,17 @@
     python tests/browser_check.py [_build/html] [--screenshots _build/screenshots] [--chromium /usr/bin/chromium]
 
 The pages are served over HTTP from a local thread (as a reader's server would) and each is
-loaded in Chromium. A page fails when it logs a console error or an uncaught exception (a
-third-party resource that cannot load without a network, MathJax from its CDN, is listed
-in the summary instead), when
-a request for one of the book's own files fails, when an image it shows is missing, empty or
-does not decode, or when one of its links to the book points at a missing page or a missing
-anchor. Each chapter's first screen (1400x900, not scrolled) must show the chapter's title and
+loaded in Chromium, offline: every request for anything but the local server is counted and
+aborted, and the book fails when there is one (it must render on an air-gapped machine:
+MathJax comes from its own ``_static/mathjax``, :mod:`hardex.book.mathjax`). A page fails when
+it logs a console error or an uncaught exception, when a request for one of the book's own
+files fails, when an image it shows is missing, empty or does not decode, when one of its
+links to the book points at a missing page or a missing anchor, or when a formula is not
+typeset (every Sphinx ``.math`` element must hold MathJax's output, ``mjx-container``, and
+no ``mjx-merror``); the theory chapter must show formulas. Each chapter's first screen (1400x900, not scrolled) must show the chapter's title and
 the start of its verdicts at a glance (the section MyST-NB renders from the pasted glue) and
-no code cell's source; a screenshot of it is written to ``--screenshots/<chapter>.png``.
+no code cell's source; a screenshot of it is written to ``--screenshots/<chapter>.png``, and
+of the theory chapter's verdicts at a glance to ``theory-verdicts.png``.
 
 Playwright drives the system browser (``executable_path``): it cannot download its own here.
 Prints one summary line (counts and wall time) and, with ``--json``, the whole report; exits
@@ -79,15 +82,34 @@ def _local(url: str, base: str, html_dir: Path) -> tuple[Path, str] | None:
     return path, unquote(parts.fragment)
 
 
-def _console(msg, errors: list[str], base: str, offline: set[str]) -> None:
-    """A console error is the book's unless it is a third-party resource failing to load."""
+def _console(msg, errors: list[str], base: str) -> None:
+    """A console error is the book's, except the one Chromium logs for an outside request the
+    check itself aborted (that request is counted as such)."""
     if msg.type != "error":
         return
     url = (msg.location or {}).get("url", "")
-    if url.startswith(("http:", "https:")) and not url.startswith(base) and "Failed to load resource" in msg.text:
-        offline.add(urlsplit(url).netloc)
-    else:
-        errors.append(f"console {msg.type}: {msg.text}")
+    if _outside(url) and "Failed to load resource" in msg.text:
+        return
+    errors.append(f"console {msg.type}: {msg.text}")
+
+
+def _outside(url: str) -> bool:
+    """A request that would leave the machine (any scheme with a host that is not local)."""
+    parts = urlsplit(url)
+    return bool(parts.netloc) and parts.scheme not in ("data", "blob") and parts.hostname not in ("127.0.0.1", "localhost", "::1")
+
+
+# MathJax's first typesetting is done when its startup promise resolves; then every Sphinx math
+# element (inline span / display div, class "math") must hold MathJax's output.
+_FORMULAS = """async () => {
+    const mj = window.MathJax;
+    if (mj && mj.startup && mj.startup.promise) { try { await mj.startup.promise; } catch (e) {} }
+    const maths = [...document.querySelectorAll('span.math, div.math')];
+    const raw = maths.filter(e => !e.querySelector('mjx-container'));
+    return {formulas: maths.length, typeset: maths.length - raw.length, mathjax: !!(mj && mj.version),
+            version: mj && mj.version ? mj.version : null, errors: document.querySelectorAll('mjx-merror').length,
+            raw: raw.slice(0, 3).map(e => e.textContent.slice(0, 60))};
+}"""
 
 
 def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/chromium",
@@ -100,7 +122,8 @@ def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/ch
                    if not p.relative_to(html_dir).parts[0].startswith("_") or p.relative_to(html_dir).parts[0] == "_executed")
     chapters = chapter_pages(root)
     failures: list[str] = []
-    offline: set[str] = set()  # third-party resources (MathJax's CDN) that did not load: no network here
+    outside: list[str] = []  # requests that would have left the machine (aborted)
+    math: dict[str, dict] = {}  # page -> its formulas, where it has any
     n_images = n_links = n_external = 0
     targets: set[tuple[str, str]] = set()
     firsts: dict[str, dict] = {}
@@ -111,10 +134,18 @@ def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/ch
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             context = browser.new_context(viewport=VIEWPORT)
+
+            def offline(route, request):
+                if _outside(request.url):
+                    outside.append(request.url)
+                    return route.abort("internetdisconnected")
+                return route.continue_()
+
+            context.route("**/*", offline)
             for rel in pages:
                 page = context.new_page()
                 errors: list[str] = []
-                page.on("console", lambda m, e=errors: _console(m, e, base, offline))
+                page.on("console", lambda m, e=errors: _console(m, e, base))
                 page.on("pageerror", lambda exc, e=errors: e.append(f"uncaught: {exc}"))
                 page.on("requestfailed", lambda r, e=errors: e.append(f"request failed: {r.url} ({r.failure})")
                         if r.url.startswith(base) else None)
@@ -122,7 +153,16 @@ def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/ch
                         if r.url.startswith(base) and r.status >= 400 else None)
                 page.goto(base + rel, wait_until="load")
                 page.wait_for_load_state("networkidle")
+                formulas = page.evaluate(_FORMULAS)
                 failures += [f"{rel}: {e}" for e in errors]
+                if formulas["formulas"]:
+                    math[rel] = formulas
+                    if formulas["typeset"] < formulas["formulas"]:
+                        failures.append(f"{rel}: {formulas['formulas'] - formulas['typeset']} of {formulas['formulas']} "
+                                        f"formulas not typeset (MathJax {'loaded' if formulas['mathjax'] else 'missing'}; "
+                                        f"e.g. {formulas['raw']})")
+                    if formulas["errors"]:
+                        failures.append(f"{rel}: {formulas['errors']} formulas with a TeX error (mjx-merror)")
 
                 images = page.eval_on_selector_all(
                     "img", "els => els.map(e => ({src: e.currentSrc || e.src, ok: e.complete && e.naturalWidth > 0}))")
@@ -179,22 +219,37 @@ def check(html_dir: Path, screenshots: Path | None, chromium: str = "/usr/bin/ch
                         failures.append(f"{rel}: first screen: {first['code_cells_on_screen']} code cell(s) shown")
                     if screenshots:
                         page.screenshot(path=str(screenshots / f"{name}.png"))
+                        if name == "theory" and page.locator(f"#{GLANCE_ID}").count():
+                            # the theme's sticky header would cover the table's first rows in an element shot
+                            page.add_style_tag(content=".bd-header, .bd-header-article, .skip-link "
+                                                       "{ display: none !important; }")
+                            page.locator(f"#{GLANCE_ID}").screenshot(path=str(screenshots / "theory-verdicts.png"))
                 page.close()
             browser.close()
     finally:
         server.shutdown()
     missing = [n for n, p in chapters.items() if p not in pages]
     failures += [f"{p}: chapter page not built" for p in (chapters[n] for n in missing)]
+    theory = chapters.get("theory")
+    if theory in pages and theory not in math:
+        failures.append(f"{theory}: the theory chapter shows no formula")
+    failures += [f"a request would have left the machine: {u}" for u in dict.fromkeys(outside)]
     return {"pages": len(pages), "images": n_images, "internal_links": n_links, "link_targets": len(targets),
-            "external_links": n_external, "offline_hosts": sorted(offline), "chapters": len(firsts), "first_screens": firsts,
-            "failures": failures, "wall_s": round(time.perf_counter() - t0, 1)}
+            "external_links": n_external, "outside_requests": len(outside),
+            "outside_hosts": sorted({urlsplit(u).netloc for u in outside}),
+            "formulas": sum(m["formulas"] for m in math.values()), "typeset": sum(m["typeset"] for m in math.values()),
+            "pages_with_formulas": len(math), "mathjax": sorted({m["version"] for m in math.values() if m["version"]}),
+            "chapters": len(firsts), "first_screens": firsts, "failures": failures,
+            "wall_s": round(time.perf_counter() - t0, 1)}
 
 
 def summary(report: dict) -> str:
     return (f"browser check: {report['pages']} pages, {report['images']} images, {report['internal_links']} internal "
             f"links ({report['link_targets']} distinct targets; {report['external_links']} external links not followed), "
-            f"{report['chapters']} chapter first screens; {len(report['failures'])} failures; {report['wall_s']} s"
-            + (f" (not reachable offline, not counted: {', '.join(report['offline_hosts'])})" if report["offline_hosts"] else ""))
+            f"{report['typeset']} of {report['formulas']} formulas typeset on {report['pages_with_formulas']} pages "
+            f"(MathJax {', '.join(report['mathjax']) + ', from the book' if report['mathjax'] else 'not loaded'}), {report['outside_requests']} requests "
+            f"leaving the machine{' (' + ', '.join(report['outside_hosts']) + ')' if report['outside_hosts'] else ''}, "
+            f"{report['chapters']} chapter first screens; {len(report['failures'])} failures; {report['wall_s']} s")
 
 
 def main(argv: list[str] | None = None) -> int:

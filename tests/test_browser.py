@@ -39,4 +39,6 @@ def test_book_in_chromium():
     print(check.summary(report))
     assert report["chapters"] == len(check.chapter_pages()), report["first_screens"]
     assert report["images"] > 0 and report["internal_links"] > 0
+    # offline: formulas typeset by the book's own MathJax, no request leaves the machine
+    assert report["formulas"] > 0 and report["typeset"] == report["formulas"] and report["outside_requests"] == 0
     assert not report["failures"], "\n".join(report["failures"])

@@ -29,28 +29,51 @@ def test_setup_returns_the_names_chapters_use_and_shows_the_profile_box(tmp_path
     assert SMOKE and tag == " (CPU rehearsal results)"
 
 
-def test_glance_reads_claims_generically_and_links_sections():
+def test_glance_is_readable_and_links_sections():
+    """The glance table: the effect with its interval and unit, examples and seeds, a p-value
+    only where it is one, the method as a numbered footnote; no raw field names."""
+    from hardex.paper.ledger import Ledger
+
+    led = Ledger("dpls", "fast", "CIFAR-10")
+    led.compare("Fig. 9", "gap shrinks", "1" * 60 + "0" * 40, "1" * 40 + "0" * 60, evidence="e")
+    led.compare("Fig. 9", "per seed", ["1" * 60 + "0" * 40] * 3, ["1" * 40 + "0" * 60] * 3)
+    led.fact("Table 9", "exact fact", True, "exact (deterministic: closed form or seeded simulation)", "41 of 41")
     old = {"item": "Table 3 (cifar10, eps 8/255)", "claim": "DPLS | helps", "verdict": NO_VERDICT, "evidence": "A3: 1 vs 2"}
-    new = {"item": "Fig. 9", "claim": "gap shrinks", "verdict": "holds", "evidence": "e",
-           "effect": 0.0123, "interval": [0.001, 0.02], "method": "paired bootstrap", "n": 300}
-    text = chapter.glance_markdown([old, new, {"item": "Table 99", "claim": "c", "verdict": NOT_RUN}], "dpls")
-    assert text.startswith("3 claims of the paper: **1 holds**, **0 do not hold**, 1 not run, 1 without a verdict")
+    text = chapter.glance_markdown([old, *led.claims, {"item": "Table 99", "claim": "c", "verdict": NOT_RUN}], "dpls")
+    assert text.startswith("5 claims of the paper: **3 hold**, **0 do not hold**, 1 not run, 1 without a verdict")
     rows = text.splitlines()[4:]
     assert "DPLS \\| helps" in rows[0] and "A3: 1 vs 2" in rows[0] and "(#table-3-with-table-9s-factors)" in rows[0]
-    assert "+0.0123 95% CI [+0.001, +0.02] (paired bootstrap) n: 300" in rows[1] and "(#fig-9-" in rows[1]
-    assert rows[3] == "::::{dropdown} 1 claim not run here"  # folded below the judged ones
-    assert "(#verdicts)" in rows[6] and rows[7] == "::::"  # an item no section names: the chapter's verdicts
+    c = led.claims[0]
+    assert f"| {c['effect']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}] points; 100 examples, 1 seed; McNemar p" in rows[1]
+    assert "¹ |" in rows[1] and "(#fig-9-" in rows[1]
+    assert "+20.00 [" in rows[2] and "100 examples, 3 seeds" in rows[2] and "McNemar" not in rows[2] and "²" in rows[2]
+    assert "| exact³ | 41 of 41 |" in rows[3]
+    for raw in ("level:", "computed verdict", "direction", "seeds:", "n:"):
+        assert raw not in text
+    notes = rows[5]
+    assert notes.startswith("<small>Methods: ¹ paired bootstrap over test examples") and "² seed-level t-interval" in notes
+    assert rows[7] == "::::{dropdown} 1 claim not run here"  # folded below the judged ones
+    assert "(#verdicts)" in rows[10] and rows[11] == "::::"  # an item no section names: the chapter's verdicts
     assert chapter.glance_markdown([], "dpls") == "No claim of the paper is judged here."
 
 
-def test_landing_keeps_profiles_apart():
+def test_landing_keeps_profiles_apart_and_leads_with_the_disagreements():
     claim = {"item": "Fig. 9", "claim": "c", "verdict": "holds", "evidence": "e"}
     ledgers = {"dpls": {"chapter": "dpls", "profile": "fast", "data": "CIFAR-10", "claims": [claim]},
                "theory": {"chapter": "theory", "profile": "smoke", "data": "none",
-                          "claims": [dict(claim, item="Theorem 2", verdict=NO_VERDICT)]}}
+                          "claims": [dict(claim, item="Theorem 2", verdict=NO_VERDICT),
+                                     dict(claim, item="Corollary 2", claim="rises iff n^3 <= beta m^3",
+                                          verdict="does not hold", evidence="73.2% of 14400 grid points",
+                                          method="exact (deterministic: closed form or seeded simulation)")]}}
     text = chapter.landing(ledgers, "smoke", ["theory", "dpls"])
-    this, earlier = text.split("### Earlier records, profile `fast`")
-    assert this.startswith("### This build, profile `smoke`") and "theory.ipynb" in this and "dpls.ipynb" not in this
+    head, rest = text.split("### This build, profile `smoke`")
+    this, earlier = rest.split("### Earlier records, profile `fast`")
+    assert head.startswith("### Where our checks disagree with the paper")
+    assert "**This build, profile `smoke`**: 1 claim of the paper does not hold." in head
+    row = next(line for line in head.splitlines() if line.startswith("| Corollary 2"))
+    assert "| exact¹ | 73.2% of 14400 grid points | [Corollary 2: overall standard accuracy](../_executed/theory.ipynb#corollary-2" in row
+    assert "**Earlier records, profile `fast`**: no claim of the paper gets" in head
+    assert "theory.ipynb" in this and "dpls.ipynb" not in this and "1 does not hold" in this
     assert "../_executed/dpls.ipynb#fig-9-" in earlier and "theory.ipynb" not in earlier
     assert "No chapter has been executed" in chapter.landing({}, "smoke", [])
 
@@ -101,9 +124,13 @@ def test_glue_figure_outside_a_kernel_closes_the_figure_and_glues_nothing(capsys
     assert not plt.fignum_exists(fig.number) and capsys.readouterr().out == ""
 
 
-def test_effect_text_shows_a_stats_interval_as_an_interval():
-    from hardex.book.chapter import effect_text
+def test_measured_text_reads_older_ledgers_and_other_units():
+    from hardex.book.chapter import effect_text, measured_text
 
     claim = {"item": "Table 3", "claim": "c", "verdict": "holds", "evidence": "", "effect": 2.0, "lo": 0.0,
-             "hi": 6.0, "level": 0.95, "method": "paired bootstrap", "n": 50}
-    assert effect_text(claim) == "+2 [+0, +6] (95% interval) (paired bootstrap) n: 50"
+             "hi": 6.0, "level": 0.95, "method": "paired bootstrap", "n": 50}  # an older ledger: no unit, no short name
+    assert measured_text(claim) == "+2.00 [+0.00, +6.00] points; 50 examples"
+    assert effect_text(claim) == "+2.00 [+0.00, +6.00] points; 50 examples (paired bootstrap)"
+    el2n = dict(claim, effect=0.0123, lo=0.004, hi=0.02, unit="EL2N", level=0.9, n=None, p=1.0)
+    assert measured_text(el2n) == "+0.0123 [+0.004, +0.02] EL2N (90%)"  # a p that is no McNemar p is not shown
+    assert measured_text({"item": "x", "claim": "c", "verdict": "not run"}) == "-"

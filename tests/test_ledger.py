@@ -45,7 +45,11 @@ def test_verdicts(profile, kind, expected):
         c = led.claims[0]
         assert c["n"] == 1000 and c["seeds"] == 1 and c["lo"] <= c["effect"] <= c["hi"] and "McNemar" in c["method"]
         assert c["computed verdict"] in (ledger.HOLDS, ledger.FAILS, ledger.INCONCLUSIVE)
-        assert tab["effect [95% CI], points"][0].startswith(f"{c['effect']:+.2f} [")
+        assert tab["effect [95% interval]"][0] == f"{c['effect']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}] points"
+        assert tab["p"][0].startswith("p ") and tab["method"][0] == "paired bootstrap"
+        html = tab._repr_html_()  # the full method is the short name's tooltip
+        assert "exact McNemar p" in html and "paired bootstrap over test examples" in html
+        assert repr(tab).splitlines()[0].split()[:3] == ["paper", "claim", "verdict"]
 
 
 def test_claim_refuses_a_bare_bool_and_other_recorders(tmp_path):
@@ -108,3 +112,18 @@ def test_quick_profile_ledger_adds_the_stated_seed_spread(tmp_path):
     assert quick.stats.unpaired(0.6, 100, 0.5, 100).method.endswith("(one training seed)")
     assert quick.stats.mde is ledger.stats.mde and quick.stats.HOLDS == "holds"
     assert quick.power("T", "a - b", 10000, 1, 2.0)["MDE"] > fast.power("T", "a - b", 10000, 1, 2.0)["MDE"]
+
+
+@pytest.mark.parametrize("profile, rehearsal", [("smoke", False), ("quick", True), ("fast", False)])
+def test_claims_that_train_nothing_get_their_verdict_on_every_profile(profile, rehearsal):
+    """A closed form or seeded simulation (trained=False) is the same computation on every
+    profile: its computed verdict stands on smoke and in a CPU rehearsal; a claim that rests on
+    smoke-scale training does not get one there."""
+    led = ledger.Ledger("theory", profile, "no data", rehearsal=rehearsal)
+    assert led.fact("Corollary 2", "rises iff n^3 <= beta m^3", False, "exact (closed form)", "73% of the grid",
+                    trained=False) == ledger.FAILS
+    assert led.fact("Theorem 2", "D_std < D_adv", True, "exact (closed form)", trained=False) == ledger.HOLDS
+    trained = led.fact("Fig. 14", "hard examples are unevenly spread", True, "exact (class counts)")
+    assert trained == (ledger.NO_VERDICT if led.smoke else ledger.HOLDS)
+    assert [c["trained"] for c in led.claims] == [False, False, True]
+    assert led.claims[0]["computed verdict"] == ledger.FAILS and led.claims[0]["method_short"] == "exact"

@@ -150,8 +150,9 @@ def test_reproduction_tables_show_intervals_and_power_and_read_old_ledgers():
            "claims": [{"item": "Table 1", "claim": "x", "verdict": "holds", "evidence": ""}]}  # before issue 15
     t = report.reproduction_tables({"dpls": new.to_dict(), "hard_examples": old}, existing_chapters=["dpls", "hard_examples"])
     c = t["claims"].set_index("chapter")
-    assert c.loc["dpls", "effect [95% CI], points"].startswith("+20.00 [") and c.loc["dpls", "examples"] == 100
-    assert c.loc["hard_examples", "effect [95% CI], points"] == "-" and pd.isna(c.loc["hard_examples", "method"])
+    assert c.loc["dpls", "effect [95% interval]"].startswith("+20.00 [") and c.loc["dpls", "examples"] == 100
+    assert c.loc["dpls", "effect [95% interval]"].endswith("] points") and c.loc["dpls", "p"].startswith("p ")
+    assert c.loc["hard_examples", "effect [95% interval]"] == "-" and pd.isna(c.loc["hard_examples", "method"])
     p = t["power"]
     assert len(p) == 1 and p.iloc[0]["seeds"] == 3 and not p.iloc[0]["can confirm"]
     assert "inconclusive" in t["summary"].columns

@@ -18,9 +18,10 @@ MyST-NB collects a notebook's glued outputs before it renders any cell, so the p
 come before the glue. :func:`landing` writes the landing page's "does the paper hold?"
 section from every saved ledger, one block per profile.
 
-The summaries read a claim's fields generically: ``item``, ``claim``, ``verdict``,
-``evidence`` and whatever else a claim carries (``effect``, ``interval``/``ci``,
-``method``, ...), so they do not depend on how the ledger computes its verdicts.
+The summaries read a claim's ``item``, ``claim``, ``verdict`` and ``evidence`` and, where a
+claim has them, its statistics (``effect``, ``lo``, ``hi``, ``level``, ``unit``, ``n``,
+``seeds``, ``p``, ``method``): the effect with its interval and unit, examples and seeds, a
+p-value only where it is one, the method as a numbered footnote under the table.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from hardex.paths import repo_root
 GLANCE_KEY = "verdicts-at-a-glance"
 # MyST-NB's glue: an output whose mime types carry this prefix is not shown where it is made.
 _GLUE_PREFIX = "application/papermill.record/"
-_MARK = {HOLDS: "✅ holds", FAILS: "❌ does not hold", NOT_RUN: "➖ not run", NO_VERDICT: "⚪ no verdict (smoke)"}
-_CORE = ("item", "claim", "verdict", "evidence")
+_MARK = {HOLDS: "✅ holds", FAILS: "❌ does not hold", NOT_RUN: "➖ not run", NO_VERDICT: "⚪ no verdict (smoke)",
+         "inconclusive": "❔ inconclusive"}
 _NOTES: list[str] = []  # this kernel's build notes (one chapter per kernel)
 
 
@@ -222,70 +223,107 @@ def _cell(text: Any) -> str:
     return s.replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*").replace("$", "\\$")
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:+.3g}" if abs(v) < 1000 else f"{v:.4g}"
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
-        return f"[{_fmt(float(v[0]))}, {_fmt(float(v[1]))}]"
-    if isinstance(v, Mapping):
-        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
-    return _value(v)
+_SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _marker(i: int) -> str:
+    """The i-th footnote marker (1-based): ¹, ², ... ¹⁰."""
+    return str(i).translate(_SUP)
+
+
+def measured_text(claim: Mapping[str, Any]) -> str:
+    """What a claim measured, in words a reader scans: the effect with its interval and unit
+    (``+2.10 [+0.40, +3.80] points``, an equivalence test's 90% interval tagged), the test
+    examples and seeds, and a p-value only where the claim has one (McNemar); ``exact`` for a
+    computed fact; "-" for a claim without statistics (not run, or an older ledger)."""
+    from hardex.paper.ledger import interval_text, method_short, p_text, p_value
+
+    parts = []
+    text = interval_text(claim, unit=True)
+    if text != "-":
+        parts.append(text)
+    elif claim.get("method"):
+        parts.append(method_short(claim) or "-")
+    n, k = claim.get("n"), claim.get("seeds")
+    if isinstance(n, int) and n:
+        parts.append(f"{n:,} examples" + (f", {k} seed{'s' if k != 1 else ''}" if isinstance(k, int) and k else ""))
+    pv = p_text(p_value(claim))
+    if pv:
+        parts.append(f"McNemar {pv}")
+    return "; ".join(parts) if parts else "-"
 
 
 def effect_text(claim: Mapping[str, Any]) -> str:
-    """What a claim measured: its effect, interval and method when it has them (any other
-    extra field too), else its evidence."""
-    extra = {k: v for k, v in claim.items() if k not in _CORE and v not in (None, "", [], {})}
-    if not extra:
-        return str(claim.get("evidence") or "")
-    parts = []
-    if "effect" in extra:
-        text = _fmt(extra.pop("effect"))
-        lo, hi = extra.pop("lo", None), extra.pop("hi", None)
-        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):  # hardex.paper.stats' interval
-            level = extra.pop("level", 0.95)
-            text += f" [{_fmt(float(lo))}, {_fmt(float(hi))}] ({level:.0%} interval)"
-        parts.append(text)
-    for key in ("interval", "ci"):
-        if key in extra:
-            parts.append(f"95% CI {_fmt(extra.pop(key))}")
-    if "method" in extra:
-        parts.append(f"({_fmt(extra.pop('method'))})")
-    parts += [f"{k}: {_fmt(v)}" for k, v in extra.items()]
-    return " ".join(p for p in parts if p)
+    """:func:`measured_text`, with the method in words after it (for plain-text summaries)."""
+    from hardex.paper.ledger import method_short
+
+    m = method_short(claim)
+    text = measured_text(claim)
+    return text if not m or text.startswith(m) else f"{text} ({m})"
 
 
 def counts_text(claims: Iterable[Mapping[str, Any]]) -> str:
+    from hardex.paper.ledger import INCONCLUSIVE
+
     claims = list(claims)
     if not claims:
         return "No claim of the paper is judged here."
     n = {v: sum(c.get("verdict") == v for c in claims) for v in VERDICTS}
     other = len(claims) - sum(n.values())
-    parts = [f"**{n[HOLDS]} hold{'s' if n[HOLDS] == 1 else ''}**", f"**{n[FAILS]} do{'es' if n[FAILS] == 1 else ''} not hold**",
-             f"{n[NOT_RUN]} not run"]
+    parts = [f"**{n[HOLDS]} hold{'s' if n[HOLDS] == 1 else ''}**", f"**{n[FAILS]} do{'es' if n[FAILS] == 1 else ''} not hold**"]
+    if n[INCONCLUSIVE]:
+        parts.append(f"{n[INCONCLUSIVE]} inconclusive")
+    parts.append(f"{n[NOT_RUN]} not run")
     if n[NO_VERDICT]:
-        parts.append(f"{n[NO_VERDICT]} without a verdict (smoke profile)")
+        parts.append(f"{n[NO_VERDICT]} without a verdict (they rest on smoke-scale training)")
     if other:
         parts.append(f"{other} other")
     return f"{len(claims)} claim{'s' if len(claims) != 1 else ''} of the paper: " + ", ".join(parts) + "."
 
 
-def _claims_table(claims: list[Mapping[str, Any]], hs: list[Heading], link_prefix: str) -> list[str]:
-    lines = ["| paper | claim | verdict | effect / evidence | shown in |", "|---|---|---|---|---|"]
+class _Methods:
+    """The methods a table names, numbered in order of first use, for its footnotes."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    def mark(self, claim: Mapping[str, Any]) -> str:
+        method = " ".join(str(claim.get("method") or "").split())
+        if not method:
+            return ""
+        if method not in self.order:
+            self.order.append(method)
+        return _marker(self.order.index(method) + 1)
+
+    def footnotes(self) -> list[str]:
+        if not self.order:
+            return []
+        return ["", "<small>Methods: " + "; ".join(f"{_marker(i)} {_cell(m)}" for i, m in enumerate(self.order, 1))
+                + ".</small>"]
+
+
+def _link(c: Mapping[str, Any], hs: list[Heading], link_prefix: str) -> str:
+    h = section_for(str(c.get("item", "")), hs)
+    return f"[{_cell(_heading_text(h.title))}]({link_prefix}#{h.slug})" if h else ""
+
+
+def _claims_table(claims: list[Mapping[str, Any]], hs: list[Heading], link_prefix: str,
+                  methods: _Methods | None = None) -> list[str]:
+    lines = ["| paper | claim | verdict | measured | evidence | shown in |", "|---|---|---|---|---|---|"]
     for c in claims:
-        h = section_for(str(c.get("item", "")), hs)
-        where = f"[{_cell(_heading_text(h.title))}]({link_prefix}#{h.slug})" if h else ""
         verdict = _MARK.get(c.get("verdict"), _cell(c.get("verdict", "")))
+        mark = methods.mark(c) if methods is not None else ""
         lines.append(f"| {_cell(c.get('item', ''))} | {_cell(c.get('claim', ''))} | {verdict} | "
-                     f"{_cell(effect_text(c))} | {where} |")
+                     f"{_cell(measured_text(c))}{mark} | {_cell(c.get('evidence') or '')} | {_link(c, hs, link_prefix)} |")
     return lines
 
 
 def glance_markdown(claims: Iterable[Mapping[str, Any]], chapter: str, link_prefix: str = "",
                     root: Path | None = None) -> str:
     """The claims as MyST Markdown: a count per verdict, then a table (where in the paper, the
-    claim, the verdict, the effect or evidence, a link to the section that shows it:
-    ``link_prefix`` + ``#slug``); the claims not run here are folded into a dropdown."""
+    claim, the verdict, what was measured (:func:`measured_text`, with a footnote marker for
+    its method, the methods listed under the table), the evidence, a link to the section that
+    shows it: ``link_prefix`` + ``#slug``); the claims not run here are folded into a dropdown."""
     claims = list(claims)
     hs = headings(chapter, root)
     lines = [counts_text(claims)]
@@ -294,7 +332,8 @@ def glance_markdown(claims: Iterable[Mapping[str, Any]], chapter: str, link_pref
     judged = [c for c in claims if c.get("verdict") != NOT_RUN]
     not_run = [c for c in claims if c.get("verdict") == NOT_RUN]
     if judged:
-        lines += ["", *_claims_table(judged, hs, link_prefix)]
+        methods = _Methods()
+        lines += ["", *_claims_table(judged, hs, link_prefix, methods), *methods.footnotes()]
     if not_run:
         lines += ["", f"::::{{dropdown}} {len(not_run)} claim{'s' if len(not_run) != 1 else ''} not run here",
                   *_claims_table(not_run, hs, link_prefix), "::::"]
@@ -380,7 +419,8 @@ def finish(led: Ledger) -> None:
 # the landing page
 
 PROFILE_NOTE = {
-    "smoke": "plumbing only: a tiny CNN for a few epochs on a small sample, so no claim gets a verdict",
+    "smoke": "plumbing only: a tiny CNN for a few epochs on a small sample, so no claim that rests on its training gets "
+             "a verdict; the claims that train nothing (closed forms, seeded simulations: the theory chapter) get theirs",
     "quick": "one GPU for ten minutes (`make gpu-check`): Table 3 at eps 8/255 for PGD-AT and Table 1 / Figs. 3-4, "
              "PreActResNet-18 on a 10,000-image sample with a 30-epoch schedule of the paper's shape, one seed",
     "fast": "one GPU, PreActResNet-18, compressed schedules with the paper's shape",
@@ -388,22 +428,55 @@ PROFILE_NOTE = {
 }
 
 
-def landing(ledgers: Mapping[str, Mapping[str, Any]], profile: str, chapters: Iterable[str],
-            link_base: str = "../_executed/", root: Path | None = None) -> str:
-    """The landing page's answer to "does the paper hold?" (MyST Markdown): for the profile
-    that built the book, every chapter's claims with verdict, effect and a link to the section
-    that shows it; ledgers of other profiles follow, each under its own label, never mixed."""
-    order = list(chapters)
+def _ordered_profiles(ledgers: Mapping[str, Mapping[str, Any]], profile: str, order: list[str]) -> dict[str, list[str]]:
     by_profile: dict[str, list[str]] = {}
     for ch in sorted(ledgers, key=lambda c: order.index(c) if c in order else len(order)):
         by_profile.setdefault(str(ledgers[ch].get("profile")), []).append(ch)
+    return {p: by_profile[p] for p in [profile, *sorted(x for x in by_profile if x != profile)] if p in by_profile}
+
+
+def disagreements(ledgers: Mapping[str, Mapping[str, Any]], profile: str, chapters: Iterable[str],
+                  link_base: str = "../_executed/", root: Path | None = None) -> str:
+    """The landing page's "Where our checks disagree with the paper" (MyST Markdown): every
+    claim whose verdict is "does not hold", with what was measured, its evidence and a link to
+    the section that shows it, per profile (this build's first), never mixed."""
+    by_profile = _ordered_profiles(ledgers, profile, list(chapters))
+    out = []
+    for prof, chs in by_profile.items():
+        rows = [(ch, c) for ch in chs for c in ledgers[ch].get("claims", []) if c.get("verdict") == FAILS]
+        label = ("this build" if prof == profile else "earlier records") + f", profile `{prof}`"
+        if not rows:
+            out += [f"**{label[0].upper() + label[1:]}**: no claim of the paper gets \"does not hold\".", ""]
+            continue
+        out += [f"**{label[0].upper() + label[1:]}**: {len(rows)} claim{'s' if len(rows) != 1 else ''} of the paper "
+                f"{'do' if len(rows) != 1 else 'does'} not hold.", "",
+                "| paper | claim | measured | evidence | shown in |", "|---|---|---|---|---|"]
+        methods = _Methods()
+        for ch, c in rows:
+            hs = headings(ch, root)
+            title = next((h.title for h in hs if h.level == 1), ch)
+            where = _link(c, hs, f"{link_base}{ch}.ipynb") or f"[{_cell(_heading_text(title))}]({link_base}{ch}.ipynb)"
+            out.append(f"| {_cell(c.get('item', ''))} | {_cell(c.get('claim', ''))} | {_cell(measured_text(c))}"
+                       f"{methods.mark(c)} | {_cell(c.get('evidence') or '')} | {where} |")
+        out += [*methods.footnotes(), ""]
+    return "\n".join(out).rstrip() if out else "No chapter has been executed in this build."
+
+
+def landing(ledgers: Mapping[str, Mapping[str, Any]], profile: str, chapters: Iterable[str],
+            link_base: str = "../_executed/", root: Path | None = None) -> str:
+    """The landing page's answer to "does the paper hold?" (MyST Markdown): first where our
+    checks disagree with the paper (:func:`disagreements`), then, for the profile that built
+    the book, every chapter's claims with verdict, what was measured and a link to the section
+    that shows it; ledgers of other profiles follow, each under its own label, never mixed."""
+    order = list(chapters)
+    by_profile = _ordered_profiles(ledgers, profile, order)
     if not by_profile:
         return "No chapter has been executed in this build, so no claim has a verdict yet."
-    out = []
-    for prof in [profile, *sorted(p for p in by_profile if p != profile)]:
-        chs = by_profile.get(prof)
-        if not chs:
-            continue
+    out = ["### Where our checks disagree with the paper", "",
+           "Every claim of the paper whose computed verdict is **does not hold**: the interval of its effect lies "
+           "entirely on the other side, or the exact computation contradicts it.", "",
+           disagreements(ledgers, profile, order, link_base, root), ""]
+    for prof, chs in by_profile.items():
         claims = [c for ch in chs for c in ledgers[ch].get("claims", [])]
         label = ("This build" if prof == profile else "Earlier records") + f", profile `{prof}`"
         out += [f"### {label}", "",

@@ -15,14 +15,17 @@ named method), :meth:`Ledger.record` (any :class:`hardex.paper.stats.Comparison`
 :func:`hardex.paper.stats.combine` of several). Each claim stores effect and interval (accuracy
 points), method, examples, seeds and verdict: holds / does not hold / inconclusive.
 ``claim(item, claim, None, evidence)`` records a claim whose runs were not made ("not run");
-a bool there is refused. On the smoke profile no verdict is drawn (tiny models, a few
-epochs): the statistics are computed and stored, the verdict is ``"no verdict (smoke)"``.
+a bool there is refused. On the smoke profile no verdict is drawn from what its training
+made (tiny models, a few epochs): the statistics are computed and stored, the verdict is
+``"no verdict (smoke)"``. A claim that rests on no training run (``trained=False``: a closed
+form, a seeded simulation, an exact check, as in the theory chapter) is the same computation
+on every profile, so its verdict stands on every profile, smoke and CPU rehearsal included.
 :meth:`Ledger.power` records, before anything trains, the minimum detectable effect of a
 planned comparison next to the paper's effect.
 
 A CPU rehearsal (``Ledger(..., rehearsal=True)``: `hardex gpu-check --device cpu --stand-in ...`
 and the book it renders) runs a GPU profile's code on a tiny stand-in: like smoke, its ledgers
-keep the statistics and draw no verdict, and its pages say "CPU rehearsal".
+keep the statistics and draw no verdict from training, and its pages say "CPU rehearsal".
 
 Where ledgers go: the ``directory`` a ledger is given (``hardex book`` passes ``<out>/ledger``
 to every chapter), else :data:`DEFAULT_DIR` under the checkout.
@@ -35,6 +38,7 @@ import json
 import math
 import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -55,7 +59,7 @@ DISCORDANCE, SEED_SD = 0.15, 0.5
 # undo: their one-seed intervals add the stated SEED_SD (hardex.paper.stats, "One training seed").
 SINGLE_SEED_SD = {"quick": SEED_SD}
 _SEEDED = ("paired", "across_seeds", "equivalence", "unpaired")
-STAT_FIELDS = ("effect", "lo", "hi", "level", "method", "n", "seeds", "margin", "p", "direction")
+STAT_FIELDS = ("effect", "lo", "hi", "level", "method", "method_short", "unit", "n", "seeds", "margin", "p", "direction")
 
 
 def default_dir() -> Path:
@@ -182,7 +186,8 @@ class Ledger:
         ledger's ``seed_sd`` applied (see :class:`_Stats`)."""
         return _Stats(self.seed_sd)
 
-    def claim(self, item: str, claim: str, holds: stats.Comparison | None, evidence: str = "") -> str:
+    def claim(self, item: str, claim: str, holds: stats.Comparison | None, evidence: str = "",
+              trained: bool = True) -> str:
         """Record the paper's ``claim`` (made in ``item``). ``holds=None``: its runs were not
         made on this profile ("not run"); else a :class:`hardex.paper.stats.Comparison` (see
         :meth:`record`). A bool is refused: a verdict needs a statistic."""
@@ -192,14 +197,19 @@ class Ledger:
         if not isinstance(holds, stats.Comparison):
             raise TypeError(f"{item}: claim {claim!r} got {type(holds).__name__}; a verdict comes from a statistic "
                             "(led.compare / led.equivalent / led.unpaired / led.fact), never a bare bool")
-        return self.record(item, claim, holds, evidence)
+        return self.record(item, claim, holds, evidence, trained)
 
-    def record(self, item: str, claim: str, result: stats.Comparison, evidence: str = "") -> str:
+    def record(self, item: str, claim: str, result: stats.Comparison, evidence: str = "",
+               trained: bool = True) -> str:
         """Record ``claim`` with ``result``'s effect, interval, method, examples, seeds and
-        verdict (``"no verdict (smoke)"`` on the smoke profile, the statistics kept)."""
-        verdict = NO_VERDICT if self.smoke else result.verdict
+        verdict. ``trained``: the result rests on this profile's training runs, so on the smoke
+        profile (and a CPU rehearsal) the verdict is ``"no verdict (smoke)"``, the statistics
+        kept; ``trained=False`` (closed forms, seeded simulations, exact checks that train
+        nothing): the computed verdict stands on every profile."""
+        verdict = NO_VERDICT if self.smoke and trained else result.verdict
         d = result.to_dict()
         self.claims.append({"item": item, "claim": claim, "verdict": verdict, "evidence": evidence,
+                            "trained": bool(trained),
                             **{k: d[k] for k in STAT_FIELDS}, "computed verdict": result.verdict,
                             **({"parts": d["extra"]["parts"]} if "parts" in d["extra"] else {}),
                             **({"per_seed": d["extra"]["per_seed"]} if "per_seed" in d["extra"] else {})})
@@ -237,10 +247,12 @@ class Ledger:
         return self.record(item, claim, self.stats.unpaired(acc_a, n_a, acc_b, n_b, direction, margin, **kw), evidence)
 
     def fact(self, item: str, claim: str, holds: bool, method: str = "exact (deterministic)",
-             evidence: str = "", effect: float | None = None, n: int | None = None) -> str:
+             evidence: str = "", effect: float | None = None, n: int | None = None, trained: bool = True) -> str:
         """A claim that is not a noisy comparison (a deterministic fact, a seeded simulation,
-        a check with its own decision rule); ``method`` names why no interval applies."""
-        return self.record(item, claim, stats.deterministic(holds, method, effect, n), evidence)
+        a check with its own decision rule); ``method`` names why no interval applies.
+        ``trained=False``: it computes on no training run (a closed form, a seeded simulation),
+        so its verdict stands on every profile (:meth:`record`)."""
+        return self.record(item, claim, stats.deterministic(holds, method, effect, n), evidence, trained)
 
     def power(self, item: str, comparison: str, n: int | None, seeds: int = 1, paper_effect: float | None = None,
               discordance: float = DISCORDANCE, seed_sd: float = SEED_SD, note: str = "",
@@ -271,9 +283,8 @@ class Ledger:
                 "seed sd", "note"]
         return pd.DataFrame(self.powers, columns=cols)
 
-    def verdicts(self) -> pd.DataFrame:
-        """The claims as a table for the chapter's closing section: the verdict, the effect
-        with its interval (points), the method, examples and seeds."""
+    def verdicts(self) -> "VerdictTable":
+        """The claims as a table for the chapter's closing section (:func:`verdict_table`)."""
         return verdict_table(self.claims)
 
     def to_dict(self) -> dict[str, Any]:
@@ -302,24 +313,96 @@ def load_ledgers(directory: str | os.PathLike | None = None) -> dict[str, dict[s
     return out
 
 
-def interval_text(c: dict[str, Any]) -> str:
-    """``+2.10 [+0.40, +3.80]`` (points; "90%" marked for equivalence intervals); "-" when the
-    claim has no effect (not run, or a fact without one)."""
+def _unit(c: Mapping[str, Any]) -> str:
+    return str(c.get("unit") or "points")
+
+
+def _num_text(v: float, unit: str) -> str:
+    return f"{v:+.2f}" if unit == "points" else f"{v:+.3g}"
+
+
+def interval_text(c: Mapping[str, Any], unit: bool = False) -> str:
+    """``+2.10 [+0.40, +3.80]`` (``unit=True``: ``... points``, or the claim's unit); a
+    non-95% interval is tagged (``(90%)``: an equivalence test's); "-" when the claim has no
+    effect (not run, or a fact without one)."""
     eff, lo, hi, lvl = (_num(c.get(k)) for k in ("effect", "lo", "hi", "level"))
     if eff is None:
         return "-"
+    u = _unit(c)
+    tail = f" {u}" if unit else ""
     if lo is None or hi is None:
-        return f"{eff:+.2f}"
+        return f"{_num_text(eff, u)}{tail}"
     lvl = lvl or 0.95
     tag = "" if abs(lvl - 0.95) < 1e-9 else f" ({round(100 * lvl)}%)"
-    return f"{eff:+.2f} [{lo:+.2f}, {hi:+.2f}]{tag}"
+    return f"{_num_text(eff, u)} [{_num_text(lo, u)}, {_num_text(hi, u)}]{tail}{tag}"
 
 
-def verdict_table(claims: list[dict[str, Any]]) -> pd.DataFrame:
-    """Claims (ledger dicts, old ones without statistics included) as a display table."""
-    rows = [{"item": c["item"], "claim": c["claim"], "verdict": c["verdict"],
-             "effect [95% CI], points": interval_text(c), "method": c.get("method") or "-",
-             "examples": c.get("n"), "seeds": c.get("seeds"), "evidence": c.get("evidence", "")} for c in claims]
-    df = pd.DataFrame(rows, columns=["item", "claim", "verdict", "effect [95% CI], points", "method", "examples",
-                                     "seeds", "evidence"])
-    return df.astype({"examples": "Int64", "seeds": "Int64"})
+def method_short(c: Mapping[str, Any]) -> str:
+    """The few words that name a claim's method (older ledgers: derived from the full text)."""
+    if c.get("method_short"):
+        return str(c["method_short"])
+    return stats.short_method(str(c["method"])) if c.get("method") else ""
+
+
+def p_value(c: Mapping[str, Any]) -> float | None:
+    """The claim's p-value where it is one (the exact McNemar test of a one-seed paired
+    comparison), else None."""
+    p = _num(c.get("p"))
+    return p if p is not None and "mcnemar" in str(c.get("method") or "").lower() else None
+
+
+def p_text(p: float | None) -> str:
+    if p is None:
+        return ""
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}" if p < 0.01 else f"p = {p:.2f}"
+
+
+VERDICT_COLUMNS = ["paper", "claim", "verdict", "effect [95% interval]", "examples", "seeds", "p", "method", "evidence"]
+
+
+def verdict_table(claims: list[dict[str, Any]]) -> "VerdictTable":
+    """Claims (ledger dicts, older ones without statistics included) as a table a reader can
+    scan: the effect with its interval and unit (an equivalence test's 90% interval tagged),
+    examples and seeds, a p-value only where the claim has one (McNemar), the method in a few
+    words (the full description in a tooltip), the evidence."""
+    rows, methods = [], []
+    for c in claims:
+        rows.append({"paper": c["item"], "claim": c["claim"], "verdict": c["verdict"],
+                     "effect [95% interval]": interval_text(c, unit=True), "examples": c.get("n"),
+                     "seeds": c.get("seeds"), "p": p_text(p_value(c)), "method": method_short(c) or "-",
+                     "evidence": c.get("evidence", "")})
+        methods.append(str(c.get("method") or ""))
+    df = pd.DataFrame(rows, columns=VERDICT_COLUMNS).astype({"examples": "Int64", "seeds": "Int64"})
+    return VerdictTable(df, methods)
+
+
+class VerdictTable:
+    """A verdict table for the page: ``frame`` (a DataFrame) shown as HTML with each method's
+    full description as a tooltip on its short name (``pandas.io.formats.style.Styler.set_tooltips``);
+    its text form is the plain table (what nbval compares). Indexing reaches the frame."""
+
+    def __init__(self, frame: pd.DataFrame, methods: list[str]):
+        self.frame, self.methods = frame, methods
+
+    def __getitem__(self, key):
+        return self.frame[key]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def styler(self):
+        df = self.frame
+        tips = pd.DataFrame("", index=df.index, columns=df.columns)
+        if len(df):
+            tips["method"] = self.methods
+        return (df.style.hide(axis="index").format(na_rep="")
+                .set_tooltips(tips, props="visibility: hidden; position: absolute; z-index: 10; background: #333; "
+                              "color: #fff; padding: 0.3em 0.5em; border-radius: 3px; max-width: 32em; "
+                              "white-space: normal; font-size: 0.85em; transform: translate(-50%, 1.2em);")
+                .set_table_attributes('class="hardex-verdicts"'))
+
+    def _repr_html_(self) -> str:
+        return self.styler().to_html()
+
+    def __repr__(self) -> str:
+        return self.frame.to_string(index=False)

@@ -182,8 +182,8 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
 
     Returns ``items`` (one row per paper item: chapter, status, profile, data, numbers
     compared, verdict counts), ``cells`` (every compared number: paper / ours / diff),
-    ``claims`` (every claim with its verdict, effect and interval in points, method, examples
-    and seeds), ``power`` (each chapter's planned comparisons: minimum detectable effect next
+    ``claims`` (every claim with its verdict, effect and interval with its unit, examples,
+    seeds, a p-value where it is one, the method in a few words and in full), ``power`` (each chapter's planned comparisons: minimum detectable effect next
     to the paper's effect) and ``summary`` (verdict counts per chapter).
     Cells and claims are attached to every item their label names (:func:`refs`); those
     naming no item of the registry are kept with item ``"(other)"``.
@@ -203,15 +203,16 @@ def reproduction_tables(ledgers: Mapping[str, Mapping[str, Any]], existing_chapt
                                  **{k: v for k, v in e.items() if k != "item"}})
     cells = pd.DataFrame(cell_rows, columns=["item", "label", "chapter", "profile", "data", "row", "metric",
                                              "paper", "ours", "diff", "note"])
-    claims = pd.DataFrame(claim_rows, columns=["item", "label", "chapter", "profile", "data", "claim",
-                                               "verdict", "effect", "lo", "hi", "level", "method", "n", "seeds",
-                                               "evidence"])
-    from hardex.paper.ledger import interval_text
+    from hardex.paper.ledger import interval_text, method_short, p_text, p_value
 
     # ledgers written before issue 15 carry no statistics: their columns stay empty
-    claims.insert(claims.columns.get_loc("effect"), "effect [95% CI], points",
-                  [interval_text(r) for r in claims.to_dict("records")] if len(claims) else [])
-    claims = claims.drop(columns=["effect", "lo", "hi", "level"]).rename(columns={"n": "examples"})
+    claims = pd.DataFrame([{**{k: r.get(k) for k in ("item", "label", "chapter", "profile", "data", "claim", "verdict")},
+                            "effect [95% interval]": interval_text(r, unit=True), "examples": r.get("n"),
+                            "seeds": r.get("seeds"), "p": p_text(p_value(r)), "method": method_short(r) or None,
+                            "method (full)": r.get("method"), "evidence": r.get("evidence")} for r in claim_rows],
+                          columns=["item", "label", "chapter", "profile", "data", "claim", "verdict",
+                                   "effect [95% interval]", "examples", "seeds", "p", "method", "method (full)",
+                                   "evidence"])
     claims = claims.astype({"examples": "Int64", "seeds": "Int64"})
     power = pd.DataFrame([{"chapter": ch, "profile": led.get("profile"), **p}
                           for ch, led in ledgers.items() for p in led.get("power", [])],

@@ -15,18 +15,29 @@ Conventions
 - Paired, one seed: the bootstrap of the accuracy difference of paired 0/1 outcomes depends
   only on the counts of the four (a, b) cells, so examples are resampled as a multinomial
   draw of those counts: exact (the same distribution as resampling example indices) and fast.
-- Several seeds (the same test examples for every seed): a **hierarchical bootstrap** --
-  resample the test examples (jointly for all seeds: the test set is shared, so its noise is
-  too), then resample the seeds with replacement, and average the per-seed differences. The
-  joint example resample is a multinomial draw over the observed patterns of per-seed
-  differences d_s in {-1, 0, 1}^k, exact as above. :func:`t_interval` (Student t over the
-  per-seed differences) is the alternative when only per-seed numbers exist.
+- Several seeds (k >= 2, the same test examples for every seed): a **seed-level t-interval
+  with the shared test set in quadrature** (:func:`seed_interval`). Each seed s gives a paired
+  difference d_s; their mean is the effect. Its variance has two parts: what moves from seed
+  to seed (the training seed's own spread plus the example noise that is not shared between
+  seeds), estimated by the sample variance s^2 of the d_s with k - 1 degrees of freedom, and
+  the test-set noise every seed shares (the same test images), estimated from the per-example
+  differences as the mean covariance c between seeds (divided by n; many degrees of
+  freedom). Var(mean d) = E[s^2] / k + c exactly. The half-width is
+  sqrt((t_{k-1} s)^2 / k + (z sqrt(c))^2): each part at its own quantile, added in quadrature.
+  With k = 2 or 3 the t quantile (12.7, 4.3) is what keeps the verdict honest; a percentile
+  bootstrap over so few seeds (:func:`hierarchical_bootstrap`, kept for comparison) cannot
+  see the seed spread and says "holds" for a true effect of 0 several times too often, and a
+  Welch-Satterthwaite t (one quantile for the sum) is still too liberal at k = 2. The
+  calibration by simulation (:mod:`hardex.paper.calibration`, its table in the book's
+  appendix) shows the false "holds" rate at or below 2.5% for 2-5 seeds, seed spreads up to
+  1.5 points and 1,000 or 10,000 test examples. :func:`t_interval` (Student t over per-seed
+  numbers only) remains for callers that have nothing else.
 - One training seed: the test-example bootstrap cannot see how much the effect would move
   with another training seed. ``seed_sd`` (points, a stated assumption) adds that spread:
   each bootstrap sample of the effect gets a normal draw of sd ``seed_sd`` (the convolution
   of the example distribution with the seed distribution; :func:`with_seed_noise`), so the
-  interval, and so the verdict, covers both. With several seeds the hierarchical bootstrap
-  sees the seeds and ``seed_sd`` is not used.
+  interval, and so the verdict, covers both. With several seeds the seed-level interval
+  measures the spread and ``seed_sd`` is not used.
 - Verdicts (:func:`verdict`): **holds** when the interval lies entirely on the claimed side of
   zero, **does not hold** when entirely on the other side, **inconclusive** when it contains
   zero. Claims of "no difference" use two one-sided tests (TOST, :func:`equivalence`): holds
@@ -53,7 +64,7 @@ __all__ = [
     "Comparison", "as_outcomes", "mcnemar_exact", "paired_bootstrap", "hierarchical_bootstrap",
     "t_interval", "paired", "across_seeds", "unpaired", "equivalence", "bootstrap_mean_diff",
     "deterministic", "two_sample", "contrast", "verdict", "mde", "min_equivalence_margin", "combine", "accuracy",
-    "with_seed_noise", "summary_contrast",
+    "with_seed_noise", "summary_contrast", "seed_interval", "seed_halfwidth",
 ]
 
 
@@ -73,6 +84,12 @@ class Comparison:
     margin: float | None = None
     p: float | None = None  # exact McNemar p (two-sided), where paired with one seed
     extra: dict[str, Any] = field(default_factory=dict)
+    unit: str = "points"  # of effect, interval and margin ("points": accuracy points, 0-100)
+    method_short: str = ""  # a few words for tables; ``method`` is the full description
+
+    def __post_init__(self) -> None:
+        if not self.method_short:
+            self.method_short = short_method(self.method)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -87,6 +104,25 @@ class Comparison:
         if self.lo is None or self.hi is None:
             return f"{self.effect:+.2f}"
         return f"{self.effect:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}]"
+
+
+_SHORT = (("equivalence", "TOST"), ("seed-level t", "seed t-interval"), ("hierarchical bootstrap", "hierarchical bootstrap"),
+          ("paired bootstrap", "paired bootstrap"), ("two-sample bootstrap", "two-sample bootstrap"),
+          ("t-interval", "seed t-interval"), ("unpaired binomial bootstrap of a contrast", "binomial bootstrap (contrast)"),
+          ("unpaired binomial", "binomial bootstrap (unpaired)"), ("normal interval", "normal interval"),
+          ("bootstrap", "bootstrap"), ("mcnemar", "McNemar test"), ("exact", "exact"))
+
+
+def short_method(method: str) -> str:
+    """A few words naming ``method`` for a table column (the full text goes in a tooltip or a
+    footnote): the first family it names, else its first clause."""
+    low = (method or "").lower()
+    if low.startswith(("all of", "any of")):
+        return low.split(" (", 1)[0]
+    for key, name in _SHORT:
+        if key in low:
+            return name + (" + stated seed sd" if "seed-to-seed sd" in low else "")
+    return (method or "-").split(";")[0].split(" (")[0][:40]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -192,6 +228,42 @@ def t_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, floa
     return m, m - h, m + h
 
 
+def seed_halfwidth(D: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The seed-level interval's parts for per-example differences ``D`` of shape (..., k, n),
+    k >= 2 seeds x n shared test examples, values in {-1, 0, 1} (a - b): (effect, half-width,
+    seed-to-seed sd s, shared test-set sd sqrt(c)), all in points, one per leading index
+    (the calibration passes many simulated comparisons at once). See the module docstring:
+    half-width = sqrt(t_{k-1}^2 s^2 / k + z^2 c), c = max(0, mean off-diagonal covariance of
+    the seeds' per-example differences) / n."""
+    X = np.asarray(D, dtype=np.float64)
+    k, n = X.shape[-2:]
+    if k < 2:
+        raise ValueError("the seed-level interval needs at least 2 seeds")
+    if n < 2:
+        raise ValueError("the seed-level interval needs at least 2 test examples")
+    m = X.mean(axis=-1)  # (..., k): each seed's difference as a fraction
+    d = 100.0 * m
+    s2 = d.var(axis=-1, ddof=1)
+    gram = np.einsum("...kn,...ln->...kl", X, X) / n
+    cov = (gram - m[..., :, None] * m[..., None, :]) * n / (n - 1)  # covariance over examples, k x k
+    off = (cov.sum(axis=(-2, -1)) - np.trace(cov, axis1=-2, axis2=-1)) / (k * (k - 1))
+    c = np.maximum(off, 0.0) * 1e4 / n  # points^2: the variance of the mean the seeds share
+    t = float(sps.t.ppf(0.5 + level / 2, k - 1))
+    z = float(sps.norm.ppf(0.5 + level / 2))
+    return d.mean(axis=-1), np.sqrt(t * t * s2 / k + z * z * c), np.sqrt(s2), np.sqrt(c)
+
+
+def seed_interval(a_seeds: Sequence[Any], b_seeds: Sequence[Any], level: float = 0.95) -> tuple[float, float, float]:
+    """(effect, lo, hi) in points of the mean over k >= 2 seeds of acc(a_s) - acc(b_s), every
+    seed evaluated on the same test examples: :func:`seed_halfwidth`."""
+    eff, h, _, _ = seed_halfwidth(_diff_matrix(a_seeds, b_seeds), level)
+    return float(eff), float(eff - h), float(eff + h)
+
+
+SEED_METHOD = ("seed-level t-interval over {k} per-seed paired differences ({df} df), widened in quadrature by "
+               "the test-set variance the seeds share (hardex.paper.stats.seed_interval)")
+
+
 def bootstrap_mean_diff(x: Any, y: Any, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,
                         scale: float = 1.0) -> tuple[float, float, float]:
     """(effect, lo, hi) of mean(x) - mean(y) for two independent samples of per-example
@@ -258,43 +330,48 @@ def _seed_lists(a: Any, b: Any) -> tuple[list[Any], list[Any]]:
     return (list(a), list(b)) if multi else ([a], [b])
 
 
-def _samples(a: Any, b: Any, n_boot: int, seed: int) -> tuple[np.ndarray, int, int, np.ndarray]:
-    """Bootstrap samples of the effect, n, k and the per-seed effects for single or per-seed inputs."""
+def _samples(a: Any, b: Any, n_boot: int, seed: int) -> tuple[np.ndarray | None, int, int, np.ndarray]:
+    """One seed: bootstrap samples of the effect, n, 1 and the effect; several seeds: (None, n,
+    k, the k x n matrix of per-example differences) for :func:`seed_halfwidth`."""
     a_s, b_s = _seed_lists(a, b)
     D = _diff_matrix(a_s, b_s)
     k, n = D.shape
     if k == 1:
-        s = paired_bootstrap(a_s[0], b_s[0], n_boot, seed, return_samples=True)
-    else:
-        s = hierarchical_bootstrap(a_s, b_s, n_boot, seed, return_samples=True)
-    return s, n, k, 100.0 * D.mean(axis=1)
+        return paired_bootstrap(a_s[0], b_s[0], n_boot, seed, return_samples=True), n, 1, 100.0 * D.mean(axis=1)
+    return None, n, k, D
+
+
+def _seed_extra(D: np.ndarray, level: float) -> tuple[float, float, float, dict[str, Any]]:
+    eff, h, sd, shared = seed_halfwidth(D, level)
+    per_seed = 100.0 * D.mean(axis=1)
+    return float(eff), float(eff - h), float(eff + h), {
+        "per_seed": [float(x) for x in per_seed], "seed_sd_observed": float(sd), "test_set_sd": float(shared)}
 
 
 def paired(a: Any, b: Any, direction: str = ">", n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95,
            mcnemar: bool = True, tol: float = 0.0, seed_sd: float = 0.0) -> Comparison:
-    """acc(a) - acc(b) on the same test examples: effect, bootstrap interval, exact McNemar p
-    and the verdict for the claim ``effect <direction> 0``. ``a`` and ``b`` are one seed's
-    outcomes or per-seed lists of them (same test examples): then the hierarchical
-    bootstrap and no McNemar p (see :func:`across_seeds`). ``mcnemar=False`` skips the
+    """acc(a) - acc(b) on the same test examples: effect, interval, exact McNemar p and the
+    verdict for the claim ``effect <direction> 0``. ``a`` and ``b`` are one seed's outcomes
+    (bootstrap over test examples) or per-seed lists of them on the same test examples (the
+    seed-level interval, :func:`seed_interval`; no McNemar p). ``mcnemar=False`` skips the
     p-value (simulations). ``tol``: the tolerance of a ">=" / "<=" claim (:func:`verdict`).
     ``seed_sd``: one seed's interval also covers a stated seed spread (module docstring)."""
     s, n, k, per_seed = _samples(a, b, n_boot, seed)
-    if k == 1:
-        s = with_seed_noise(s, seed_sd, seed)
+    if k >= 2:
+        eff, lo, hi, extra = _seed_extra(per_seed, level)
+        return Comparison(eff, lo, hi, SEED_METHOD.format(k=k, df=k - 1), n, k, verdict(lo, hi, direction, tol),
+                          level, direction, extra=extra, method_short=f"seed t-interval ({k} seeds)")
+    s = with_seed_noise(s, seed_sd, seed)
     lo, hi = _percentile(s, level)
     eff = float(per_seed.mean())
-    if k == 1 and mcnemar:
+    how = f"paired bootstrap over test examples ({n_boot} resamples){_seed_note(seed_sd)}"
+    short = "paired bootstrap" + (f" + stated seed sd {seed_sd:g}" if seed_sd else "")
+    if mcnemar:
         a_s, b_s = _seed_lists(a, b)
         mc = mcnemar_exact(a_s[0], b_s[0])
-        return Comparison(eff, lo, hi, f"paired bootstrap over test examples ({n_boot} resamples){_seed_note(seed_sd)}; "
-                          "exact McNemar p", n, 1, verdict(lo, hi, direction, tol), level, direction, p=mc["p"],
-                          extra={"n10": mc["n10"], "n01": mc["n01"]})
-    if k == 1:
-        return Comparison(eff, lo, hi, f"paired bootstrap over test examples ({n_boot} resamples){_seed_note(seed_sd)}",
-                          n, 1, verdict(lo, hi, direction, tol), level, direction)
-    return Comparison(eff, lo, hi, f"hierarchical bootstrap: test examples, then {k} seeds ({n_boot} resamples)",
-                      n, k, verdict(lo, hi, direction, tol), level, direction,
-                      extra={"per_seed": [float(x) for x in per_seed]})
+        return Comparison(eff, lo, hi, how + "; exact McNemar p", n, 1, verdict(lo, hi, direction, tol), level,
+                          direction, p=mc["p"], extra={"n10": mc["n10"], "n01": mc["n01"]}, method_short=short)
+    return Comparison(eff, lo, hi, how, n, 1, verdict(lo, hi, direction, tol), level, direction, method_short=short)
 
 
 def accuracy(a: Any, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> Comparison:
@@ -305,28 +382,44 @@ def accuracy(a: Any, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -
     zeros = [np.zeros(as_outcomes(x).size, dtype=bool) for x in a_s]
     c = paired(a_s if len(a_s) > 1 else a_s[0], zeros if len(a_s) > 1 else zeros[0], ">", n_boot, seed, level,
                mcnemar=False)
-    c.method = c.method.replace("paired bootstrap", "bootstrap")
+    c.method = c.method.replace("paired bootstrap", "bootstrap").replace("paired differences", "accuracies")
+    c.method_short = c.method_short.replace("paired bootstrap", "bootstrap")
     return c
 
 
 def across_seeds(a_seeds: Sequence[Any], b_seeds: Sequence[Any], direction: str = ">", **kw: Any) -> Comparison:
-    """:func:`paired` for per-seed lists of outcomes (hierarchical bootstrap when k >= 2)."""
+    """:func:`paired` for per-seed lists of outcomes (the seed-level interval when k >= 2)."""
     return paired(list(a_seeds), list(b_seeds), direction, **kw)
+
+
+def _tost_interval(lo90: float, hi90: float, lo95: float, hi95: float, margin: float) -> str:
+    if -margin < lo90 and hi90 < margin:
+        return HOLDS
+    if lo95 >= margin or hi95 <= -margin:
+        return FAILS
+    return INCONCLUSIVE
 
 
 def equivalence(a: Any, b: Any, margin: float, alpha: float = 0.05, n_boot: int = N_BOOT, seed: int = 0,
                 seed_sd: float = 0.0) -> Comparison:
-    """Is acc(a) - acc(b) within +-``margin`` points? Two one-sided tests at ``alpha`` via the
-    bootstrap: holds when the 1 - 2 alpha interval lies inside (-margin, margin). ``a``/``b``
-    as in :func:`paired`. The stored interval is the 90% one (for alpha 0.05). ``seed_sd``:
-    as in :func:`paired`."""
+    """Is acc(a) - acc(b) within +-``margin`` points? Two one-sided tests at ``alpha``: holds
+    when the 1 - 2 alpha interval lies inside (-margin, margin); does not hold when the
+    1 - alpha interval lies entirely outside. One seed: the paired bootstrap (``seed_sd`` as
+    in :func:`paired`); several: the seed-level interval. The stored interval is the 90% one
+    (for alpha 0.05)."""
     s, n, k, per_seed = _samples(a, b, n_boot, seed)
-    if k == 1:
-        s = with_seed_noise(s, seed_sd, seed)
-    v, lo, hi = _tost(s, float(margin), alpha)
-    how = ("paired bootstrap" + _seed_note(seed_sd)) if k == 1 else f"hierarchical bootstrap ({k} seeds)"
+    margin = float(margin)
+    if k >= 2:
+        eff, lo, hi, extra = _seed_extra(per_seed, 1 - 2 * alpha)
+        _, lo95, hi95, _ = _seed_extra(per_seed, 1 - alpha)
+        return Comparison(eff, lo, hi, f"equivalence within +-{margin:g} points: TOST (alpha {alpha:g}) on the "
+                          + SEED_METHOD.format(k=k, df=k - 1), n, k, _tost_interval(lo, hi, lo95, hi95, margin),
+                          1 - 2 * alpha, "=", margin, extra=extra, method_short=f"TOST, seed t-interval ({k} seeds)")
+    s = with_seed_noise(s, seed_sd, seed)
+    v, lo, hi = _tost(s, margin, alpha)
     return Comparison(float(per_seed.mean()), lo, hi, f"equivalence within +-{margin:g} points: TOST (alpha {alpha:g}) "
-                      f"on the {how} ({n_boot} resamples)", n, k, v, 1 - 2 * alpha, "=", float(margin))
+                      f"on the paired bootstrap{_seed_note(seed_sd)} ({n_boot} resamples)", n, 1, v, 1 - 2 * alpha, "=",
+                      margin, method_short="TOST, paired bootstrap" + (f" + stated seed sd {seed_sd:g}" if seed_sd else ""))
 
 
 def unpaired(acc_a: float | Sequence[float], n_a: int, acc_b: float | Sequence[float], n_b: int,
@@ -336,7 +429,9 @@ def unpaired(acc_a: float | Sequence[float], n_a: int, acc_b: float | Sequence[f
     and ``n_b`` examples. One seed: a parametric bootstrap of two independent binomials
     (conservative for models scored on the same examples: it ignores their positive
     correlation). Several seeds (sequences of per-seed accuracies): Student t over the per-seed
-    differences. ``margin``: an equivalence claim (TOST) instead of a directional one.
+    differences, widened by the shared test set's binomial variance (as :func:`seed_interval`,
+    with an upper bound for the part the seeds share). ``margin``: an equivalence claim (TOST)
+    instead of a directional one.
     ``seed_sd``: one seed's interval also covers a stated seed spread (as :func:`paired`)."""
     pa, pb = np.atleast_1d(np.asarray(acc_a, float)), np.atleast_1d(np.asarray(acc_b, float))
     if pa.size != pb.size:
@@ -344,15 +439,27 @@ def unpaired(acc_a: float | Sequence[float], n_a: int, acc_b: float | Sequence[f
     k = pa.size
     if k >= 2:
         d = 100 * (pa - pb)
-        method = f"t-interval over {k} per-seed differences (aggregate accuracies)"
+        # the test set the seeds share: bounded by one seed's binomial variance of the difference
+        # (no per-example outcomes to estimate it; conservative for positively correlated models)
+        c = float(np.mean(1e4 * (pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)))
+        method = (f"seed-level t-interval over {k} per-seed differences of aggregate accuracies ({k - 1} df), widened "
+                  "in quadrature by the shared test set's binomial variance")
+
+        def interval(lvl: float) -> tuple[float, float, float]:
+            t, z = float(sps.t.ppf(0.5 + lvl / 2, k - 1)), float(sps.norm.ppf(0.5 + lvl / 2))
+            h = math.sqrt(t * t * float(d.var(ddof=1)) / k + z * z * c)
+            return float(d.mean()), float(d.mean()) - h, float(d.mean()) + h
+
+        short = f"seed t-interval ({k} seeds, aggregates)"
         if margin is None:
-            eff, lo, hi = t_interval(d, level)
-            return Comparison(eff, lo, hi, method, int(n_a), k, verdict(lo, hi, direction), level, direction)
-        eff, lo, hi = t_interval(d, 2 * level - 1)
-        _, lo95, hi95 = t_interval(d, level)
-        v = HOLDS if -margin < lo and hi < margin else FAILS if lo95 >= margin or hi95 <= -margin else INCONCLUSIVE
-        return Comparison(eff, lo, hi, f"equivalence within +-{margin:g} points: TOST on the " + method,
-                          int(n_a), k, v, 2 * level - 1, "=", float(margin))
+            eff, lo, hi = interval(level)
+            return Comparison(eff, lo, hi, method, int(n_a), k, verdict(lo, hi, direction, tol), level, direction,
+                              method_short=short)
+        eff, lo, hi = interval(2 * level - 1)
+        _, lo95, hi95 = interval(level)
+        return Comparison(eff, lo, hi, f"equivalence within +-{margin:g} points: TOST on the " + method, int(n_a), k,
+                          _tost_interval(lo, hi, lo95, hi95, float(margin)), 2 * level - 1, "=", float(margin),
+                          method_short="TOST, " + short)
     rng = np.random.default_rng(seed)
     s = 100.0 * (rng.binomial(int(n_a), pa[0], n_boot) / n_a - rng.binomial(int(n_b), pb[0], n_boot) / n_b)
     s = with_seed_noise(s, seed_sd, seed)
@@ -396,12 +503,14 @@ def contrast(accs: Sequence[float], ns: Sequence[int], weights: Sequence[float],
 
 
 def summary_contrast(means: Sequence[float], sds: Sequence[float], ns: Sequence[int], weights: Sequence[float],
-                     direction: str = ">", level: float = 0.95, scale: float = 1.0, what: str = "") -> Comparison:
+                     direction: str = ">", level: float = 0.95, scale: float = 1.0, what: str = "",
+                     unit: str = "points") -> Comparison:
     """A linear contrast sum_i w_i mean_i (times ``scale``) of independent sample means known
     only by their summary statistics (mean, sample sd, n; e.g. a probe set's mean EL2N and its
     sd): a normal (z) interval with standard error sqrt(sum_i w_i^2 sd_i^2 / n_i). For a paired
     difference on one set (adversarial - clean EL2N of the same examples) pass the mean
-    difference and the sd of the per-example differences as one term."""
+    difference and the sd of the per-example differences as one term. ``unit``: what the
+    values (times ``scale``) are measured in, for the tables (e.g. ``"EL2N"``)."""
     m, sd, n, w = (np.asarray(v, dtype=np.float64) for v in (means, sds, ns, weights))
     if not (m.shape == sd.shape == n.shape == w.shape) or m.ndim != 1 or not m.size:
         raise ValueError("means, sds, ns and weights need the same (non-zero) length")
@@ -412,7 +521,7 @@ def summary_contrast(means: Sequence[float], sds: Sequence[float], ns: Sequence[
     h = float(sps.norm.ppf(0.5 + level / 2)) * se
     return Comparison(eff, eff - h, eff + h, f"normal interval of a contrast of {m.size} set means from their "
                       f"sds{'; ' + what if what else ''}", int(n.min()), 1, verdict(eff - h, eff + h, direction),
-                      level, direction)
+                      level, direction, unit=unit)
 
 
 def deterministic(holds: bool, method: str = "exact (deterministic)", effect: float | None = None,
@@ -420,7 +529,8 @@ def deterministic(holds: bool, method: str = "exact (deterministic)", effect: fl
     """A claim that is not a noisy comparison (a deterministic fact, a seeded simulation, a
     check with its own decision rule): the verdict is the computed fact, and ``method`` says
     why no interval applies."""
-    return Comparison(effect, None, None, method, n, None, HOLDS if bool(holds) else FAILS, direction="")
+    return Comparison(effect, None, None, method, n, None, HOLDS if bool(holds) else FAILS, direction="",
+                      method_short="exact" if method.lower().startswith("exact") else short_method(method))
 
 
 def combine(parts: Sequence[Comparison], how: str = "all") -> Comparison:
@@ -443,11 +553,13 @@ def combine(parts: Sequence[Comparison], how: str = "all") -> Comparison:
     methods = list(dict.fromkeys(p.method for p in parts))
     worst = min(parts, key=lambda p: -math.inf if p.lo is None else (-p.hi if p.direction in ("<", "<=") else p.lo)) \
         if parts else None
+    units = {p.unit for p in parts}  # the shown effect's unit: the parts' common one
     return Comparison(None if worst is None else worst.effect, None if worst is None else worst.lo,
                       None if worst is None else worst.hi,
                       f"{how} of {len(parts)} comparisons (shown: the least favourable); " + "; ".join(methods),
                       min(ns) if ns else None, min(ks) if ks else None, v, direction=f"{how}",
-                      extra={"parts": [p.to_dict() for p in parts]})
+                      extra={"parts": [p.to_dict() for p in parts]},
+                      unit=units.pop() if len(units) == 1 else "(units differ between the parts)")
 
 
 # --------------------------------------------------------------------------- power
@@ -473,24 +585,39 @@ def mde(n: int, seeds: int = 1, discordance: float = 0.2, seed_sd: float = 0.0, 
     seed spread, so "holds" comes more often than 2.5% of the time when the true effect is 0,
     unless the interval adds the stated spread itself (``seed_sd_in_interval``: the one-seed
     intervals of :func:`paired` with ``seed_sd``), which widens it as k >= 2 does.
+
+    With k >= 2 the interval is :func:`seed_interval`'s: its half-width is
+    sqrt(t_{k-1}^2 v_seed / k + z^2 var_e), where v_seed, the variance the per-seed
+    differences show, is taken as seed_sd^2 + var_e (all of the example noise counted as
+    not shared too: conservative, the MDE errs high).
     """
     if n < 1 or seeds < 1:
         raise ValueError("n and seeds must be >= 1")
-    z_a, z_b = sps.norm.ppf(0.5 + level / 2), sps.norm.ppf(power)
+    z_b = sps.norm.ppf(power)
     var_e = 1e4 * discordance / n  # points^2
     var_true = var_e + seed_sd**2 / seeds
-    var_int = var_true if seeds > 1 or seed_sd_in_interval else var_e
-    return float(z_a * math.sqrt(var_int) + z_b * math.sqrt(var_true))
+    return float(_halfwidth(var_e, seed_sd, seeds, level, seed_sd_in_interval) + z_b * math.sqrt(var_true))
+
+
+def _halfwidth(var_e: float, seed_sd: float, seeds: int, level: float, seed_sd_in_interval: bool) -> float:
+    """The expected half-width (points) of the interval a comparison of ``seeds`` seeds gets
+    (the noise model of :func:`mde`)."""
+    z = sps.norm.ppf(0.5 + level / 2)
+    if seeds >= 2:
+        t = sps.t.ppf(0.5 + level / 2, seeds - 1)
+        return float(math.sqrt(t * t * (seed_sd**2 + var_e) / seeds + z * z * var_e))
+    return float(z * math.sqrt(var_e + (seed_sd**2 if seed_sd_in_interval else 0.0)))
 
 
 def min_equivalence_margin(n: int, seeds: int = 1, discordance: float = 0.2, seed_sd: float = 0.0,
                            alpha: float = 0.05, power: float = 0.8, seed_sd_in_interval: bool = False) -> float:
     """The smallest equivalence margin (points) that TOST (:func:`equivalence`) confirms with
     probability ``power`` when the true difference is 0 (the noise model of :func:`mde`,
-    ``seed_sd_in_interval`` as there): z_{1-alpha} * se_interval + z_{(1+power)/2} * se_estimate."""
+    ``seed_sd_in_interval`` as there): the 1 - 2 alpha interval's half-width +
+    z_{(1+power)/2} * se_estimate."""
     if n < 1 or seeds < 1:
         raise ValueError("n and seeds must be >= 1")
     var_e = 1e4 * discordance / n
     var_true = var_e + seed_sd**2 / seeds
-    var_int = var_true if seeds > 1 or seed_sd_in_interval else var_e
-    return float(sps.norm.ppf(1 - alpha) * math.sqrt(var_int) + sps.norm.ppf(0.5 + power / 2) * math.sqrt(var_true))
+    return float(_halfwidth(var_e, seed_sd, seeds, 1 - 2 * alpha, seed_sd_in_interval)
+                 + sps.norm.ppf(0.5 + power / 2) * math.sqrt(var_true))
