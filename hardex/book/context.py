@@ -28,7 +28,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hardex.experiments.rounds import Runs, by_key, rounds, unique
+from hardex.experiments.rounds import Runs, by_key, recorded_rounds, rounds, unique
 
 
 @dataclass(frozen=True)
@@ -98,14 +98,7 @@ class Context:
             return runs, by_key(runs, records)
         from hardex.runs.plan import recorded
 
-        records: dict[str, Any] = {}
-        while True:
-            runs = runs_of(records)
-            new = {s.hash: r for s in unique(runs.specs.values()) if s.hash not in records
-                   and (r := store.open(s)) is not None}
-            if not new:
-                break
-            records.update(new)
+        runs, records = recorded_rounds(runs_of, store.open)
 
         def required(key: Hashable) -> bool:
             return not (isinstance(key, tuple) and key and key[0] in runs.optional)

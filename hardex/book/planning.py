@@ -26,7 +26,7 @@ from typing import Any
 from hardex.book.sources import load_params
 from hardex.experiments import TRAINING, module
 from hardex.experiments.cost import Estimator
-from hardex.experiments.rounds import EvalRequest, Runs, unique
+from hardex.experiments.rounds import EvalRequest, Runs, recorded_rounds, unique
 from hardex.runs.describe import describe
 from hardex.runs.plan import Job, epochs_left, job_row, plan
 from hardex.runs.progress import duration, write_plan
@@ -68,14 +68,7 @@ def experiment_runs(name: str, p: Any, store: Any) -> tuple[Runs, dict[str, Any]
     """The chapter's runs with the records in ``store``, as many rounds as they reach, and
     those records (by spec hash)."""
     mod = module(name)
-    records: dict[str, Any] = {}
-    while True:
-        runs = mod.runs(p, records, workdir=store.root)
-        new = {s.hash: r for s in unique(runs.specs.values())
-               if s.hash not in records and (r := store.open(s)) is not None}
-        if not new:
-            return runs, records
-        records.update(new)
+    return recorded_rounds(lambda records: mod.runs(p, records, workdir=store.root), store.open)
 
 
 def _cached(req: EvalRequest, records: dict[str, Any]) -> bool:

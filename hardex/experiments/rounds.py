@@ -95,6 +95,21 @@ def rounds(runs_of: Callable[[Mapping[str, Any]], Runs], ensure: Callable[[list[
     raise RuntimeError(f"the experiment did not complete in {max_rounds} rounds")
 
 
+def recorded_rounds(runs_of: Callable[[Mapping[str, Any]], Runs],
+                    open_record: Callable[[RunSpec], Any]) -> tuple[Runs, dict[str, Any]]:
+    """The rounds an experiment's existing records reach, training nothing: ``runs_of(records)``
+    again while ``open_record(spec)`` (e.g. ``RunStore.open``) finds records of runs it asks
+    for. Returns the last :class:`Runs` and the records found, by spec hash."""
+    records: dict[str, Any] = {}
+    while True:
+        runs = runs_of(records)
+        new = {s.hash: r for s in unique(runs.specs.values())
+               if s.hash not in records and (r := open_record(s)) is not None}
+        if not new:
+            return runs, records
+        records.update(new)
+
+
 def by_key(runs: Runs, records: Mapping[str, Any]) -> dict[Hashable, Any]:
     """The records of ``runs.specs`` by their keys (those without a record left out)."""
     return {k: records[s.hash] for k, s in runs.specs.items() if s.hash in records}
