@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from hardex import methods as M
+from hardex.runs.files import load_store_file
 from hardex.train import Trainer
 from test_train import make_tiny_cifar, small_cfg, strip
 from test_store import tiny_cifar  # noqa: F401 (fixture)
@@ -227,7 +228,7 @@ def test_resume_is_bit_exact(tiny_root, name, over):
     torch.save(b.state_dict(), buf)
     buf.seek(0)
     c = Trainer(cfg, data_root=tiny_root)
-    c.load_state_dict(torch.load(buf, weights_only=False))
+    c.load_state_dict(load_store_file(buf))
     rows_b += [strip(c.run_epoch()) for _ in range(2)]
     assert rows_a == rows_b
     sa, sc = a.state_dict(), c.state_dict()

@@ -16,6 +16,7 @@ from hardex import methods as M
 from hardex import targets as tgt
 from hardex import train as train_mod
 from hardex.provenance import sha256_file
+from hardex.runs.files import load_store_file
 from hardex.train import Trainer
 from test_train import make_tiny_cifar, small_cfg, strip
 
@@ -149,7 +150,7 @@ def test_resume_is_bit_exact(tiny_root, unl):
     torch.save(b.state_dict(), buf)
     buf.seek(0)
     c = Trainer(cfg, data_root=tiny_root, unlabeled=unl[0])
-    c.load_state_dict(torch.load(buf, weights_only=False))
+    c.load_state_dict(load_store_file(buf))
     rows_b += [strip(c.run_epoch()) for _ in range(2)]
     assert rows_a == rows_b
     sa, sc = a.state_dict(), c.state_dict()

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from hardex import targets as T
 from hardex.config import TrainConfig
+from hardex.runs.files import load_store_file
 from hardex.train import Trainer, trades_loss
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -150,7 +151,7 @@ def test_determinism_and_bit_exact_resume(tiny_root, dpls_run):
     torch.save(b.state_dict(), buf)  # as the store would
     buf.seek(0)
     c = Trainer(small_cfg(**DPLS_OVER), data_root=tiny_root)
-    c.load_state_dict(torch.load(buf, weights_only=False))
+    c.load_state_dict(load_store_file(buf))
     assert c.epoch == 1
     assert strip(c.run_epoch()) == rows_a[1]  # stop after 1, reload, continue: bit-exact
     for (k, va), vc in zip(a.model.state_dict().items(), c.model.state_dict().values()):
