@@ -627,6 +627,7 @@ def evaluate_targets(
                     "model expect normalised inputs (--mean/--std) or another input range than [0, 1]?")
             if "a3" in names and "autoattack" in names:
                 report["agreement"].append({"model": lab, "eps": e, **attack_agreement(res, "a3", "autoattack")})
+            save()
             if direct_autoattack_check:
                 report["direct_autoattack"].append(
                     {"model": lab, "eps": e, **_direct_check(m, res, sub, e, seed, batch_size, dev, options, data_root,
