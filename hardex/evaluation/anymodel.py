@@ -40,6 +40,7 @@ import contextlib
 import datetime as _dt
 import importlib
 import json
+import math
 import os
 import platform
 import sys
@@ -537,7 +538,7 @@ def evaluate_targets(
     device: str | torch.device | None = None,
     data_root: str | None = None,
     store: Any = None,
-    direct_autoattack_check: bool = False,
+    direct_autoattack_check: bool | Sequence[float] = False,
     command: str | None = None,
     out: str | Path | None = None,
     log: Callable[[str], None] | None = None,
@@ -552,7 +553,7 @@ def evaluate_targets(
     (rays_queries, a3_options, md_options, autoattack_options, masking, ...).
     ``direct_autoattack_check``: also run pyautoattack directly on the same examples with
     the same version, attacks, seed and batch size, and compare per example with hardex's
-    ``autoattack``. ``out``: the report is written there (atomically) after every eps, so a
+    ``autoattack`` (True: at every eps; a list: at those eps). ``out``: the report is written there (atomically) after every eps, so a
     long evaluation leaves a valid partial report (``complete`` False). Returns the report.
     """
     from hardex import data
@@ -567,6 +568,11 @@ def evaluate_targets(
         raise ValueError(f"n must be a positive integer or None (the whole test split), got {n}")
     if direct_autoattack_check and "autoattack" not in names:
         raise ValueError("--direct-autoattack compares with hardex's autoattack: add autoattack to --attacks")
+    direct_eps = eps_list if direct_autoattack_check is True else [suite._check_eps(e) for e in
+                                                                   (direct_autoattack_check or [])]
+    stray = [e for e in direct_eps if not any(math.isclose(e, x, rel_tol=1e-9) for x in eps_list)]
+    if stray:
+        raise ValueError(f"--direct-autoattack at eps {', '.join(eps_text(e) for e in stray)}, which is not among --eps")
     ds_names = {m.dataset for m in models if m.dataset is not None}
     ds = dataset or (ds_names.pop() if len(ds_names) == 1 else "cifar10")
     if dataset is None and len({m.dataset for m in models if m.dataset is not None}) > 1:
@@ -628,7 +634,7 @@ def evaluate_targets(
             if "a3" in names and "autoattack" in names:
                 report["agreement"].append({"model": lab, "eps": e, **attack_agreement(res, "a3", "autoattack")})
             save()
-            if direct_autoattack_check:
+            if any(math.isclose(e, x, rel_tol=1e-9) for x in direct_eps):
                 report["direct_autoattack"].append(
                     {"model": lab, "eps": e, **_direct_check(m, res, sub, e, seed, batch_size, dev, options, data_root,
                                                              ds, n, say, lab)})

@@ -60,6 +60,14 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _direct_eps(value: str | None) -> bool | list[float]:
+    from hardex.evaluation.anymodel import parse_eps
+
+    if value is None:
+        return False
+    return True if value == "all" else parse_eps(value)
+
+
 def _is_plain_run(args: argparse.Namespace, targets: list[str], eps: list[float] | None) -> bool:
     """The original `hardex eval RUN` case: one run, at most one eps, none of the new outputs."""
     from hardex.evaluation.anymodel import ROBUSTBENCH_PREFIX, _in_run_dir
@@ -137,7 +145,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         command = "hardex " + " ".join(shlex.quote(a) for a in getattr(args, "argv", None) or ["eval", "..."])
         report = anymodel.evaluate_targets(
             loaded, attacks, eps, dataset=args.dataset, n=args.n, seed=args.seed, batch_size=args.batch_size,
-            device=args.device, data_root=args.data, store=store, direct_autoattack_check=args.direct_autoattack,
+            device=args.device, data_root=args.data, store=store, direct_autoattack_check=_direct_eps(args.direct_autoattack),
             command=command, out=args.out, log=None if args.json else anymodel._stderr, cache=not args.no_cache,
             **options)
     except (ValueError, FileNotFoundError, UnsafeFileError) as err:
@@ -192,9 +200,9 @@ def add_cli(subparsers: Any) -> None:
                    help="AutoAttack version (default standard)")
     p.add_argument("--autoattack-attacks", default=None,
                    help="AutoAttack's custom version with these attacks (e.g. apgd-ce,apgd-t)")
-    p.add_argument("--direct-autoattack", action="store_true",
+    p.add_argument("--direct-autoattack", nargs="?", const="all", default=None, metavar="EPS",
                    help="also call pyautoattack directly on the same examples (same version, seed, batch size) and "
-                        "compare per example with hardex's autoattack")
+                        "compare per example with hardex's autoattack: at every eps, or at the eps listed here")
     p.add_argument("--out", default=None, help="write the JSON report (per-example outcomes, provenance) here; "
                                                "rewritten after each eps")
     p.add_argument("--rays-queries", type=int, default=None, help="RayS query budget (default 10000)")
