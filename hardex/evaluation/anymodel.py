@@ -765,3 +765,36 @@ def report_frames(report: Mapping[str, Any]) -> dict[str, Any]:
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
+
+
+#: The committed record of the third-party check (issue 24): pyautoattack's example ResNet-18.
+THIRD_PARTY_RECORD = "results/eval/autoattack-resnet18-cpu.json"
+
+
+def third_party_view(path: str | Path | None = None) -> dict[str, Any]:
+    """What the evaluation chapter shows of the committed third-party record: a caption
+    (model, data, sample, attack settings, device, CPU, date, commit, command), the accuracy
+    table, A3 against AutoAttack per example and hardex's AutoAttack against the direct
+    pyautoattack call. ``{"missing": text}`` when the record is not there."""
+    from hardex.paths import repo_root
+
+    f = Path(path) if path is not None else repo_root() / THIRD_PARTY_RECORD
+    if not f.exists():
+        return {"missing": f"not run yet (no record at {THIRD_PARTY_RECORD})"}
+    rep = read_report(f)
+    frames = report_frames(rep)
+    prov = rep["provenance"]
+    res0 = next(iter(rep["results"].values()))[0]
+    aa = (rep.get("options") or {}).get("autoattack_options") or {}
+    aa_text = ("standard" if not aa else f"{aa.get('version')} ({', '.join(aa.get('attacks_to_run') or [])})")
+    caption = (
+        f"**A CPU measurement on {rep['data']}**, test split, a seeded sample of **n = {res0['n']}** images (seed "
+        f"{rep['seed']}), eps {', '.join(eps_text(e).split(' ')[0] for e in rep['eps'])}; model: the AutoAttack "
+        f"repository's example CIFAR-10 ResNet-18 as pyautoattack {prov.get('pyautoattack')} ships it "
+        f"(`model_test.pt`, loaded with weights_only=True into its own `ResNet18`). Attacks: "
+        f"{', '.join(rep['attacks'])}; AutoAttack version {aa_text}. Measured on {prov['device']} ({prov['cpu_model']}, "
+        f"{prov['torch_threads']} threads), torch {prov['torch']}, {prov['date'][:10]}, commit "
+        f"{str(prov['hardex_commit'])[:12]}, {rep.get('wall_seconds', 0) / 60:.0f} min"
+        + ("" if rep["complete"] else " (**incomplete**: the run was stopped; only the eps shown finished)")
+        + f". Command: `{prov['command']}`.")
+    return {"caption": caption, "report": rep, **frames}
