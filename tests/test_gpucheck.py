@@ -28,7 +28,7 @@ from hardex.paths import repo_root
 from hardex.runs import plan as runplan
 from hardex.runs.spec import RunSpec
 from hardex.runs.store import RunStore
-from tests.test_store import FakeTrainer, child_of, spec
+from test_store import FakeTrainer, child_of, spec
 
 
 def test_cells_reader_agrees_with_jupytext_on_every_chapter():
