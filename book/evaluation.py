@@ -485,6 +485,7 @@ if "accuracy" in third:
 # %%
 if "agreement" in third:
     display(third["agreement"])
+    display(Markdown(third["finding"]))
 
 # %% [markdown]
 # hardex's AutoAttack (`hardex.attacks.autoattack`, as every chapter calls it) against

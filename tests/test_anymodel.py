@@ -325,3 +325,37 @@ def test_robustbench_offline_from_its_model_folder(tmp_path, tiny_cifar, capsys)
     torch.save({"state_dict": net.state_dict(), "x": _Marker(marker)}, where)
     assert main(["eval", f"robustbench:{RB_NAME}", *common, "--attacks", "fgsm", "--n", "2"]) == 2
     assert "refused to load" in _one_error_line(capsys) and not marker.exists()
+
+
+def test_merge_per_eps_reports_equals_one_sweep_and_the_book_view(tmp_path, tiny_cifar) -> None:  # noqa: F811
+    """Reports made one eps at a time (side by side) merge into the report of one sweep;
+    the chapter's view of a record shows its table, agreement and direct check."""
+    torch.save(_tiny(0).state_dict(), tmp_path / "w.pt")
+    lm = anymodel.load_target(str(tmp_path / "w.pt"), arch="tiny_cnn")
+    from hardex.evaluation.a3 import default_schedule
+
+    kw = {"n": 4, "masking": False, "autoattack_options": {"version": "custom", "attacks_to_run": ["apgd-ce"]},
+          "a3_options": {"schedule": default_schedule()[:3], "min_keep": 4}}
+    attacks = ["fgsm", "a3", "autoattack"]
+    parts = [anymodel.evaluate_targets([lm], attacks, [e], direct_autoattack_check=True, **kw) for e in (4 / 255, 1 / 255)]
+    whole = anymodel.evaluate_targets([lm], attacks, [1 / 255, 4 / 255], direct_autoattack_check=True, **kw)
+    merged = anymodel.merge_reports(parts)
+    assert merged["eps"] == whole["eps"] and merged["complete"]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "cost"} for r in rs]  # noqa: E731 (seconds differ)
+    assert strip(merged["results"]["w.pt"]) == strip(whole["results"]["w.pt"])
+    assert merged["intervals"] == whole["intervals"]
+    drop = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k and "cost" not in k} for r in rows]  # noqa: E731
+    assert drop(merged["agreement"]) == drop(whole["agreement"])
+    assert drop(merged["direct_autoattack"]) == drop(whole["direct_autoattack"])
+    assert len(merged["provenance"]["parts"]) == 2
+    with pytest.raises(ValueError, match="eps .* is in two reports"):
+        anymodel.merge_reports([parts[0], parts[0]])
+    other = anymodel.evaluate_targets([lm], ["fgsm"], [2 / 255], n=4, masking=False)
+    with pytest.raises(ValueError, match="reports differ in .*attacks"):
+        anymodel.merge_reports([parts[0], other])
+    f = tmp_path / "record.json"
+    f.write_text(json.dumps(merged))
+    view = anymodel.third_party_view(f)
+    assert "n = 4" in view["caption"] and "one process per eps" in view["caption"]
+    assert len(view["accuracy"]) == 2 * 5 and len(view["agreement"]) == 2 and view["direct"]["equal per example"].all()
+    assert "missing" in anymodel.third_party_view(tmp_path / "nothing.json")

@@ -62,7 +62,7 @@ from hardex.safeload import load_tensors
 __all__ = [
     "LoadedModel", "parse_eps", "build_arch", "load_state_dict_file", "load_robustbench", "load_target",
     "evaluate_targets", "attack_agreement", "direct_autoattack", "report_text", "data_label", "read_report",
-    "report_frames", "autoattack_example_model", "REPORT_KIND",
+    "report_frames", "autoattack_example_model", "REPORT_KIND", "merge_reports", "third_party_view",
 ]
 
 REPORT_KIND = "hardex-eval-report"
@@ -767,6 +767,50 @@ def _stderr(msg: str) -> None:
 
 
 
+def merge_reports(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One report from several made on the same models, sample, attacks and options at
+    different eps (e.g. one process per eps, run side by side): results, intervals, A3 vs
+    AutoAttack and the direct checks in eps order. A part stopped early contributes the eps it
+    finished. The parts' provenance (each with its command) is kept under ``provenance.parts``;
+    ``wall_seconds`` is the longest part's."""
+    if not reports:
+        raise ValueError("no reports to merge")
+    same = ("kind", "format", "dataset", "data", "split", "n_requested", "seed", "attacks", "batch_size", "options")
+    first = reports[0]
+    ident = [{k: m.get(k) for k in ("label", "kind", "sha256", "arch", "name")} for m in first["models"]]
+    for r in reports[1:]:
+        diff = [k for k in same if r.get(k) != first.get(k)]
+        if diff or [{k: m.get(k) for k in ("label", "kind", "sha256", "arch", "name")} for m in r["models"]] != ident:
+            raise ValueError(f"reports differ in {', '.join(diff) or 'models'}: only reports of the same models, sample, "
+                             "attacks and options merge")
+    out: dict[str, Any] = {k: first[k] for k in ("kind", "format", "models", *same)}
+    labels = list(first["results"])
+    done: dict[float, tuple[int, int]] = {}
+    for i, r in enumerate(reports):
+        for j, res in enumerate(r["results"][labels[0]]):
+            if res["eps"] in done:
+                raise ValueError(f"eps {eps_text(res['eps'])} is in two reports")
+            if all(len(r["results"][lab]) > j for lab in labels):
+                done[res["eps"]] = (i, j)
+    eps = sorted(done)
+    out["eps"] = eps
+    out["results"] = {lab: [reports[done[e][0]]["results"][lab][done[e][1]] for e in eps] for lab in labels}
+    out["intervals"] = {lab: [reports[done[e][0]]["intervals"][lab][done[e][1]] for e in eps] for lab in labels}
+    for key in ("agreement", "direct_autoattack", "comparisons"):
+        rows = [row for r in reports for row in r.get(key, []) if row["eps"] in done]
+        out[key] = sorted(rows, key=lambda row: row["eps"])
+    out["warnings"] = list(dict.fromkeys(w for r in reports for w in r.get("warnings", [])))
+    out["complete"] = True
+    prov = dict(first["provenance"])
+    prov["command"] = [r["provenance"]["command"] for r in reports]
+    prov["parts"] = [{**r["provenance"], "eps_done": [res["eps"] for res in r["results"][labels[0]]],
+                      "eps_requested": r["eps"], "complete": r["complete"], "wall_seconds": r.get("wall_seconds")}
+                     for r in reports]
+    out["provenance"] = prov
+    out["wall_seconds"] = max(float(r.get("wall_seconds") or 0) for r in reports)
+    return out
+
+
 #: The committed record of the third-party check (issue 24): pyautoattack's example ResNet-18.
 THIRD_PARTY_RECORD = "results/eval/autoattack-resnet18-cpu.json"
 
@@ -796,5 +840,25 @@ def third_party_view(path: str | Path | None = None) -> dict[str, Any]:
         f"{prov['torch_threads']} threads), torch {prov['torch']}, {prov['date'][:10]}, commit "
         f"{str(prov['hardex_commit'])[:12]}, {rep.get('wall_seconds', 0) / 60:.0f} min"
         + ("" if rep["complete"] else " (**incomplete**: the run was stopped; only the eps shown finished)")
-        + f". Command: `{prov['command']}`.")
-    return {"caption": caption, "report": rep, **frames}
+        + ". Command" + (f": `{prov['command']}`." if isinstance(prov["command"], str) else
+                         "s (one process per eps, run side by side, merged by `anymodel.merge_reports`): "
+                         + "; ".join(f"`{c}`" for c in prov["command"]) + "."))
+    findings = []
+    for a in rep.get("agreement", []):
+        e = eps_text(a["eps"]).split(" ")[0]
+        if a["only_b_breaks"]:
+            findings.append(f"at eps {e} AutoAttack breaks {a['only_b_breaks']} of {a['n']} examples that A3 leaves robust"
+                            + (" (A3 weaker beyond the paired interval)" if a["a_weaker"] else
+                               f" (A3 - AutoAttack {a['effect']:+.1f} points [{a['lo']:+.1f}, {a['hi']:+.1f}]: within the "
+                               f"paired interval at this n, but every discordant example favours AutoAttack)"
+                               if not a["only_a_breaks"] else ""))
+        else:
+            findings.append(f"at eps {e} A3 breaks every example AutoAttack breaks"
+                            + (f" and {a['only_a_breaks']} more" if a["only_a_breaks"] else "")
+                            + f", at {a['cost_ratio_passes']:.2f}x its forward+backward passes")
+    for d in rep.get("direct_autoattack", []):
+        e = eps_text(d["eps"]).split(" ")[0]
+        findings.append(f"at eps {e} hardex's AutoAttack and the direct pyautoattack call "
+                        + ("agree on every example" if d["equal"] else f"differ on {len(d['differ_index'])} examples"))
+    finding = ("**Findings**: " + "; ".join(findings) + ".") if findings else ""
+    return {"caption": caption, "finding": finding, "report": rep, **frames}

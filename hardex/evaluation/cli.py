@@ -6,6 +6,7 @@ TorchScript file, at one or several eps, alone or paired with a second model.
     hardex eval weights.pt --arch resnet18|package.module:callable [--mean .. --std .. --strip-prefix module.]
     hardex eval model.ts --eps 0.5/255,1/255,2/255 --out report.json
     hardex eval --compare A B --attacks pgd20 --n 1000
+    hardex eval --merge eps1.json eps2.json --out sweep.json
 
 A run with one eps prints the suite's table and the JSON result (clean, robust per attack,
 worst case, per class, cost, masking check) as before, cached in the run's ``eval/`` folder.
@@ -107,6 +108,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from hardex.evaluation import suite as ev
     from hardex.safeload import UnsafeFileError
 
+    if args.merge:
+        try:
+            if not args.out or args.target or args.compare:
+                raise ValueError("--merge PART.json ... writes one report: give --out, and no MODEL or --compare")
+            merged = anymodel.merge_reports([anymodel.read_report(f) for f in args.merge])
+            from hardex.runs.files import atomic_write_json
+
+            atomic_write_json(Path(args.out), merged)
+        except (ValueError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(anymodel.report_text(merged))
+        print(f"# merged report: {args.out}")
+        return 0
     try:
         attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
         if not attacks:
@@ -205,6 +220,9 @@ def add_cli(subparsers: Any) -> None:
                         "compare per example with hardex's autoattack: at every eps, or at the eps listed here")
     p.add_argument("--out", default=None, help="write the JSON report (per-example outcomes, provenance) here; "
                                                "rewritten after each eps")
+    p.add_argument("--merge", nargs="+", default=None, metavar="PART",
+                   help="merge reports of the same model(s), sample and attacks made at different eps (e.g. one "
+                        "process per eps) into --out")
     p.add_argument("--rays-queries", type=int, default=None, help="RayS query budget (default 10000)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
