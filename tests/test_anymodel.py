@@ -278,6 +278,7 @@ def test_the_third_party_model_loads_as_published(tmp_path) -> None:
 
 
 def _robustbench_entry():
+    anymodel._alias_autoattack()  # robustbench 1.1.1 imports pyautoattack as `autoattack`
     pytest.importorskip("robustbench")
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel

@@ -271,6 +271,22 @@ def robustbench_path(name: str, dataset: str, threat_model: str, model_dir: str 
     return Path(model_dir) / dataset / threat_model / f"{name}.pt"
 
 
+def _alias_autoattack() -> None:
+    """robustbench 1.1.1 declares pyautoattack (the PyPI packaging of fra31/auto-attack) as its
+    dependency but imports it under the repository's module name ``autoattack``
+    (``robustbench.eval``); where no ``autoattack`` module is installed, that name is given to
+    pyautoattack so that ``import robustbench`` works. hardex itself never calls robustbench.eval."""
+    import importlib.util
+
+    if importlib.util.find_spec("autoattack") is not None:
+        return
+    import pyautoattack
+    import pyautoattack.state
+
+    sys.modules.setdefault("autoattack", pyautoattack)
+    sys.modules.setdefault("autoattack.state", pyautoattack.state)
+
+
 def load_robustbench(name: str, *, dataset: str = "cifar10", threat_model: str = "Linf",
                      model_dir: str | Path = "models") -> tuple[nn.Module, dict[str, Any]]:
     """A RobustBench zoo entry from RobustBench's model folder (``robustbench.utils.load_model``,
@@ -281,6 +297,7 @@ def load_robustbench(name: str, *, dataset: str = "cifar10", threat_model: str =
     if dataset not in ROBUSTBENCH_DATASETS:
         raise ValueError(f"robustbench:{name}: dataset {dataset!r} is not one hardex.data loads; allowed: "
                          f"{', '.join(ROBUSTBENCH_DATASETS)}")
+    _alias_autoattack()
     try:
         from robustbench.model_zoo import model_dicts
         from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel

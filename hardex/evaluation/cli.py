@@ -75,6 +75,8 @@ def _is_plain_run(args: argparse.Namespace, targets: list[str], eps: list[float]
 
     if len(targets) != 1 or args.out or args.direct_autoattack or (eps is not None and len(eps) > 1):
         return False
+    if any(v is not None for v in (args.arch, args.mean, args.std, args.strip_prefix, args.state_key, args.dataset)):
+        return False  # load_target checks them (a run brings its own model and dataset)
     t = targets[0]
     if t.startswith(ROBUSTBENCH_PREFIX):
         return False
