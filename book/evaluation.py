@@ -402,6 +402,46 @@ _ = led.claim("Table 22", "DPLS + DiffPure is more robust than baseline + DiffPu
               "not run: needs a user-provided score-based diffusion checkpoint and purifier")
 
 # %% [markdown]
+# ## A model nobody here trained: the AutoAttack repository's example ResNet-18
+#
+# Every model above was trained by hardex. `hardex eval` also takes a model trained elsewhere (a
+# RobustBench entry, a state dict with its architecture, a TorchScript file), and this section
+# shows one such evaluation: the standard-trained CIFAR-10 ResNet-18 that pyautoattack's wheel
+# ships as the AutoAttack repository's example. At small eps the attacks differ in strength on
+# it, so it checks them on a model no one here wrote: robust accuracy per attack with exact 95%
+# intervals and cost, A3 against AutoAttack per example, and hardex's AutoAttack wrapper against
+# a direct pyautoattack call on the same examples. It is one committed record
+# (`results/eval/`), measured once on a CPU; this section reads it and attacks nothing, so it is
+# the same on every profile.
+
+# %%
+from hardex.evaluation import anymodel
+
+third = anymodel.third_party_view()
+display(Markdown(third.get("missing") or third["caption"]))
+if "accuracy" in third:
+    display(third["accuracy"])
+
+# %% [markdown]
+# A3 against AutoAttack on the same examples (effect = A3's robust accuracy minus AutoAttack's,
+# in points, with its paired bootstrap interval and the exact McNemar p; A3 is at least as
+# strong when the interval reaches zero or below), and A3's cost as a fraction of AutoAttack's:
+
+# %%
+if "agreement" in third:
+    display(third["agreement"])
+    display(Markdown(third["finding"]))
+
+# %% [markdown]
+# hardex's AutoAttack (`hardex.attacks.autoattack`, as every chapter calls it) against
+# pyautoattack called directly as its README does, with the same version, attacks, seed and
+# batch size on the same examples:
+
+# %%
+if "direct" in third:
+    display(third["direct"])
+
+# %% [markdown]
 # ## Cost
 
 # %%

@@ -32,6 +32,7 @@ from hardex import attacks, data, fastpath
 
 from hardex.tools import bench
 from hardex.config import TrainConfig
+from hardex.runs.files import load_store_file
 from hardex.train import Trainer
 
 pytestmark = pytest.mark.cuda
@@ -144,7 +145,7 @@ def test_resume_on_the_device_continues_the_same_trajectory(device):
     r2 = a.run_epoch()
     buf.seek(0)
     b = trainer(device, n, 2, **fast)
-    b.load_state_dict(torch.load(buf, weights_only=False))
+    b.load_state_dict(load_store_file(buf))
     assert b.epoch == 1
     s2 = b.run_epoch()
     assert s2["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-3)

@@ -14,7 +14,7 @@ from hardex.evaluation.a3 import a3, default_schedule
 from hardex.evaluation.suite import (PassCounter, _check_feasible, cache_key, evaluate_model, evaluate_run, parse_attack,
                              precision_agreement, table)
 
-from tests.test_a3 import EPS, _cnn, _data
+from test_a3 import EPS, _cnn, _data
 
 SHORT_A3 = {"schedule": default_schedule()[:4], "min_keep": 8}
 SHORT_MD = {"steps": 20, "change_point": 8}
@@ -203,7 +203,7 @@ def test_cache_key_distinguishes_options() -> None:
 
 # --------------------------------------------------------------------------- runs
 
-from tests.test_store import needs_trainer, real_spec, store_at, tiny_cifar  # noqa: E402,F401
+from test_store import needs_trainer, real_spec, store_at, tiny_cifar  # noqa: E402,F401
 
 
 @needs_trainer

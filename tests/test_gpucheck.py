@@ -30,7 +30,7 @@ from hardex.runs.describe import describe
 from hardex.runs.errors import NoRecord
 from hardex.runs.spec import RunSpec
 from hardex.runs.store import RunStore
-from tests.test_store import FakeTrainer, child_of, spec
+from test_store import FakeTrainer, child_of, spec
 
 
 def test_cells_reader_agrees_with_jupytext_on_every_chapter():

@@ -9,7 +9,7 @@ from hardex.attacks import pgd
 from hardex.evaluation.md_attack import md_attack, md_step_sizes
 from hardex.evaluation.rays import rays
 
-from tests.test_a3 import EPS, _acc, _cnn, _data, _feasible
+from test_a3 import EPS, _acc, _cnn, _data, _feasible
 
 
 def test_md_step_sizes_restart_at_change_point() -> None:

@@ -14,7 +14,7 @@ from hardex.evaluation.md_attack import md_attack
 from hardex.evaluation.rays import rays
 from hardex.evaluation.robustness import class_group_accuracy, masking_check, per_class_accuracy, worst_case
 
-from tests.test_a3 import EPS, _cnn, _data
+from test_a3 import EPS, _cnn, _data
 
 
 def test_worst_case_never_above_any_member() -> None:

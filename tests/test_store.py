@@ -250,8 +250,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, capsys):
     assert numbers(resumed) == numbers(plain)
     assert np.array_equal(resumed.difficulty["zero_one"], plain.difficulty["zero_one"])
     assert [x["from_epoch"] for x in resumed.provenance["sessions"]] == [0, 2]
-    a = torch.load(resumed.path / "best.pt", weights_only=False)
-    b = torch.load(plain.path / "best.pt", weights_only=False)
+    a = load_checked(resumed.path / "best.pt")
+    b = load_checked(plain.path / "best.pt")
     assert a["epoch"] == b["epoch"] and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 

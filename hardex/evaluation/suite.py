@@ -175,6 +175,10 @@ def _as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     if isinstance(dataset, (tuple, list)):
         x, y = dataset
         x = x.float() if x.is_floating_point() else to_float(x)
+        if len(x) and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+            raise ValueError(f"inputs must lie in [0, 1] (images scaled to [0, 1]; eps is measured there), got values in "
+                             f"[{float(x.min()):.4g}, {float(x.max()):.4g}]; a model that expects normalised inputs takes "
+                             "its normalisation as a layer (hardex.models.Normalize, `hardex eval --mean/--std`)")
         return x, y.long(), np.arange(len(x))
     return to_float(dataset.images), dataset.labels.long(), dataset.index.detach().cpu().numpy()
 
@@ -284,6 +288,7 @@ def evaluate_model(
     groups: Mapping[str, Sequence[int]] | None = None,
     num_classes: int | None = None,
     device: str | torch.device | None = None,
+    on_attack: Callable[[str, dict[str, Any], float], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``dataset`` (a hardex Dataset or an ``(x, y)`` pair of
     tensors, x in [0, 1]) under ``attacks`` (names, see the module docstring).
@@ -294,7 +299,8 @@ def evaluate_model(
     schedule for smoke runs). ``masking``: run the gradient-masking check on the first
     ``masking_n`` examples (PGD-``masking_steps`` with the margin loss on an eps grid,
     FGSM, and the RayS result when RayS is among the attacks). ``purifier``: a callable
-    applied to the input before the model (DiffPure-style defence).
+    applied to the input before the model (DiffPure-style defence). ``on_attack(name,
+    cost, robust_acc)`` is called after each attack (progress lines of long evaluations).
 
     Returns a JSON-serialisable dict: ``n``, ``eps``, ``clean_acc``, ``robust_acc``
     {attack: fraction}, ``worst_case_acc``, ``per_class`` {"clean": [C], "attacks":
@@ -341,6 +347,8 @@ def evaluate_model(
                 cost[s.name] = {"forward": counter.forward_passes, "backward": counter.backward_passes,
                                 "seconds": round(time.perf_counter() - t0, 4)}
                 masks[s.name] = (rob.bool() & clean_ok).cpu().numpy()
+                if on_attack is not None:
+                    on_attack(s.name, cost[s.name], float(masks[s.name].mean()) if n else float("nan"))
             if masking and n:
                 masking_result = _masking(counter.model, x[:masking_n], y[:masking_n], eps, masking_steps, seed,
                                           masks, specs)
@@ -625,19 +633,32 @@ def evaluate_run(
 
 
 def table(result: Mapping[str, Any]) -> str:
-    """A readable plain-text table of one evaluation result."""
-    rows = [("clean", result["clean_acc"], None)]
-    rows += [(k, v, result["cost"].get(k)) for k, v in result["robust_acc"].items()]
-    rows.append(("worst case", result["worst_case_acc"], None))
-    lines = [f"n={result['n']}  eps={result['eps']:.5g}" + (f"  run={result['run']} ({result['which']}, epoch "
+    """A readable plain-text table of one evaluation result: accuracy (%), its exact 95%
+    interval (Clopper-Pearson, :func:`hardex.paper.stats.proportion_interval`), forward and
+    backward passes per example and seconds per attack."""
+    from hardex.paper.stats import proportion_interval
+
+    n = result["n"]
+    pe = result.get("per_example", {})
+    rows = [("clean", "clean", None)]
+    rows += [(k, k, result["cost"].get(k)) for k in result["robust_acc"]]
+    rows.append(("worst case", "worst_case", None))
+    eps = result["eps"]
+    lines = [f"n={n}  eps={eps:.5g} ({255 * eps:.4g}/255)" + (f"  run={result['run']} ({result['which']}, epoch "
                                                              f"{result['epoch']})" if "run" in result else "")]
-    lines.append(f"{'attack':<12} {'acc %':>7} {'forward':>12} {'backward':>12} {'seconds':>9}")
-    for name, a, c in rows:
+    lines.append(f"{'attack':<12} {'acc %':>7} {'95% CI (exact)':>16} {'fwd/ex':>8} {'bwd/ex':>8} {'seconds':>9}")
+    accs = {"clean": result["clean_acc"], "worst_case": result["worst_case_acc"], **result["robust_acc"]}
+    for name, key, c in rows:
+        a = accs.get(key)
         acc = "-" if a is None else f"{100 * a:.2f}"
-        if c is None:
-            lines.append(f"{name:<12} {acc:>7}")
-        else:
-            lines.append(f"{name:<12} {acc:>7} {c['forward']:>12} {c['backward']:>12} {c['seconds']:>9.2f}")
+        ci = ""
+        if key in pe and n:
+            iv = proportion_interval(pe[key])
+            ci = f"[{iv['lo']:.1f}, {iv['hi']:.1f}]"
+        line = f"{name:<12} {acc:>7} {ci:>16}"
+        if c is not None:
+            line += f" {c['forward'] / max(n, 1):>8.1f} {c['backward'] / max(n, 1):>8.1f} {c['seconds']:>9.2f}"
+        lines.append(line.rstrip())
     m = result.get("masking")
     if m is not None:
         lines.append("masking check: " + ("SUSPICIOUS: " + "; ".join(m["reasons"]) if m["suspicious"] else "passed"))

@@ -64,7 +64,7 @@ __all__ = [
     "Comparison", "as_outcomes", "mcnemar_exact", "paired_bootstrap", "hierarchical_bootstrap",
     "t_interval", "paired", "across_seeds", "unpaired", "equivalence", "bootstrap_mean_diff",
     "deterministic", "two_sample", "contrast", "verdict", "mde", "min_equivalence_margin", "combine", "accuracy",
-    "with_seed_noise", "summary_contrast", "seed_interval", "seed_halfwidth",
+    "with_seed_noise", "summary_contrast", "seed_interval", "seed_halfwidth", "proportion_interval",
 ]
 
 
@@ -385,6 +385,20 @@ def accuracy(a: Any, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -
     c.method = c.method.replace("paired bootstrap", "bootstrap").replace("paired differences", "accuracies")
     c.method_short = c.method_short.replace("paired bootstrap", "bootstrap")
     return c
+
+
+def proportion_interval(a: Any, level: float = 0.95) -> dict[str, Any]:
+    """One accuracy (points) with its exact (Clopper-Pearson) interval from one set of 0/1
+    outcomes (``scipy.stats.binomtest(...).proportion_ci``): valid at any n, also at 0% and
+    100%, where a bootstrap interval collapses to a point. Returns ``{"acc", "lo", "hi", "k",
+    "n", "level", "method"}`` (None for acc, lo, hi without outcomes)."""
+    x = as_outcomes(a)
+    n, k = int(x.size), int(x.sum())
+    if n == 0:
+        return {"acc": None, "lo": None, "hi": None, "k": 0, "n": 0, "level": level, "method": "exact (Clopper-Pearson)"}
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return {"acc": 100.0 * k / n, "lo": 100.0 * float(ci.low), "hi": 100.0 * float(ci.high), "k": k, "n": n,
+            "level": level, "method": "exact (Clopper-Pearson)"}
 
 
 def across_seeds(a_seeds: Sequence[Any], b_seeds: Sequence[Any], direction: str = ">", **kw: Any) -> Comparison:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import shutil
@@ -197,7 +198,11 @@ class LocalExecutor:
         logs.mkdir(parents=True, exist_ok=True)
         h = job.spec.short_hash
         payload = logs / f"{h}.pkl"
-        payload.write_bytes(cloudpickle.dumps(ensure_job(store, job, trainer, progress=False)))
+        blob = cloudpickle.dumps(ensure_job(store, job, trainer, progress=False))
+        payload.write_bytes(blob)
+        # the worker unpickles the file only if its sha256 equals the one passed here on the
+        # command line: it runs only the job this process wrote (hardex.runs.worker)
+        digest = hashlib.sha256(blob).hexdigest()
         log = logs / f"{h}.log"
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -207,7 +212,7 @@ class LocalExecutor:
             gpu = next(g for g in self.gpus if g not in self._busy)
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         with open(log, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "hardex.runs.worker", str(payload)], env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "hardex.runs.worker", str(payload), digest], env=env,
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         worker = _Worker(store, job.spec, proc.pid, log, proc)
         if gpu is not None:

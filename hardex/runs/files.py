@@ -5,6 +5,12 @@ a kill leaves either the old file or the new one. A checkpoint (``save_checked``
 ``torch.save`` file plus a ``.sha256`` sidecar written after it: a file without a matching
 sidecar is not a checkpoint, and ``load_checked`` refuses it. ``metrics.jsonl`` holds one
 JSON row per epoch; a half-written last line (a kill during an append) is detected.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` (:func:`hardex.safeload.load_tensors`),
+allowing beyond tensors and plain containers only numpy's arrays, scalars and dtypes
+(:data:`~hardex.safeload.NUMPY_TYPES`, which checkpoints written by ``Trainer.state_dict()`` hold):
+a run store received from elsewhere cannot run code when it is loaded; a file that asks for
+more is refused with one line (:class:`hardex.safeload.UnsafeFileError`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 import torch
 
 from hardex.provenance import sha256_file
+from hardex.safeload import NUMPY_TYPES, UnsafeFileError, load_tensors
 
 
 class CorruptRunError(RuntimeError):
@@ -116,9 +123,17 @@ def load_checked(path: Path) -> Any:
     if got != want:
         raise CorruptCheckpoint(f"{path}: sha256 {got[:12]}... does not match its sidecar {want[:12]}...")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling error means corrupt
+        return load_store_file(path)
+    except UnsafeFileError:
+        raise  # not corrupt: a file that asks for more than the store writes; one line, nothing ran
+    except Exception as err:  # noqa: BLE001 - any other unpickling error means corrupt
         raise CorruptCheckpoint(f"{path}: torch.load failed: {err}") from err
+
+
+def load_store_file(f: Any) -> Any:
+    """``torch.load(f, weights_only=True)`` allowing the numpy types the store's checkpoints
+    hold (a path or a file object; no checksum check: :func:`load_checked` for checkpoints)."""
+    return load_tensors(f, what="run-store checkpoint", trusted=NUMPY_TYPES)
 
 
 def _sidecar(path: Path) -> Path:
