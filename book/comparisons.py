@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from hardex.book.chapter import finish, note, setup, show_profile
 from hardex.experiments import comparisons, distinct_runs

@@ -67,7 +67,6 @@ from IPython.display import Markdown, display
 
 from hardex.tools import bench
 from hardex.book.chapter import finish, setup
-from hardex.paper.ledger import Ledger
 
 pd.set_option("display.precision", 2)
 P, _, _, _, led, book = setup(globals(), "performance", data="synthetic uint8 images (timing only)")

@@ -47,7 +47,6 @@ from scipy.stats import pearsonr, spearmanr
 
 from hardex import theory as th
 from hardex.book.chapter import finish, setup
-from hardex.paper.ledger import Ledger
 
 sns.set_theme(context="notebook", style="whitegrid")
 pd.set_option("display.precision", 4)

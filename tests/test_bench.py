@@ -7,11 +7,9 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from hardex import models
 

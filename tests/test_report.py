@@ -2,7 +2,6 @@
 
 import math
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from hardex.cli import main
 from hardex.runs.spec import RunSpec

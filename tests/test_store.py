@@ -6,7 +6,6 @@ The end-to-end tests with the real Trainer are at the bottom (skipped until it e
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

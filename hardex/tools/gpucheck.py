@@ -472,7 +472,6 @@ def step_export(check: Check, plan: dict[str, Any] | None) -> None:
     check.summary["verdicts"] = verdicts(check.ledgers)
     if plan is not None:
         est = plan["train_s"] + plan["eval_s"]
-        act = actual["train_s"] + actual["eval_s"]
         wall = check.summary.get("steps", {}).get("quick", {}).get("seconds")
         check.summary["estimate_vs_actual"] = {
             "estimate_s": round(est, 1), "estimate_train_s": round(plan["train_s"], 1),
@@ -632,7 +631,7 @@ def run(args: argparse.Namespace) -> int:
         print_plan(check, plan)
         if not gpu:
             print("(no GPU here: the estimate is for one GPU, from params/quick's stated per-epoch times and a "
-                  f"stated evaluation rate; `hardex gpu-check` on the GPU measures them first with `hardex bench`)")
+                  "stated evaluation rate; `hardex gpu-check` on the GPU measures them first with `hardex bench`)")
         return 0
     check.summary = {"schema": 1, "profile": PROFILE, "stand_in": str(stand_in) if stand_in else None,
                      "label": ("CPU rehearsal on a tiny stand-in of the quick profile: plumbing, not results"
