@@ -49,6 +49,8 @@ def test_verdicts(profile, kind, expected):
         assert tab["p"][0].startswith("p ") and tab["method"][0] == "paired bootstrap"
         html = tab._repr_html_()  # the full method is the short name's tooltip
         assert "exact McNemar p" in html and "paired bootstrap over test examples" in html
+        # the same table renders the same HTML every time (nbval compares it across executions)
+        assert html == led.verdicts()._repr_html_() and 'id="T_v' in html
         assert repr(tab).splitlines()[0].split()[:3] == ["paper", "claim", "verdict"]
 
 

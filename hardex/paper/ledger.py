@@ -33,6 +33,7 @@ to every chapter), else :data:`DEFAULT_DIR` under the checkout.
 
 from __future__ import annotations
 
+import hashlib
 import functools
 import json
 import math
@@ -395,7 +396,10 @@ class VerdictTable:
         tips = pd.DataFrame("", index=df.index, columns=df.columns)
         if len(df):
             tips["method"] = self.methods
-        return (df.style.hide(axis="index").format(na_rep="")
+        # a Styler's default uuid is random: derive it from the content so the page's HTML is the
+        # same on every execution (nbval compares it) and two tables on one page keep apart
+        uuid = "v" + hashlib.sha1(df.to_json().encode()).hexdigest()[:8]
+        return (df.style.set_uuid(uuid).hide(axis="index").format(na_rep="")
                 .set_tooltips(tips, props="visibility: hidden; position: absolute; z-index: 10; background: #333; "
                               "color: #fff; padding: 0.3em 0.5em; border-radius: 3px; max-width: 32em; "
                               "white-space: normal; font-size: 0.85em; transform: translate(-50%, 1.2em);")
