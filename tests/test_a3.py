@@ -3,6 +3,7 @@ revives a broken example, exact forward/backward counting, schedule shape."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -51,12 +52,60 @@ def test_schedule_and_step_sizes() -> None:
     s = default_schedule()
     assert len(s) == 13
     assert (s[0].steps, s[0].adi_steps, s[0].keep) == (8, 0, 1.0)
-    assert all((r.steps, r.adi_steps, r.adi) == (8, 7, "random") for r in s[1:3])
-    assert abs(s[3].keep - 0.7) < 1e-9 and abs(s[-1].keep - 0.03) < 1e-9
-    assert s[3].steps == 25 and s[-1].steps == 60
+    assert (s[1].steps, s[1].adi_steps, s[1].adi) == (8, 7, "random")
+    assert (s[2].steps, s[2].adi_steps, s[2].adi, s[2].targets) == (8, 7, "biased", 9)
+    assert [r.keep for r in s[3:]] == [0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1, 0.065, 0.03]
+    assert [r.steps for r in s[3:]] == [25, 30, 30, 35, 40, 45, 50, 50, 55, 60]
+    assert all(r.adi == "biased" and r.adi_steps == 7 for r in s[3:])
+    assert [r.targets for r in s[3:]] == [9] * 7 + [4] * 3
+    assert [r.targets for r in default_schedule(100)[2:]] == [14] * 11
+    assert [r.targets for r in default_schedule(3)[2:]] == [2] * 11
     short, long_ = cosine_step_sizes(0.1, 8), cosine_step_sizes(0.1, 40)
     assert abs(short[0] - 0.1) < 1e-12 and abs(short[-1] - 0.01) < 1e-12
     assert abs(long_[-1] - 1e-4) < 1e-12 and all(a >= b for a, b in zip(long_, long_[1:]))
+    with pytest.raises(ValueError, match="unknown adi mode 'auto'"):
+        A3Round(steps=1, adi="auto")
+    with pytest.raises(ValueError, match="targets must be >= 1, got 0"):
+        A3Round(steps=1, targets=0)
+
+
+def _trap_model() -> nn.Module:
+    """A linear model on 3x4x4 images at 0.5 where, at eps 0.01, the 2nd-highest class
+    (1, logit -1) is out of reach (eps * |w1 - w0|_1 = 0.16 < 1) and the 3rd (2, logit -2)
+    is within reach (eps * |w2 - w0|_1 = 2.4 > 2) along features the 2nd class's gradient
+    never moves; classes 3-9 sit far below."""
+    lin = nn.Linear(48, 10)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.weight[1, :16] = 1.0
+        lin.weight[2, 16:32] = 15.0
+        z = lin.weight @ torch.full((48,), 0.5)
+        lin.bias.copy_(torch.tensor([0.0, -1.0, -2.0] + [-100.0] * 7) - z)
+    return nn.Sequential(nn.Flatten(), lin).eval()
+
+
+def test_biased_adi_rotates_its_target_past_the_untargeted_optimum() -> None:
+    # The third-party ResNet-18 at 1/255 (results/eval) had two examples AutoAttack's
+    # targeted APGD broke and A3 did not: once random ADI had broken nothing, the late
+    # rounds ran without ADI and climbed the untargeted margin to the same optimum each
+    # time. Here the untargeted attack never succeeds; by the end of the biased round aimed
+    # at the 3rd-ranked class (class 2) every example is broken, and the target rotates.
+    model = _trap_model()
+    x = torch.full((6, 3, 4, 4), 0.5)
+    y = torch.zeros(6, dtype=torch.long)
+    eps = 0.01
+    plain = a3(model, x, y, eps, schedule=[A3Round(steps=20)] * 4, min_keep=6)
+    assert plain.robust.all()
+    sched = [A3Round(steps=20)] + [A3Round(steps=8, adi_steps=7, adi="biased", targets=3)] * 4
+    res = a3(model, x, y, eps, schedule=sched, min_keep=6)
+    assert [r["target_rank"] for r in res.rounds[:3]] == [None, 2, 3]  # 2 = the 2nd-highest class
+    assert not res.robust.any()
+    assert res.rounds[2]["robust_after"] == 0
+    with torch.no_grad():
+        assert (model(res.x_adv).argmax(1) == 2).all()
+    tiny = a3(model, x, y, 1e-6, schedule=sched + [A3Round(steps=1, adi_steps=1, adi="biased", targets=2)] * 3)
+    assert [r["target_rank"] for r in tiny.rounds] == [None, 2, 3, 4, 2, 2, 3, 2]  # one counter over biased rounds
+    _feasible(res.x_adv, x, eps)
 
 
 def test_a3_breaks_undefended_cnn_and_is_feasible() -> None:
@@ -91,7 +140,7 @@ def test_discarding_never_revives_broken_examples() -> None:
     x, y = _data(model, 48)
     eps = 1 / 255
     sched = [A3Round(steps=2), A3Round(steps=3, adi_steps=2, adi="random"), A3Round(steps=4, keep=0.5, adi_steps=2,
-             adi="auto"), A3Round(steps=4, keep=0.2, adi_steps=2, adi="biased"), A3Round(steps=5, keep=0.1)]
+             adi="biased"), A3Round(steps=4, keep=0.2, adi_steps=2, adi="biased"), A3Round(steps=5, keep=0.1)]
     res = a3(model, x, y, eps, schedule=sched, min_keep=4)
     broken_so_far: set[int] = set()
     robust_after = []

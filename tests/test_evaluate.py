@@ -201,6 +201,26 @@ def test_cache_key_distinguishes_options() -> None:
     assert k not in others and len(others) == 5
 
 
+def test_cache_key_versions_only_changed_attacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # keys written before attack versions existed (the old formula, by hand) stay valid for
+    # evaluations without a versioned attack; a change of A3's algorithm renews only A3's
+    import hashlib
+    import json
+
+    from hardex.evaluation import suite
+
+    def old_key(names: list[str]) -> str:
+        blob = json.dumps({"format": 1, "attacks": names, "n": 64, "seed": 0, "which": "final", "eps": 0.031,
+                           "options": {}}, sort_keys=True, default=str)
+        return f"final-{'+'.join(names)}-n64-s0-eps0.031-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+    assert cache_key(["pgd20", "autoattack"], 64, 0, "final", 0.031) == old_key(["pgd20", "autoattack"])
+    k2 = cache_key(["pgd20", "a3"], 64, 0, "final", 0.031)
+    assert k2 != old_key(["pgd20", "a3"])
+    monkeypatch.setitem(suite.ATTACK_VERSIONS, "a3", 3)
+    assert cache_key(["pgd20", "a3"], 64, 0, "final", 0.031) != k2
+
+
 # --------------------------------------------------------------------------- runs
 
 from test_store import needs_trainer, real_spec, store_at, tiny_cifar  # noqa: E402,F401

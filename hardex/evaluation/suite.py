@@ -64,6 +64,10 @@ __all__ = [
 ]
 
 EVAL_FORMAT = 1
+# An attack whose algorithm changed carries a version into the cache key, so only the cached
+# results that hold it are recomputed: a3 2 = biased ADI rotating its target class in every
+# late round (before: no ADI once random ADI had broken nothing).
+ATTACK_VERSIONS = {"a3": 2}
 ATTACK_FORMS = ("pgdK", "cwK", "pgdK@bf16", "cwK@bf16", "fgsm", "a3", "autoattack", "md", "rays", "raysQ")
 _RE = re.compile(r"^(?:(pgd|cw)(\d+)(@bf16)?|(rays)(\d+)?|(fgsm|a3|autoattack|md))$")
 
@@ -531,8 +535,12 @@ def cache_key(attacks: Sequence[str], n: int | None, seed: int, which: str, eps:
     """File name stem: readable parts plus a short hash of everything that changes the
     result (attack options included)."""
     names = [parse_attack(a).name for a in attacks]
-    blob = json.dumps({"format": EVAL_FORMAT, "attacks": names, "n": n, "seed": seed, "which": which,
-                       "eps": round(float(eps), 10), "options": options or {}}, sort_keys=True, default=str)
+    fields = {"format": EVAL_FORMAT, "attacks": names, "n": n, "seed": seed, "which": which,
+              "eps": round(float(eps), 10), "options": options or {}}
+    versions = {a: ATTACK_VERSIONS[a] for a in names if a in ATTACK_VERSIONS}
+    if versions:  # absent when no versioned attack is among them: those keys stay as they were
+        fields["versions"] = versions
+    blob = json.dumps(fields, sort_keys=True, default=str)
     h = hashlib.sha256(blob.encode()).hexdigest()[:10]
     return f"{which}-{'+'.join(names)}-n{'all' if n is None else n}-s{seed}-eps{float(eps):.5g}-{h}"
 
