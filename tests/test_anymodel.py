@@ -357,6 +357,6 @@ def test_merge_per_eps_reports_equals_one_sweep_and_the_book_view(tmp_path, tiny
     f = tmp_path / "record.json"
     f.write_text(json.dumps(merged))
     view = anymodel.third_party_view(f)
-    assert "n = 4" in view["caption"] and "one process per eps" in view["caption"]
+    assert "n = 4" in view["caption"] and "2 processes, each for the eps it finished" in view["caption"]
     assert len(view["accuracy"]) == 2 * 5 and len(view["agreement"]) == 2 and view["direct"]["equal per example"].all()
     assert "missing" in anymodel.third_party_view(tmp_path / "nothing.json")

@@ -854,11 +854,11 @@ def third_party_view(path: str | Path | None = None) -> dict[str, Any]:
         f"repository's example CIFAR-10 ResNet-18 as pyautoattack {prov.get('pyautoattack')} ships it "
         f"(`model_test.pt`, loaded with weights_only=True into its own `ResNet18`). Attacks: "
         f"{', '.join(rep['attacks'])}; AutoAttack version {aa_text}. Measured on {prov['device']} ({prov['cpu_model']}, "
-        f"{prov['torch_threads']} threads), torch {prov['torch']}, {prov['date'][:10]}, commit "
+        f"{prov['torch_threads']} thread{'' if prov['torch_threads'] == 1 else 's'}), torch {prov['torch']}, {prov['date'][:10]}, commit "
         f"{str(prov['hardex_commit'])[:12]}, {rep.get('wall_seconds', 0) / 60:.0f} min"
         + ("" if rep["complete"] else " (**incomplete**: the run was stopped; only the eps shown finished)")
         + ". Command" + (f": `{prov['command']}`." if isinstance(prov["command"], str) else
-                         "s (one process per eps, run side by side, merged by `anymodel.merge_reports`): "
+                         f"s ({len(prov['command'])} processes, each for the eps it finished, merged by `anymodel.merge_reports`): "
                          + "; ".join(f"`{c}`" for c in prov["command"]) + "."))
     findings = []
     for a in rep.get("agreement", []):
