@@ -310,7 +310,7 @@ _ = led.record("Fig. 4", f"at {label_eps(e_max)}, after the lr decay the hard se
               "interval ignores)")
 
 # %% [markdown]
-# ## Fig. 1: training on k hard + k random examples, keeping or pruning the hard part
+# ## Figs. 1 and 10: training on k hard + k random examples, keeping or pruning the hard part
 #
 # Difficulty comes from an STD and a PGD run (model `fig1.model`) ranked by clean 0-1 loss
 # accumulated to epoch `setup200.T`; each subset run trains on the `fig1.n_hard` hardest plus

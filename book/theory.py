@@ -178,7 +178,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 3.2 Hard examples are learned by memorisation (Definitions 4, 5; Eqs. 8, 9)
+# ## 3.2 Hard examples are learned by memorisation (Definitions 4, 5; Eqs. 8, 9; Theorems 6, 7)
 #
 # The task follows the robust and non-robust features of {cite:t}`tsipras2019robustness` and
 # {cite:t}`ilyas2019adversarial`, as the paper does.

@@ -57,6 +57,23 @@ def test_glance_is_readable_and_links_sections():
     assert chapter.glance_markdown([], "dpls") == "No claim of the paper is judged here."
 
 
+def test_every_paper_item_links_to_a_section_that_names_it():
+    """A verdict's "shown in" link leads to the section whose heading names its item (Theorems 6
+    and 7 once fell back to the chapter's verdicts, their section named only Eqs. 8, 9). Figs. 11
+    and 12 extend Figs. 3 and 4 in the paper's appendix; the chapter has no section for them."""
+    from hardex.paper.report import PAPER_ITEMS, refs
+
+    extensions = {"Fig. 11", "Fig. 12"}
+    unnamed = []
+    for row in PAPER_ITEMS:
+        if not row["chapter"] or row["item"] in extensions:
+            continue
+        h = chapter.section_for(row["item"], chapter.headings(row["chapter"]))
+        if h is None or not set(refs(row["item"])) & set(refs(h.title)):
+            unnamed.append((row["chapter"], row["item"], h.title if h else None))
+    assert unnamed == []
+
+
 def test_landing_keeps_profiles_apart_and_leads_with_the_disagreements():
     claim = {"item": "Fig. 9", "claim": "c", "verdict": "holds", "evidence": "e"}
     ledgers = {"dpls": {"chapter": "dpls", "profile": "fast", "data": "CIFAR-10", "claims": [claim]},
