@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-
 from hardex.cli import main
 from hardex.runs.spec import RunSpec
 from test_store import FakeTrainer, child_of, needs_trainer, real_spec, spec, tiny_cifar  # noqa: F401

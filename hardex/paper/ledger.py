@@ -33,8 +33,8 @@ to every chapter), else :data:`DEFAULT_DIR` under the checkout.
 
 from __future__ import annotations
 
-import hashlib
 import functools
+import hashlib
 import json
 import math
 import os
